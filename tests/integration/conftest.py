@@ -1,0 +1,57 @@
+"""One local Ray cluster for the whole integration session (real Ray Train, real gloo DDP).
+
+Ray starts with 4 logical CPUs on this 2-core machine: logical CPUs are Ray's
+bookkeeping, not cores, and the DDP test's 2 workers plus Ray Train's own actors
+need more than 2 to be scheduled at all (see ../shared/STACK.md).
+"""
+
+import os
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+from training.config import load_config
+from training.prepare import ensure_inputs
+from training.workspace import Workspace
+
+# Job drivers started by Ray inherit PATH: make `playground` and this venv's python findable.
+os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+
+TINY = [
+    "data.synthetic_chars=150000", "tokenizer.vocab_size=512", "model.vocab_size=512", "model.block_size=64",
+    "model.n_layer=2", "model.n_head=2", "model.n_embd=64", "train.batch_size=8", "train.precision=fp32",
+    "train.warmup_steps=2", "train.eval_iters=2", "train.sample_tokens=16", "tracking.experiment=tests",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    import ray
+
+    port = _free_port()
+    ctx = ray.init(num_cpus=4, include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port,
+                   log_to_driver=False)
+    yield {"dashboard": f"http://127.0.0.1:{port}", "gcs": ctx.address_info["gcs_address"]}
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def workspace(tmp_path_factory):
+    """A workspace whose tiny dataset and tokenizer are made once per session."""
+    ws = Workspace.resolve(tmp_path_factory.mktemp("ws"))
+    ensure_inputs(load_config(None, TINY), ws)
+    return ws
+
+
+@pytest.fixture(scope="session")
+def tiny_config():
+    """tiny_config("train.max_steps=4", ...) -> a validated PretrainConfig for the tiny model."""
+    return lambda *overrides: load_config(None, [*TINY, *overrides])

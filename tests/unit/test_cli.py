@@ -1,0 +1,171 @@
+"""The `playground` command: user mistakes are one line on stderr and exit code 2,
+and leave nothing half-written. (In-process: these never reach Ray.)"""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from cluster.cli import main
+from training import checkpoint
+from training.model import ModelConfig, Transformer
+
+TINY = """\
+# tiny test run
+#   playground pretrain --config tiny.yaml
+data:
+  sources: [synthetic]
+  synthetic_chars: 40000
+tokenizer:
+  vocab_size: 300
+model:
+  vocab_size: 320
+  block_size: 32
+  n_layer: 2
+  n_head: 2
+  n_embd: 32
+train:
+  max_steps: 4
+  batch_size: 4
+  precision: fp32
+"""
+
+
+@pytest.fixture
+def ws(tmp_path, monkeypatch):
+    monkeypatch.setenv("PLAYGROUND_WORKSPACE", str(tmp_path / "ws"))
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path / "ws"
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_user_error(code, err, fragment):
+    assert code == 2, err
+    assert fragment in err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, f"expected one error line, got:\n{err}"
+    assert "Traceback" not in err
+
+
+def test_unknown_config_key(ws, capsys):
+    code, _, err = run_cli(capsys, "pretrain", "--config", "tiny.yaml", "train.lerning_rate=1")
+    assert_user_error(code, err, "train.lerning_rate: unknown key")
+
+
+def test_missing_config_file(ws, capsys):
+    code, _, err = run_cli(capsys, "pretrain", "--config", "nope.yaml")
+    assert_user_error(code, err, "config file not found")
+
+
+def test_missing_data_file(ws, capsys):
+    code, _, err = run_cli(capsys, "data", "prepare", "--config", "tiny.yaml", "data.sources=[missing.txt]")
+    assert_user_error(code, err, "missing.txt")
+    assert not any((ws / "datasets").glob("*")) if (ws / "datasets").exists() else True
+
+
+def test_empty_data_file(ws, capsys, tmp_path):
+    (tmp_path / "empty.txt").write_text("\n\n   \n")
+    code, _, err = run_cli(capsys, "data", "prepare", "--config", "tiny.yaml", "data.sources=[empty.txt]")
+    assert_user_error(code, err, "no text")
+    leftovers = list((ws / "datasets").rglob("*")) if (ws / "datasets").exists() else []
+    assert not [p for p in leftovers if p.is_file()], leftovers
+
+
+def test_vocab_mismatch(ws, capsys):
+    code, _, err = run_cli(capsys, "pretrain", "--config", "tiny.yaml", "model.vocab_size=100")
+    assert_user_error(code, err, "model.vocab_size=100 is smaller than the tokenizer's vocabulary")
+    assert not (ws / "runs").exists() or not any((ws / "runs").iterdir())
+
+
+def test_resume_without_checkpoint(ws, capsys):
+    (ws / "runs" / "empty-run").mkdir(parents=True)
+    code, _, err = run_cli(capsys, "pretrain", "--config", "tiny.yaml", "--resume", "empty-run")
+    assert_user_error(code, err, "cannot resume: no checkpoint")
+
+
+def _fake_run(ws: Path, name="r1") -> Path:
+    """A run folder with one real checkpoint, written by the project's own save()."""
+    from training.config import load_config
+
+    cfg = load_config(Path("tiny.yaml"))
+    model = Transformer(cfg.model)
+    opt = torch.optim.AdamW(model.parameters())
+    ckpt = ws / "runs" / name / "checkpoint_000004"
+    checkpoint.save(ckpt, model=model, optimizer=opt, step=4, config=cfg.model_dump(mode="json"),
+                    rng_states=[torch.get_rng_state()], meta={"run_id": name, "tokenizer_dir": "/nonexistent"})
+    (ws / "runs" / name / "config.yaml").write_text("x: 1\n")
+    return ckpt
+
+
+def test_corrupt_checkpoint(ws, capsys):
+    ckpt = _fake_run(ws)
+    data = (ckpt / "state.pt").read_bytes()
+    (ckpt / "state.pt").write_bytes(data[: len(data) // 2])  # truncated, as by a crash mid-copy
+    for argv in (["export", "r1"], ["sample", "r1"], ["pretrain", "--config", "tiny.yaml", "--resume", "r1"]):
+        code, _, err = run_cli(capsys, *argv)
+        assert_user_error(code, err, "corrupt checkpoint")
+    assert not (ws / "models").exists()
+
+
+def test_export_and_sample_unknown_run(ws, capsys):
+    code, _, err = run_cli(capsys, "export", "no-such-run")
+    assert_user_error(code, err, "no run or checkpoint named 'no-such-run'")
+
+
+def test_existing_run_needs_resume(ws, capsys):
+    _fake_run(ws, "taken")
+    code, _, err = run_cli(capsys, "pretrain", "--config", "tiny.yaml", "run_name=taken")
+    assert_user_error(code, err, "already exists")
+
+
+def test_dry_run_prints_breakdown(ws, capsys):
+    code, out, _ = run_cli(capsys, "pretrain", "--config", "tiny.yaml", "--dry-run")
+    assert code == 0
+    for part in ("token_embedding", "position_embedding", "attention", "mlp", "norms", "total"):
+        assert part in out
+    total = Transformer(ModelConfig(vocab_size=320, block_size=32, n_layer=2, n_head=2, n_embd=32)).num_params()
+    assert f"{total:,}" in out
+
+
+def test_gpt2_small_preset_is_124m(capsys):
+    root = Path(__file__).resolve().parents[2]
+    code, out, _ = run_cli(capsys, "pretrain", "--config", str(root / "configs/pretrain/gpt2-small.yaml"), "--dry-run")
+    assert code == 0
+    total = int(next(line for line in out.splitlines() if "total" in line).split()[1].replace(",", ""))
+    assert 123_000_000 < total < 125_000_000
+
+
+def test_stages_are_idempotent(ws, capsys):
+    code, out, _ = run_cli(capsys, "data", "prepare", "--config", "tiny.yaml")
+    assert code == 0 and "wrote dataset" in out and "no tokenizer yet" in out
+    code, out, _ = run_cli(capsys, "tokenizer", "train", "--config", "tiny.yaml")
+    assert code == 0
+    code, out, _ = run_cli(capsys, "data", "prepare", "--config", "tiny.yaml")
+    assert code == 0 and "reused dataset" in out and "tokens at" in out
+    manifest = json.loads(next((ws / "datasets").rglob("tokens/*/manifest.json")).read_text())
+    assert manifest["vocab_size"] <= 300
+
+
+def test_runs_lists_nothing(ws, capsys):
+    code, out, _ = run_cli(capsys, "runs")
+    assert code == 0 and "no runs" in out
+
+
+def test_sample_prompt_longer_than_context(ws, capsys, monkeypatch):
+    import training.tokenizer as tok_lib
+
+    ckpt = _fake_run(ws)
+    tok_dir = tok_lib.train_tokenizer(["hello world " * 50, "more text here"], 300, ws / "tok")
+    state = checkpoint.load(ckpt)
+    state["meta"]["tokenizer_dir"] = str(tok_dir)
+    torch.save(state, ckpt / "state.pt")
+    code, _, err = run_cli(capsys, "sample", "r1", "--prompt", "hello world " * 40)
+    assert_user_error(code, err, "the model's context (model.block_size) is 32")

@@ -1,0 +1,97 @@
+from pathlib import Path
+
+import pytest
+
+from training.config import PretrainConfig, deep_merge, dump_config, load_config, parse_overrides
+from training.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[2]
+SCHEMAS = {"pretrain": PretrainConfig}
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").rglob("*.yaml")), ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_config_in_the_hub_validates(path):
+    schema = SCHEMAS[path.relative_to(ROOT / "configs").parts[0]]
+    cfg = load_config(path, schema=schema)
+    text = path.read_text()
+    assert text.startswith("#") and "playground " in text.split("\n\n")[0], "header must say how to launch it"
+    if schema is PretrainConfig:
+        assert cfg.tokenizer.vocab_size <= cfg.model.vocab_size
+
+
+def test_layering_defaults_then_yaml_then_overrides(tmp_path):
+    f = tmp_path / "run.yaml"
+    f.write_text("train:\n  lr: 0.01\n  max_steps: 7\nmodel:\n  n_layer: 3\n")
+    cfg = load_config(f, ["train.lr=5e-4", "model.arch=llama", "train.sample_prompts=[a, b]"])
+    assert cfg.train.lr == 5e-4  # override beats YAML
+    assert cfg.train.max_steps == 7  # YAML beats default
+    assert cfg.train.batch_size == PretrainConfig().train.batch_size  # default kept
+    assert cfg.model.n_layer == 3 and cfg.model.arch == "llama"
+    assert cfg.train.sample_prompts == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    "overrides, fragment",
+    [
+        (["train.lerning_rate=1"], "train.lerning_rate: unknown key"),
+        (["model.n_layr=2"], "model.n_layr: unknown key"),
+        (["bogus=1"], "bogus: unknown key"),
+        (["train.max_steps=abc"], "train.max_steps"),
+        (["train.lr=-1"], "train.lr"),
+        (["model.arch=rnn"], "model.arch"),
+        (["train.precision=fp8"], "train.precision"),
+        (["data.sources=[]"], "data.sources"),
+    ],
+)
+def test_bad_keys_and_types_name_the_key(overrides, fragment):
+    with pytest.raises(UserError) as e:
+        load_config(None, overrides)
+    assert fragment in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_model_invariants_are_checked():
+    with pytest.raises(UserError, match="model"):
+        load_config(None, ["model.n_embd=100", "model.n_head=3"])
+
+
+@pytest.mark.parametrize("bad", ["noequals", "=1", "a..b=1", "1a=2"])
+def test_malformed_override(bad):
+    with pytest.raises(UserError, match="bad override"):
+        parse_overrides([bad])
+
+
+def test_missing_and_invalid_yaml(tmp_path):
+    with pytest.raises(UserError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [unclosed\n")
+    with pytest.raises(UserError, match="not valid YAML"):
+        load_config(bad)
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- 1\n- 2\n")
+    with pytest.raises(UserError, match="mapping"):
+        load_config(listy)
+
+
+def test_resolved_config_round_trips(tmp_path):
+    cfg = load_config(ROOT / "configs/pretrain/llama-small.yaml", ["train.lr=1e-4"])
+    out = tmp_path / "config.yaml"
+    out.write_text(dump_config(cfg))
+    assert load_config(out) == cfg
+
+
+def test_ids_are_stable_and_distinct():
+    a = load_config(None, ["data.synthetic_chars=1000"])
+    b = load_config(None, ["data.synthetic_chars=2000"])
+    assert a.data.dataset_id() == load_config(None, ["data.synthetic_chars=1000"]).data.dataset_id()
+    assert a.data.dataset_id() != b.data.dataset_id()
+    assert load_config(None, ["data.name=mine"]).data.dataset_id() == "mine"
+    assert a.tokenizer.tokenizer_id("ds") == "bpe4096-ds"
+
+
+def test_deep_merge_does_not_mutate():
+    base = {"a": {"b": 1, "c": 2}}
+    top = {"a": {"b": 3}}
+    assert deep_merge(base, top) == {"a": {"b": 3, "c": 2}}
+    assert base == {"a": {"b": 1, "c": 2}}

@@ -1,0 +1,123 @@
+"""Byte-level BPE training, saving and loading (all offline, tiny vocabularies)."""
+
+import json
+
+import pytest
+from transformers import AutoTokenizer
+
+from training import tokenizer as tok_lib
+from training.corpus import generate_documents
+from training.errors import UserError
+from training.tokenizer import CHAT_TEMPLATE, load_tokenizer, train_tokenizer
+
+VOCAB = 400
+
+
+def _corpus():
+    return generate_documents(150_000, seed=0)
+
+
+@pytest.fixture(scope="module")
+def tok_dir(tmp_path_factory):
+    return train_tokenizer(_corpus(), VOCAB, tmp_path_factory.mktemp("tok") / "bpe")
+
+
+def test_files_and_meta(tok_dir):
+    assert {p.name for p in tok_dir.iterdir()} >= {"tokenizer.json", "tokenizer_config.json", "training_meta.json"}
+    meta = json.loads((tok_dir / "training_meta.json").read_text())
+    assert meta["vocab_size"] == VOCAB and meta["min_frequency"] == 2
+    assert meta["num_chars"] == sum(map(len, _corpus()))
+    assert len(meta["text_sha256"]) == 64
+    # vLLM needs the chat template in tokenizer_config.json.
+    assert json.loads((tok_dir / "tokenizer_config.json").read_text())["chat_template"] == CHAT_TEMPLATE
+    # no half-written temp folders next to the output
+    assert [p.name for p in tok_dir.parent.iterdir()] == ["bpe"]
+
+
+def test_special_token_ids_via_autotokenizer(tok_dir):
+    tok = AutoTokenizer.from_pretrained(str(tok_dir))
+    assert tok.convert_tokens_to_ids(["<|endoftext|>", "<|pad|>", "<|im_start|>", "<|im_end|>"]) == [0, 1, 2, 3]
+    assert tok.bos_token_id == 0 and tok.eos_token_id == 0 and tok.pad_token_id == 1
+    assert len(tok) <= VOCAB
+    # special tokens are single tokens, not split into bytes
+    assert tok.encode("<|im_start|>user", add_special_tokens=False)[0] == 2
+
+
+@pytest.mark.parametrize("text", [
+    "Hello world!", "  leading spaces and trailing  ", "héllo wörld — ça va? ñ", "emoji 🎉👩‍👩‍👧 done",
+    "line one\nline two\n\n\ttabbed\r\n", "中文 日本語 한국어", "a . , ! ? (x) [y] {z}", "",
+])
+def test_round_trip_is_lossless(tok_dir, text):
+    tok = load_tokenizer(tok_dir)
+    assert tok.decode(tok.encode(text, add_special_tokens=False)) == text
+
+
+def test_chat_template_renders_chatml(tok_dir):
+    tok = load_tokenizer(tok_dir)
+    msgs = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi!"},
+            {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "2+2?"}]
+    out = tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+    assert out == ("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi!<|im_end|>\n"
+                   "<|im_start|>assistant\nHello.<|im_end|>\n<|im_start|>user\n2+2?<|im_end|>\n"
+                   "<|im_start|>assistant\n")
+    no_prompt = tok.apply_chat_template(msgs[:2], add_generation_prompt=False, tokenize=False)
+    assert no_prompt.endswith("<|im_end|>\n")
+
+
+def test_deterministic(tmp_path, tok_dir):
+    again = train_tokenizer(_corpus(), VOCAB, tmp_path / "again")
+    assert (again / "tokenizer.json").read_bytes() == (tok_dir / "tokenizer.json").read_bytes()
+
+
+@pytest.mark.parametrize("bad", [100, 259, 2_000_000, "4096", 3.5])
+def test_bad_vocab_size(tmp_path, bad):
+    with pytest.raises(UserError, match="vocab_size"):
+        train_tokenizer(["some text"], bad, tmp_path / "t")
+    assert not (tmp_path / "t").exists()
+
+
+def test_empty_text_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="no text"):
+        train_tokenizer([], 300, tmp_path / "t")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_replaces_existing_tokenizer_but_not_other_folders(tmp_path):
+    out = train_tokenizer(["alpha beta gamma"] * 20, 300, tmp_path / "t")
+    first = (out / "tokenizer.json").read_bytes()
+    train_tokenizer(["delta epsilon zeta eta"] * 20, 300, out)
+    assert (out / "tokenizer.json").read_bytes() != first
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(UserError, match="mine"):
+        train_tokenizer(["x y"] * 10, 300, tmp_path / "mine")
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_load_tokenizer_errors(tmp_path, monkeypatch):
+    with pytest.raises(UserError, match="tokenizer not found"):
+        load_tokenizer(tmp_path / "missing")
+    with pytest.raises(UserError, match="tokenizer not found"):
+        load_tokenizer(str(tmp_path))  # exists, but no tokenizer.json
+
+    # A Hub name goes to from_pretrained; its OSError (offline, unknown) becomes a UserError.
+    seen = []
+
+    def fake(name, *a, **k):
+        seen.append(name)
+        raise OSError("We couldn't connect to the Hub")
+
+    monkeypatch.setattr(AutoTokenizer, "from_pretrained", fake)
+    with pytest.raises(UserError, match="tokenizer not found: some-org/some-tok"):
+        load_tokenizer("some-org/some-tok")
+    assert seen == ["some-org/some-tok"]
+
+
+def test_failed_save_leaves_no_output(tmp_path, monkeypatch):
+    def boom(*a, **k):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(tok_lib, "replace_dir", boom)
+    with pytest.raises(RuntimeError):
+        train_tokenizer(["a b c"] * 10, 300, tmp_path / "t")
+    assert list(tmp_path.iterdir()) == []

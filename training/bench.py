@@ -1,0 +1,165 @@
+"""`playground bench train`: what does Ray Train cost over a plain PyTorch loop?
+
+Three setups train the same model on the same batches for the same number of steps:
+
+1. a plain single-process loop with 2 torch threads (the baseline);
+2. our Ray Train recipe with 1 worker x 2 threads;
+3. our Ray Train recipe with 2 workers x 1 thread (DDP over gloo).
+
+All three use `training.loop.train_step`, so the difference is Ray's: worker
+start-up is excluded (timing starts after `warmup` steps), per-step reporting and
+the gradient all-reduce are included. MFU divides achieved model FLOP/s by a matmul
+peak measured in this same run, on these same threads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from training import loop
+from training.config import PretrainConfig, load_config
+from training.data import TokenData
+from training.model import Transformer, flops_per_token
+from training.workspace import PROJECT_ROOT, Workspace
+
+REPORT_DIR = PROJECT_ROOT / "reports" / "bench"
+
+
+def matmul_peak(dtype: torch.dtype, threads: int, n: int = 2048, iters: int = 10) -> float:
+    """Best FLOP/s of an n x n matmul: the ceiling MFU is measured against."""
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    best = 0.0
+    for _ in range(iters):
+        t = time.perf_counter()
+        a @ b
+        best = max(best, 2 * n**3 / (time.perf_counter() - t))
+    return best
+
+
+def plain_loop(cfg: PretrainConfig, tokens_dir: Path, steps: int, warmup: int, threads: int) -> float:
+    """Tokens/s of the loop with no Ray at all."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(cfg.train.seed)
+    tc = cfg.train
+    model = Transformer(cfg.model)
+    optimizer = loop.build_optimizer(model, tc)
+    precision = loop.resolve_precision(tc.precision, "cpu")
+    autocast = loop.autocast_factory(precision, "cpu")
+    data = TokenData(tokens_dir)
+    t0 = None
+    for step in range(warmup + steps):
+        if step == warmup:
+            t0 = time.perf_counter()
+        micro = [data.batch("train", tc.batch_size, cfg.model.block_size, seed=tc.seed, step=step, micro_step=m)
+                 for m in range(tc.grad_accum)]
+        loop.train_step(model, optimizer, micro, lr=loop.get_lr(step, tc), grad_clip=tc.grad_clip, autocast=autocast)
+    elapsed = time.perf_counter() - t0
+    return steps * tc.batch_size * tc.grad_accum * cfg.model.block_size / elapsed
+
+
+def ray_recipe(cfg: PretrainConfig, ws: Workspace, workers: int, threads: int, steps: int, warmup: int) -> float:
+    """Tokens/s of `training.pretrain` for steps after the warmup, read from its own metrics."""
+    from training import pretrain
+
+    run_id = f"bench-{workers}x{threads}-{os.getpid()}"
+    cfg = cfg.model_copy(deep=True)
+    cfg.scale.num_workers, cfg.scale.threads_per_worker = workers, threads
+    # One report per `warmup` steps: the first window holds the warmup, later ones are timed.
+    cfg.train = cfg.train.model_copy(update={
+        "max_steps": warmup + steps, "log_interval": warmup, "eval_interval": 10**9,
+        "checkpoint_interval": 10**9, "sample_tokens": 0, "eval_iters": 1,
+    })
+    cfg.tracking.mlflow = False
+    shutil.rmtree(ws.run(run_id), ignore_errors=True)
+    result = pretrain.run(cfg, ws, run_id=run_id)
+    if result.error:
+        raise RuntimeError(f"Ray Train run {run_id} failed: {result.error}")
+    rows = [json.loads(line) for line in (ws.run(run_id) / "metrics.jsonl").read_text().splitlines()]
+    timed = [r for r in rows if r["step"] > warmup]
+    # Equal-length windows: the mean of tokens/s equals total tokens / total time.
+    return sum(r["tokens_per_s"] for r in timed) / len(timed)
+
+
+def bench_train(config_path: str, overrides=(), steps: int = 30, warmup: int = 5, workspace: Workspace | None = None):
+    import ray
+
+    from training.prepare import ensure_inputs
+
+    ws = workspace or Workspace.resolve()
+    cfg = load_config(config_path, list(overrides))
+    if warmup < 1 or steps < warmup:
+        from training.errors import UserError
+
+        raise UserError("bench needs --warmup >= 1 and --steps >= --warmup")
+    steps = (steps // warmup) * warmup  # whole reporting windows
+    inputs = ensure_inputs(cfg, ws, progress=True)
+    precision = loop.resolve_precision(cfg.train.precision, "cpu")
+
+    print(f"measuring matmul peaks (2 threads) and {cfg.model.arch} "
+          f"{sum(p.numel() for p in Transformer(cfg.model).parameters()) / 1e6:.1f}M, {precision}, "
+          f"{steps} timed steps after {warmup} warmup ...", flush=True)
+    peaks = {"fp32": matmul_peak(torch.float32, 2), "bf16": matmul_peak(torch.bfloat16, 2)}
+    results = {"plain_1x2": plain_loop(cfg, inputs.tokens_dir, steps, warmup, threads=2)}
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        results["ray_1x2"] = ray_recipe(cfg, ws, 1, 2, steps, warmup)
+        results["ray_2x1"] = ray_recipe(cfg, ws, 2, 1, steps, warmup)
+    finally:
+        ray.shutdown()
+
+    fpt = flops_per_token(cfg.model)
+    peak = peaks["bf16" if precision == "bf16" else "fp32"]
+    best_ray = max(results["ray_1x2"], results["ray_2x1"])
+    figures = {
+        "bench": "train",
+        "model": f"{Path(config_path).stem} ({cfg.model.arch})",
+        "precision": precision,
+        "steps": steps,
+        "tokens_per_step": cfg.train.batch_size * cfg.train.grad_accum * cfg.model.block_size,
+        "tokens_per_s": {k: round(v, 1) for k, v in results.items()},
+        "ray_vs_plain": round(best_ray / results["plain_1x2"], 3),
+        "ray_1x2_vs_plain": round(results["ray_1x2"] / results["plain_1x2"], 3),
+        "ray_2x1_vs_plain": round(results["ray_2x1"] / results["plain_1x2"], 3),
+        "matmul_peak_gflops": {k: round(v / 1e9, 1) for k, v in peaks.items()},
+        "flops_per_token": fpt,
+        "mfu": round(fpt * results["plain_1x2"] / peak, 4),
+        "mfu_by_setup": {k: round(fpt * v / peak, 4) for k, v in results.items()},
+        "mfu_vs_fp32_peak": round(fpt * results["plain_1x2"] / peaks["fp32"], 4),
+        "host": f"{platform.machine()} {os.cpu_count()} cpus, torch {torch.__version__}",
+    }
+    print_table(figures)
+    emit("train", figures)
+    return figures
+
+
+def print_table(f: dict) -> None:
+    print(f"\n{'setup':<28}{'tokens/s':>12}{'vs plain':>10}{'MFU':>8}")
+    names = {"plain_1x2": "plain loop, 2 threads", "ray_1x2": "Ray Train 1 worker x 2", "ray_2x1": "Ray Train 2 workers x 1"}
+    base = f["tokens_per_s"]["plain_1x2"]
+    for key, tps in f["tokens_per_s"].items():
+        print(f"{names[key]:<28}{tps:>12,.0f}{tps / base:>9.2f}x{100 * f['mfu_by_setup'][key]:>7.1f}%")
+    p = f["matmul_peak_gflops"]
+    print(f"matmul peak (2 threads): fp32 {p['fp32']:.0f} GFLOP/s, bf16 {p['bf16']:.0f} GFLOP/s; "
+          f"MFU is against the {f['precision']} peak")
+    print(f"ray_vs_plain = {f['ray_vs_plain']:.3f} (goal >= 0.9)\n")
+
+
+def emit(name: str, figures: dict) -> Path:
+    """Save the figures to reports/bench/NAME.json and print them as the last stdout line."""
+    REPORT_DIR.mkdir(parents=True, exist_ok=True)
+    path = REPORT_DIR / f"{name}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(figures, indent=2) + "\n")
+    os.replace(tmp, path)
+    print(json.dumps(figures), flush=True)
+    return path

@@ -1,0 +1,208 @@
+"""Run configs: one typed schema in code, many YAML files in `configs/` as data.
+
+Layering, lowest to highest priority:
+
+1. the defaults written in the classes below;
+2. the YAML file given with `--config`;
+3. dotted `key=value` overrides on the command line (`train.lr=3e-4 model.n_layer=6`).
+
+Unknown keys and wrong types are errors that name the key, so a typo never trains
+silently with a default. The resolved config is written into every run directory
+(`config.yaml`), and travels inside every checkpoint, so export, sampling and serving
+need only a path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from training.errors import UserError
+from training.model import ModelConfig
+
+
+class _Strict(BaseModel):
+    # extra="forbid": an unknown key is an error, not a silently ignored typo.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Strict):
+    """Where the text comes from and how it is split (see `training/data.py`)."""
+
+    name: Optional[str] = Field(None, description="dataset id in the workspace; default derived from the sources")
+    sources: list[str] = Field(
+        default_factory=lambda: ["synthetic"],
+        description="'synthetic', local .txt/.jsonl/.parquet files or folders, or 'hf:NAME[:CONFIG][@SPLIT]'",
+    )
+    synthetic_chars: int = Field(2_000_000, gt=0, description="size of the generated starter corpus")
+    synthetic_seed: int = 0
+    text_field: str = "text"
+    val_fraction: float = Field(0.05, gt=0.0, lt=0.5)
+    split_seed: int = 1337
+
+    @field_validator("sources")
+    @classmethod
+    def _non_empty(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("at least one source is required")
+        return v
+
+    def dataset_id(self) -> str:
+        """A stable, readable id: the explicit name, or a slug of the sources plus a short hash."""
+        if self.name:
+            return self.name
+        key = json.dumps(self.model_dump(exclude={"name"}), sort_keys=True)
+        first = Path(self.sources[0].split("@")[0]).stem or "data"
+        return f"{_slug(first)}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+
+
+class TokenizerConfig(_Strict):
+    """Train a byte-level BPE tokenizer on the dataset, or use an existing one (`path`)."""
+
+    path: Optional[str] = Field(None, description="existing Hugging Face tokenizer: a local folder or a Hub name")
+    vocab_size: int = Field(4096, gt=0)
+    min_frequency: int = Field(2, ge=1)
+
+    def tokenizer_id(self, dataset_id: str) -> str:
+        if self.path:
+            return _slug(Path(self.path).name or self.path)
+        return f"bpe{self.vocab_size}-{dataset_id}"
+
+
+class TrainConfig(_Strict):
+    """The optimisation loop (see `training/loop.py`)."""
+
+    max_steps: int = Field(1000, gt=0)
+    stop_at: Optional[int] = Field(
+        None, gt=0, description="stop (with a checkpoint) after this step; the schedule still runs to max_steps"
+    )
+    batch_size: int = Field(16, gt=0, description="sequences per micro-batch per worker")
+    grad_accum: int = Field(1, gt=0, description="micro-batches per optimizer step")
+    lr: float = Field(1e-3, gt=0)
+    min_lr: float = Field(1e-4, ge=0)
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    warmup_steps: int = Field(100, ge=0)
+    weight_decay: float = Field(0.1, ge=0)
+    beta1: float = Field(0.9, ge=0, lt=1)
+    beta2: float = Field(0.95, ge=0, lt=1)
+    grad_clip: float = Field(1.0, ge=0, description="max global grad norm; 0 disables clipping")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto: bf16 autocast where the device supports it, else fp32"
+    )
+    seed: int = 1337
+    log_interval: int = Field(10, gt=0)
+    eval_interval: int = Field(200, gt=0)
+    eval_iters: int = Field(20, gt=0)
+    checkpoint_interval: int = Field(500, gt=0)
+    keep_checkpoints: int = Field(2, gt=0)
+    sample_prompts: list[str] = Field(default_factory=lambda: ["Once upon a time", "Q: What is 3 plus 4?"])
+    sample_tokens: int = Field(48, ge=0)
+
+
+class ScaleConfig(_Strict):
+    """How Ray Train runs the loop."""
+
+    num_workers: int = Field(1, gt=0)
+    threads_per_worker: int = Field(2, gt=0, description="torch intra-op threads (and Ray CPUs) per worker")
+    use_gpu: bool = False
+
+
+class TrackingConfig(_Strict):
+    mlflow: bool = True
+    tracking_uri: Optional[str] = Field(None, description="default: a local store under the runs directory")
+    experiment: str = "pretrain"
+
+
+class PretrainConfig(_Strict):
+    """One complete pretraining run: data, tokenizer, model, loop, scale, tracking."""
+
+    run_name: Optional[str] = Field(None, description="run id; default '<config name>-<timestamp>'")
+    data: DataConfig = Field(default_factory=DataConfig)
+    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    scale: ScaleConfig = Field(default_factory=ScaleConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def parse_overrides(overrides: list[str]) -> dict:
+    """Turn ['train.lr=3e-4', 'model.arch=llama'] into a nested dict.
+
+    Values are parsed as YAML scalars, so numbers, booleans, null and [lists] work.
+    """
+    out: dict = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key or not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*", key):
+            raise UserError(f"bad override {item!r}: expected dotted.key=value")
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            value = raw
+        node = out
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise UserError(f"bad override {item!r}: {part} is not a section")
+        node[leaf] = value
+    return out
+
+
+def deep_merge(base: dict, top: dict) -> dict:
+    """Recursively merge `top` over `base` (neither is modified)."""
+    out = dict(base)
+    for k, v in top.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise UserError(f"config file {path} is not valid YAML{where}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"config file {path} must hold a mapping at the top level")
+    return data
+
+
+def validate(schema: type[BaseModel], data: dict, source: str = "config"):
+    """Validate `data` against `schema`, turning pydantic's report into one line naming the key."""
+    try:
+        return schema.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = "unknown key" if err["type"] in ("extra_forbidden", "unexpected_keyword_argument") else err["msg"]
+        more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
+        raise UserError(f"{source}: {key}: {msg}{more}") from None
+
+
+def load_config(path: str | Path | None, overrides: list[str] = (), schema: type[BaseModel] = PretrainConfig):
+    """Code defaults <- YAML file <- dotted overrides, validated against `schema`."""
+    data = read_yaml(path) if path else {}
+    data = deep_merge(data, parse_overrides(list(overrides)))
+    return validate(schema, data, source=str(path) if path else "config")
+
+
+def dump_config(cfg: BaseModel) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+def _slug(s: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", s).strip("-").lower() or "x"

@@ -1,0 +1,502 @@
+"""A decoder-only transformer language model in one file (nanoGPT style).
+
+Two classic layouts share the same skeleton and are selected by `ModelConfig.arch`:
+
+* "gpt2"  - learned absolute position embeddings, LayerNorm, GELU MLP, biases everywhere.
+* "llama" - rotary position embeddings (RoPE), RMSNorm, SwiGLU MLP, no biases and
+            grouped-query attention (several query heads share one key/value head).
+
+The skeleton is the same for both: token ids -> embeddings -> N pre-norm blocks of
+(attention, MLP), each added back onto a "residual stream" -> final norm -> a linear
+layer (the "lm_head") that scores every vocabulary entry as the next token.
+
+Parameter names follow Hugging Face closely enough that `training/export.py` converts
+a trained model to `GPT2LMHeadModel` / `LlamaForCausalLM` with a plain renaming.
+
+Reading order: config, leaf modules (norm, RoPE, attention, MLPs), the block, the
+model, then text generation (KV cache and sampling) and parameter/FLOP accounting.
+"""
+
+import math
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+# --------------------------------------------------------------------------- config
+
+
+@dataclass
+class ModelConfig:
+    # pydantic validates this dataclass when it is embedded in run configs; unknown
+    # keys are errors there. A plain class attribute, not a dataclass field.
+    __pydantic_config__ = {"extra": "forbid"}
+
+    arch: Literal["gpt2", "llama"] = "gpt2"
+    vocab_size: int = 4096
+    block_size: int = 256  # context length: the most tokens the model ever sees at once
+    n_layer: int = 4
+    n_head: int = 4
+    n_kv_head: Optional[int] = None  # grouped-query attention; None means n_head (llama only)
+    n_embd: int = 128
+    intermediate_size: Optional[int] = None  # MLP hidden width; None -> the arch's usual choice
+    dropout: float = 0.0
+    tie_embeddings: bool = True
+    norm_eps: float = 1e-5
+    rope_theta: float = 10000.0
+    attention: Literal["sdpa", "math"] = "sdpa"  # "math": explicit softmax(QK^T/sqrt(d))V
+    init_std: float = 0.02
+
+    def __post_init__(self) -> None:
+        if self.arch not in ("gpt2", "llama"):
+            raise ValueError(f"arch must be 'gpt2' or 'llama', got {self.arch!r}")
+        if self.attention not in ("sdpa", "math"):
+            raise ValueError(f"attention must be 'sdpa' or 'math', got {self.attention!r}")
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd",
+                     "n_kv_head", "intermediate_size"):
+            value = getattr(self, name)
+            if value is None and name in ("n_kv_head", "intermediate_size"):
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if self.n_kv_head is not None:
+            if self.arch == "gpt2" and self.n_kv_head != self.n_head:
+                raise ValueError("n_kv_head must be None or equal to n_head for arch 'gpt2' "
+                                 "(grouped-query attention is a llama feature)")
+            if self.n_head % self.n_kv_head:
+                raise ValueError(f"n_head ({self.n_head}) must be divisible by "
+                                 f"n_kv_head ({self.n_kv_head})")
+        if self.arch == "llama" and self.head_dim % 2:
+            raise ValueError(f"n_embd / n_head (head_dim {self.head_dim}) must be even for RoPE")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        for name in ("norm_eps", "rope_theta", "init_std"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+    @property
+    def kv_heads(self) -> int:
+        return self.n_kv_head if self.n_kv_head is not None else self.n_head
+
+    @property
+    def mlp_hidden(self) -> int:
+        if self.intermediate_size is not None:
+            return self.intermediate_size
+        if self.arch == "gpt2":
+            return 4 * self.n_embd
+        # SwiGLU has three matrices instead of two; 2/3 of 4*C keeps the parameter count
+        # equal to a 4*C GELU MLP. Rounded up to a multiple of 32 for friendly matmuls.
+        hidden = int(2 * 4 * self.n_embd / 3)
+        return 32 * ((hidden + 31) // 32)
+
+
+# --------------------------------------------------------------------------- leaf modules
+
+
+class RMSNorm(nn.Module):
+    """LayerNorm without the mean subtraction and bias: rescale each vector to unit RMS.
+
+    Cheaper than LayerNorm and works as well in practice. Computed in float32 (like HF
+    Llama) because squaring bf16 activations loses too much precision.
+    """
+
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = x.dtype
+        x = x.float()
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x.to(dtype)
+
+
+def make_norm(cfg: ModelConfig) -> nn.Module:
+    if cfg.arch == "gpt2":
+        return nn.LayerNorm(cfg.n_embd, eps=cfg.norm_eps, bias=True)
+    return RMSNorm(cfg.n_embd, cfg.norm_eps)
+
+
+def rope_cos_sin(positions: torch.Tensor, head_dim: int, theta: float):
+    """Rotation angles for RoPE at the given absolute positions.
+
+    Dimension pair i of every head is rotated by the angle pos * theta^(-2i/head_dim):
+    early pairs spin fast (fine position detail), late pairs slowly (long range). A dot
+    product of two rotated vectors then depends only on their *relative* distance.
+    Recomputed on the fly in float32 (cheap) so the table never loses precision when the
+    model is cast to bf16 or built on the meta device.
+    Returns cos, sin of shape (T, head_dim) using the HF "rotate_half" layout: the angle
+    for pair i is stored at index i and again at i + head_dim/2.
+    """
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=positions.device,
+                                             dtype=torch.float32) / head_dim))  # (hd/2,)
+    freqs = torch.outer(positions.float(), inv_freq)  # (T, hd/2)
+    emb = torch.cat((freqs, freqs), dim=-1)  # (T, hd)
+    return emb.cos(), emb.sin()
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    # Pair element i with element i + hd/2 (not with its neighbour): (x1, x2) -> (-x2, x1).
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    # x: (B, H, T, hd); cos/sin: (T, hd). A 2-D rotation of each pair: x*cos + x_perp*sin.
+    return x * cos.to(x.dtype) + rotate_half(x) * sin.to(x.dtype)
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head causal self-attention with optional grouped-query attention (GQA).
+
+    Every token emits a query ("what am I looking for"), a key ("what do I contain") and
+    a value ("what do I pass on"). Attention weights are softmax(q.k / sqrt(head_dim))
+    over the *earlier* tokens only (causal), and the output is the weighted sum of their
+    values. With GQA there are fewer key/value heads than query heads: each group of
+    n_head / n_kv_head query heads shares one k/v head, shrinking the KV cache.
+    """
+
+    def __init__(self, cfg: ModelConfig, layer_idx: int):
+        super().__init__()
+        self.layer_idx = layer_idx
+        self.n_head, self.n_kv_head, self.head_dim = cfg.n_head, cfg.kv_heads, cfg.head_dim
+        self.n_rep = self.n_head // self.n_kv_head  # query heads per k/v head
+        self.use_sdpa = cfg.attention == "sdpa"
+        self.dropout = cfg.dropout
+        bias = cfg.arch == "gpt2"
+        self.q_proj = nn.Linear(cfg.n_embd, self.n_head * self.head_dim, bias=bias)
+        self.k_proj = nn.Linear(cfg.n_embd, self.n_kv_head * self.head_dim, bias=bias)
+        self.v_proj = nn.Linear(cfg.n_embd, self.n_kv_head * self.head_dim, bias=bias)
+        self.o_proj = nn.Linear(self.n_head * self.head_dim, cfg.n_embd, bias=bias)
+        self.resid_dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x, rope=None, kv_cache=None, start_pos: int = 0):
+        B, T, C = x.shape  # (B, T, C)
+        # Split the channels into heads and move heads next to batch: each head attends
+        # independently. (B, T, C) -> (B, n_head, T, head_dim)
+        q = self.q_proj(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)
+        k = self.k_proj(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
+        v = self.v_proj(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
+        if rope is not None:  # llama: position enters by rotating q and k
+            cos, sin = rope
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if kv_cache is not None:
+            # Generation: keys/values of earlier tokens never change, so we store them
+            # and only compute them for the new token(s). k, v: (B, n_kv, start_pos+T, hd)
+            k, v = kv_cache.update(self.layer_idx, start_pos, k, v)
+        if self.n_rep > 1:  # GQA: query head h reads k/v head h // n_rep
+            k = k.repeat_interleave(self.n_rep, dim=1)  # (B, n_head, Tk, hd)
+            v = v.repeat_interleave(self.n_rep, dim=1)
+
+        # Causal mask. Query i sits at absolute position start_pos + i and may look at
+        # keys 0 .. start_pos + i. Without a cache (Tk == T) that is the usual triangle.
+        Tk = k.size(2)
+        is_causal = Tk == T
+        mask = None
+        if not is_causal and T > 1:  # several new tokens on top of a cache
+            mask = torch.ones(T, Tk, dtype=torch.bool, device=x.device).tril(diagonal=Tk - T)
+        dropout_p = self.dropout if self.training else 0.0
+
+        if self.use_sdpa:
+            # Fused kernel (flash / memory-efficient attention where available).
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p,
+                                               is_causal=is_causal and T > 1)
+        else:
+            # The same computation spelled out. Dividing by sqrt(head_dim) keeps the dot
+            # products at unit variance so the softmax does not saturate at init.
+            att = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim)  # (B, nh, T, Tk)
+            if is_causal:
+                mask = torch.ones(T, Tk, dtype=torch.bool, device=x.device).tril()
+            if mask is not None:
+                att = att.masked_fill(~mask, float("-inf"))  # no peeking at the future
+            att = F.softmax(att.float(), dim=-1).to(q.dtype)
+            att = F.dropout(att, p=dropout_p, training=self.training)
+            y = att @ v  # (B, nh, T, hd)
+
+        y = y.transpose(1, 2).contiguous().view(B, T, self.n_head * self.head_dim)  # (B, T, C)
+        return self.resid_dropout(self.o_proj(y))
+
+
+class MLP(nn.Module):
+    """GPT-2 feed-forward: widen 4x, GELU, project back. Applied to each token separately."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.up_proj = nn.Linear(cfg.n_embd, cfg.mlp_hidden, bias=True)
+        self.down_proj = nn.Linear(cfg.mlp_hidden, cfg.n_embd, bias=True)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x):  # (B, T, C)
+        # tanh-approximate GELU is what GPT-2 was trained with (HF calls it "gelu_new").
+        h = F.gelu(self.up_proj(x), approximate="tanh")  # (B, T, hidden)
+        return self.dropout(self.down_proj(h))  # (B, T, C)
+
+
+class SwiGLU(nn.Module):
+    """Llama feed-forward: a gated MLP. silu(gate(x)) decides, per hidden unit, how much
+    of up(x) to let through; multiplicative gating trains better than a plain GELU MLP."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.gate_proj = nn.Linear(cfg.n_embd, cfg.mlp_hidden, bias=False)
+        self.up_proj = nn.Linear(cfg.n_embd, cfg.mlp_hidden, bias=False)
+        self.down_proj = nn.Linear(cfg.mlp_hidden, cfg.n_embd, bias=False)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x):  # (B, T, C)
+        h = F.silu(self.gate_proj(x)) * self.up_proj(x)  # (B, T, hidden)
+        return self.dropout(self.down_proj(h))  # (B, T, C)
+
+
+# --------------------------------------------------------------------------- the model
+
+
+class Block(nn.Module):
+    """One transformer layer, pre-norm: x + attn(norm(x)), then x + mlp(norm(x)).
+
+    Normalising the *input* of each sublayer (instead of the sum, as in the original
+    Transformer) leaves the residual stream an untouched highway from the embeddings to
+    the output, which keeps gradients healthy in deep stacks. Attention is where tokens
+    exchange information; the MLP then processes each token on its own.
+    """
+
+    def __init__(self, cfg: ModelConfig, layer_idx: int):
+        super().__init__()
+        self.norm1 = make_norm(cfg)
+        self.attn = CausalSelfAttention(cfg, layer_idx)
+        self.norm2 = make_norm(cfg)
+        self.mlp = MLP(cfg) if cfg.arch == "gpt2" else SwiGLU(cfg)
+
+    def forward(self, x, rope=None, kv_cache=None, start_pos: int = 0):  # (B, T, C)
+        x = x + self.attn(self.norm1(x), rope, kv_cache, start_pos)
+        x = x + self.mlp(self.norm2(x))
+        return x
+
+
+class Transformer(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.config = cfg
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        # gpt2 learns one vector per position; llama instead rotates q/k inside attention.
+        self.pos_emb = nn.Embedding(cfg.block_size, cfg.n_embd) if cfg.arch == "gpt2" else None
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layer))
+        self.norm_f = make_norm(cfg)
+        self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        if cfg.tie_embeddings:
+            # Weight tying: the matrix mapping a token to a vector is reused to score
+            # vectors against every token. Saves vocab_size * n_embd parameters.
+            self.lm_head.weight = self.tok_emb.weight
+        self.apply(self._init_weights)
+        # GPT-2 paper: each block adds two outputs onto the residual stream, so its
+        # variance grows with depth; scale those projections by 1/sqrt(2 * n_layer).
+        for name, p in self.named_parameters():
+            if name.endswith(("o_proj.weight", "down_proj.weight")):
+                nn.init.normal_(p, mean=0.0, std=cfg.init_std / math.sqrt(2 * cfg.n_layer))
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=self.config.init_std)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def forward(self, idx: torch.Tensor, targets: Optional[torch.Tensor] = None,
+                kv_cache: Optional["KVCache"] = None, start_pos: int = 0):
+        """idx: (B, T) token ids at positions start_pos .. start_pos+T-1.
+
+        Returns (logits (B, T, vocab_size), loss or None). With targets (B, T), loss is
+        the mean next-token cross-entropy; positions with target -100 are ignored.
+        """
+        cfg = self.config
+        B, T = idx.shape
+        if start_pos + T > cfg.block_size:
+            raise ValueError(f"sequence of {start_pos + T} tokens (start_pos {start_pos} + "
+                             f"{T}) exceeds block_size {cfg.block_size}")
+        pos = torch.arange(start_pos, start_pos + T, device=idx.device)  # (T,)
+        x = self.tok_emb(idx)  # (B, T, C)
+        rope = None
+        if self.pos_emb is not None:
+            x = x + self.pos_emb(pos)  # (T, C) broadcasts over the batch
+        else:
+            rope = rope_cos_sin(pos, cfg.head_dim, cfg.rope_theta)  # 2 x (T, hd)
+        x = self.drop(x)
+        for block in self.blocks:
+            x = block(x, rope, kv_cache, start_pos)  # (B, T, C)
+        x = self.norm_f(x)
+        logits = self.lm_head(x)  # (B, T, V)
+        loss = None
+        if targets is not None:
+            # float32 for the softmax over a large vocabulary, even under bf16 autocast.
+            loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)),
+                                   targets.reshape(-1), ignore_index=-100)
+        return logits, loss
+
+    def num_params(self, exclude_embeddings: bool = False) -> int:
+        """Unique parameters (tied weights once). exclude_embeddings drops the token and
+        position tables (Kaplan et al.'s "non-embedding" count; with tied embeddings
+        this drops the lm_head too, as it is the same matrix)."""
+        b = param_breakdown(self)
+        if exclude_embeddings:
+            return b["total"] - b["token_embedding"] - b["position_embedding"]
+        return b["total"]
+
+    @torch.no_grad()
+    def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
+                 top_k: Optional[int] = None, top_p: Optional[float] = None,
+                 eos_token_id: Optional[int] = None,
+                 generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """Continue each row of idx (B, T) by up to max_new_tokens tokens.
+
+        One "prefill" pass over the prompt fills the KV cache, then each step feeds only
+        the newest token. temperature 0 is greedy decoding. Stops early when every row
+        has produced eos_token_id (finished rows are padded with eos) or when the
+        sequence reaches block_size tokens. Returns prompt + new tokens, (B, T + n).
+        Runs in eval mode (no dropout) and restores the previous mode afterwards.
+        """
+        if idx.dim() != 2 or idx.size(1) == 0:
+            raise ValueError(f"idx must have shape (batch, tokens) with tokens >= 1, got {tuple(idx.shape)}")
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        if top_k is not None and top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {top_k}")
+        if top_p is not None and not 0.0 < top_p <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+        B, T = idx.shape
+        if T > self.config.block_size:
+            raise ValueError(f"prompt of {T} tokens exceeds block_size {self.config.block_size}")
+        budget = min(max_new_tokens, self.config.block_size - T)
+        if budget <= 0:
+            return idx
+
+        was_training = self.training
+        self.eval()
+        try:
+            dtype = next(self.parameters()).dtype
+            cache = KVCache(self.config, B, device=idx.device, dtype=dtype)
+            logits, _ = self(idx, kv_cache=cache, start_pos=0)  # prefill: (B, T, V)
+            out = idx
+            finished = torch.zeros(B, dtype=torch.bool, device=idx.device)
+            for step in range(budget):
+                next_tok = sample_next_token(logits[:, -1, :], temperature, top_k, top_p,
+                                             generator)  # (B,)
+                if eos_token_id is not None:
+                    next_tok = torch.where(finished, torch.full_like(next_tok, eos_token_id), next_tok)
+                    finished |= next_tok == eos_token_id
+                out = torch.cat([out, next_tok[:, None]], dim=1)  # (B, T + step + 1)
+                if eos_token_id is not None and bool(finished.all()):
+                    break
+                if step + 1 < budget:  # feed just the new token; its position is len - 1
+                    logits, _ = self(next_tok[:, None], kv_cache=cache, start_pos=out.size(1) - 1)
+        finally:
+            self.train(was_training)
+        return out
+
+
+# --------------------------------------------------------------------------- generation helpers
+
+
+class KVCache:
+    """Keys and values of past tokens, one preallocated buffer per layer.
+
+    Without it, generating token t recomputes attention inputs for all t-1 earlier tokens
+    (quadratic work overall); with it each step computes k/v only for the newest token.
+    Each buffer has shape (B, n_kv_head, block_size, head_dim) - GQA makes this smaller.
+    """
+
+    def __init__(self, cfg: ModelConfig, batch_size: int, device=None, dtype=torch.float32):
+        shape = (batch_size, cfg.kv_heads, cfg.block_size, cfg.head_dim)
+        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer)]
+        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer)]
+
+    def update(self, layer: int, start_pos: int, k: torch.Tensor, v: torch.Tensor):
+        """Write k, v (B, n_kv, T, hd) at positions start_pos.. and return everything
+        cached so far for this layer: (B, n_kv, start_pos + T, hd)."""
+        end = start_pos + k.size(2)
+        self.k[layer][:, :, start_pos:end] = k
+        self.v[layer][:, :, start_pos:end] = v
+        return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
+
+
+def sample_next_token(logits: torch.Tensor, temperature: float = 1.0, top_k: Optional[int] = None,
+                      top_p: Optional[float] = None,
+                      generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Pick one token id per row from logits (B, V). Returns (B,).
+
+    temperature scales how peaked the distribution is (0 = always the argmax); top-k keeps
+    the k most likely tokens; top-p ("nucleus") keeps the smallest set of most likely
+    tokens whose probabilities add up to at least p. Both cut off the long tail of
+    unlikely tokens that makes pure sampling ramble.
+    """
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    logits = logits.float() / temperature
+    if top_k is not None and top_k < logits.size(-1):
+        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]  # (B, 1) k-th largest
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, sorted_idx = torch.sort(logits, dim=-1, descending=True)
+        probs = sorted_logits.softmax(dim=-1)
+        mass_before = probs.cumsum(dim=-1) - probs  # probability of strictly better tokens
+        sorted_logits = sorted_logits.masked_fill(mass_before >= top_p, float("-inf"))
+        logits = torch.empty_like(logits).scatter_(-1, sorted_idx, sorted_logits)
+    probs = logits.softmax(dim=-1)  # (B, V)
+    return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(-1)
+
+
+# --------------------------------------------------------------------------- accounting
+
+
+def param_breakdown(model: nn.Module) -> dict[str, int]:
+    """Parameter counts by component. Tied weights are counted once (under
+    token_embedding), so lm_head is 0 when tied. Components sum to "total"."""
+    counts = dict.fromkeys(("token_embedding", "position_embedding", "attention", "mlp",
+                            "norms", "lm_head"), 0)
+    # named_parameters() yields each tensor once, under its first name (tok_emb).
+    for name, p in model.named_parameters():
+        parts = name.split(".")
+        if "tok_emb" in parts:
+            key = "token_embedding"
+        elif "pos_emb" in parts:
+            key = "position_embedding"
+        elif "attn" in parts:
+            key = "attention"
+        elif "mlp" in parts:
+            key = "mlp"
+        elif "lm_head" in parts:
+            key = "lm_head"
+        elif any(part.startswith("norm") for part in parts):
+            key = "norms"
+        else:
+            raise ValueError(f"param_breakdown: unexpected parameter {name!r}")
+        counts[key] += p.numel()
+    counts["total"] = sum(counts.values())
+    return counts
+
+
+def flops_per_token(cfg: ModelConfig) -> float:
+    """Training FLOPs per token, for model FLOPs utilisation (MFU).
+
+        flops = 6 * N + 12 * n_layer * n_embd * block_size
+
+    N is the parameter count without position embeddings (a table lookup does no
+    multiplications). Each weight does one multiply-add (2 FLOPs) per token in the
+    forward pass and the backward pass costs twice the forward, hence 6 * N. The second
+    term is attention itself (q.k scores and the weighted sum of values), which has no
+    weights: per layer and token, 2 matmuls x 2 FLOPs x n_embd x block_size forward,
+    times 3 for forward + backward. (PaLM paper appendix B; nanoGPT's estimate_mfu.)
+    """
+    with torch.device("meta"):  # count parameters without allocating them
+        model = Transformer(cfg)
+    b = param_breakdown(model)
+    n = b["total"] - b["position_embedding"]
+    return float(6 * n + 12 * cfg.n_layer * cfg.n_embd * cfg.block_size)

@@ -1,0 +1,89 @@
+"""The stages before training, wired to the workspace: text -> tokenizer -> token shards.
+
+Each stage is idempotent: run it twice with the same config and the second run
+reuses what the first made (the manifests record input hashes). `pretrain` calls
+`ensure_inputs`, so a fresh workspace needs only one command; the CLI also exposes
+each stage on its own (`playground data prepare`, `playground tokenizer train`).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from training import data as data_lib
+from training import tokenizer as tok_lib
+from training.config import PretrainConfig
+from training.errors import UserError
+from training.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class Inputs:
+    dataset_dir: Path
+    tokenizer_dir: Path
+    tokens_dir: Path
+
+
+def prepare_text(cfg: PretrainConfig, ws: Workspace, progress: bool = False) -> dict:
+    """Gather, clean and split the text of `cfg.data` into the workspace."""
+    d = cfg.data
+    return data_lib.prepare_text(
+        d.sources, ws.dataset(d.dataset_id()), val_fraction=d.val_fraction, split_seed=d.split_seed,
+        text_field=d.text_field, synthetic_chars=d.synthetic_chars, synthetic_seed=d.synthetic_seed,
+        progress=progress,
+    )
+
+
+def iter_split(dataset_dir: Path, split: str = "train") -> Iterator[str]:
+    with open(dataset_dir / f"{split}.jsonl", encoding="utf-8") as f:
+        for line in f:
+            yield json.loads(line)["text"]
+
+
+def tokenizer_dir(cfg: PretrainConfig, ws: Workspace) -> Path:
+    if cfg.tokenizer.path:
+        local = Path(cfg.tokenizer.path).expanduser()
+        return local.resolve() if local.exists() else Path(cfg.tokenizer.path)
+    return ws.tokenizer(cfg.tokenizer.tokenizer_id(cfg.data.dataset_id()))
+
+
+def train_tokenizer(cfg: PretrainConfig, ws: Workspace, progress: bool = False, force: bool = False) -> Path:
+    """Train the byte-level BPE on the dataset's train split (reused when it exists)."""
+    if cfg.tokenizer.path:
+        raise UserError("tokenizer.path is set: this run uses an existing tokenizer, nothing to train")
+    out = tokenizer_dir(cfg, ws)
+    if (out / "tokenizer.json").is_file() and not force:
+        return out
+    dataset_dir = ws.dataset(cfg.data.dataset_id())
+    if not (dataset_dir / "manifest.json").is_file():
+        prepare_text(cfg, ws, progress)
+    tok_lib.train_tokenizer(iter_split(dataset_dir), cfg.tokenizer.vocab_size, out,
+                            min_frequency=cfg.tokenizer.min_frequency,
+                            show_progress=progress and sys.stderr.isatty())
+    return out
+
+
+def check_vocab(cfg: PretrainConfig, tokenizer_path: Path) -> int:
+    """The model must have a row in its embedding for every token id the tokenizer emits."""
+    n = len(tok_lib.load_tokenizer(tokenizer_path))
+    if n > cfg.model.vocab_size:
+        raise UserError(
+            f"model.vocab_size={cfg.model.vocab_size} is smaller than the tokenizer's vocabulary "
+            f"({n} tokens in {tokenizer_path}); set model.vocab_size>={n}"
+        )
+    return n
+
+
+def ensure_inputs(cfg: PretrainConfig, ws: Workspace, progress: bool = False) -> Inputs:
+    """Make (or reuse) everything a training run reads, and check it fits the model."""
+    prepare_text(cfg, ws, progress)
+    tok_dir = tokenizer_dir(cfg, ws) if cfg.tokenizer.path else train_tokenizer(cfg, ws, progress)
+    check_vocab(cfg, tok_dir)
+    dataset_dir = ws.dataset(cfg.data.dataset_id())
+    tok_id = cfg.tokenizer.tokenizer_id(cfg.data.dataset_id())
+    data_lib.tokenize_dataset(dataset_dir, tok_dir, tok_id, progress=progress)
+    return Inputs(dataset_dir, tok_dir, ws.tokens(cfg.data.dataset_id(), tok_id))

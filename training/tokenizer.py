@@ -1,0 +1,222 @@
+"""Train and load a byte-level BPE tokenizer (the GPT-2 recipe) with Hugging Face `tokenizers`.
+
+Byte-level means the base alphabet is the 256 possible bytes, so *any* text
+(emoji, accents, code) can be encoded without an "unknown" token and decoded back
+exactly. BPE then learns merges of frequent byte pairs until the vocabulary is full.
+
+The result is saved with `transformers.PreTrainedTokenizerFast.save_pretrained`, so
+the same folder works with `AutoTokenizer.from_pretrained`, with vLLM and with the
+training code. Special tokens get fixed, low ids:
+
+    0 <|endoftext|>  document separator; used as bos and eos
+    1 <|pad|>        padding for batched inference / fine-tuning
+    2 <|im_start|>   start of a chat turn (ChatML)
+    3 <|im_end|>     end of a chat turn; the model learns to stop here
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import uuid
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from training.errors import UserError
+
+EOS_TOKEN = "<|endoftext|>"
+PAD_TOKEN = "<|pad|>"
+IM_START = "<|im_start|>"
+IM_END = "<|im_end|>"
+SPECIAL_TOKENS = [EOS_TOKEN, PAD_TOKEN, IM_START, IM_END]
+MAX_VOCAB_SIZE = 1_000_000
+MIN_VOCAB_SIZE = 256 + len(SPECIAL_TOKENS)  # every byte plus the special tokens
+
+# ChatML, as used by Qwen and others. Each turn is
+#   <|im_start|>role\ncontent<|im_end|>\n
+# and `add_generation_prompt=True` opens an assistant turn for the model to complete.
+# vLLM's /v1/chat/completions refuses tokenizers without a chat template, so this
+# is stored inside tokenizer_config.json.
+CHAT_TEMPLATE = (
+    "{%- for message in messages %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}"
+    "{{- '<|im_start|>assistant\\n' }}"
+    "{%- endif %}"
+)
+
+
+def replace_dir(tmp_dir: Path, final_dir: Path) -> None:
+    """Move a fully written `tmp_dir` to `final_dir`, replacing what was there.
+
+    Renames within one filesystem are atomic, so readers see either the old folder
+    or the complete new one, never a half-written one. An existing `final_dir` is
+    first renamed aside and deleted only after the new one is in place.
+
+    Args:
+        tmp_dir: finished folder, a sibling of `final_dir` (same filesystem).
+        final_dir: destination path.
+    """
+    old = None
+    if final_dir.exists():
+        old = final_dir.with_name(f".{final_dir.name}.old-{uuid.uuid4().hex[:8]}")
+        final_dir.rename(old)
+    try:
+        tmp_dir.rename(final_dir)
+    except BaseException:
+        if old is not None:  # put the previous version back
+            old.rename(final_dir)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def temp_sibling(final_dir: Path) -> Path:
+    """Return a fresh hidden temp folder next to `final_dir` (created, empty)."""
+    final_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final_dir.with_name(f".{final_dir.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir()
+    return tmp
+
+
+def _check_vocab_size(vocab_size: int) -> None:
+    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int):
+        raise UserError(f"vocab_size must be an integer, got {vocab_size!r}")
+    if not MIN_VOCAB_SIZE <= vocab_size <= MAX_VOCAB_SIZE:
+        raise UserError(
+            f"vocab_size must be between {MIN_VOCAB_SIZE} (256 bytes + {len(SPECIAL_TOKENS)} special tokens) "
+            f"and {MAX_VOCAB_SIZE}, got {vocab_size}"
+        )
+
+
+def train_tokenizer(
+    texts: Iterable[str],
+    vocab_size: int,
+    out_dir: Path,
+    *,
+    min_frequency: int = 2,
+    show_progress: bool = False,
+    model_max_length: int = 2048,
+) -> Path:
+    """Train a byte-level BPE tokenizer and save it as a Hugging Face tokenizer folder.
+
+    Args:
+        texts: training documents (streamed once; may be a generator).
+        vocab_size: final vocabulary size including bytes and special tokens.
+        out_dir: destination folder; replaced atomically if it already exists.
+        min_frequency: a pair must occur at least this often to be merged.
+        show_progress: show the `tokenizers` progress bars.
+        model_max_length: the context length recorded in tokenizer_config.json.
+
+    Returns:
+        `out_dir`, containing tokenizer.json, tokenizer_config.json and training_meta.json.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    _check_vocab_size(vocab_size)
+    if min_frequency < 1:
+        raise UserError(f"min_frequency must be >= 1, got {min_frequency}")
+    out_dir = Path(out_dir)
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not (out_dir / "tokenizer.json").is_file():
+        # Replacing is fine for an old tokenizer, never for some unrelated folder.
+        raise UserError(f"refusing to overwrite {out_dir}: it exists and is not a tokenizer folder")
+
+    tok = Tokenizer(models.BPE())
+    # add_prefix_space=False: "Hello" at the start of a document and " Hello" after a
+    # space are different tokens, exactly as they appear in the text (lossless).
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.ByteLevel(trim_offsets=True)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        show_progress=show_progress,
+        special_tokens=SPECIAL_TOKENS,  # listed first, so they get ids 0..3
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # all 256 bytes, even unseen ones
+    )
+
+    # Hash and count the stream while the trainer consumes it, so training_meta.json
+    # can tell whether two tokenizers were trained on the same text.
+    digest, stats = hashlib.sha256(), {"chars": 0, "docs": 0}
+
+    def stream() -> Iterator[str]:
+        for text in texts:
+            digest.update(text.encode("utf-8"))
+            digest.update(b"\x00")  # document boundary, so ["ab"] and ["a", "b"] differ
+            stats["chars"] += len(text)
+            stats["docs"] += 1
+            yield text
+
+    tok.train_from_iterator(stream(), trainer=trainer)
+    if stats["chars"] == 0:
+        raise UserError(f"no text to train the tokenizer for {out_dir} on")
+
+    hf_tok = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token=EOS_TOKEN,
+        eos_token=EOS_TOKEN,
+        pad_token=PAD_TOKEN,
+        additional_special_tokens=[IM_START, IM_END],
+        chat_template=CHAT_TEMPLATE,
+        model_max_length=model_max_length,
+        # Cleanup would turn "a ." into "a." when decoding and break the round trip.
+        clean_up_tokenization_spaces=False,
+    )
+    meta = {
+        "vocab_size": vocab_size,
+        "actual_vocab_size": len(hf_tok),
+        "min_frequency": min_frequency,
+        "num_docs": stats["docs"],
+        "num_chars": stats["chars"],
+        "text_sha256": digest.hexdigest(),
+        "special_tokens": {t: hf_tok.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS},
+    }
+
+    tmp = temp_sibling(out_dir)
+    try:
+        # save_jinja_files=False keeps the chat template inside tokenizer_config.json
+        # (instead of a separate chat_template.jinja) where every loader finds it.
+        hf_tok.save_pretrained(str(tmp), save_jinja_files=False)
+        (tmp / "training_meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+        replace_dir(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
+def _looks_local(name: str) -> bool:
+    """Guess whether a missing `name` was meant as a local path rather than a Hub id.
+
+    Hub ids look like "gpt2" or "org/name"; paths start with "/", ".", "~" or have
+    more than one "/".
+    """
+    return name.startswith(("/", ".", "~", "\\")) or name.count("/") > 1 or "\\" in name
+
+
+def load_tokenizer(path_or_name: str | Path):
+    """Load a tokenizer folder (or, when online, a Hugging Face Hub name).
+
+    Args:
+        path_or_name: folder written by `train_tokenizer` (or any folder with a
+            tokenizer.json), or a Hub id such as "gpt2".
+
+    Returns:
+        A `transformers.PreTrainedTokenizerFast`.
+    """
+    from transformers import AutoTokenizer
+
+    name = str(path_or_name)
+    path = Path(name).expanduser()
+    if path.exists() or _looks_local(name):
+        if path.is_file() and path.name == "tokenizer.json":
+            path = path.parent
+        if not (path / "tokenizer.json").is_file():
+            raise UserError(f"tokenizer not found: {name} (expected a folder with tokenizer.json)")
+        return AutoTokenizer.from_pretrained(str(path))
+    try:
+        return AutoTokenizer.from_pretrained(name)
+    except (OSError, ValueError) as e:  # not found, offline, invalid repo id
+        raise UserError(f"tokenizer not found: {name} ({type(e).__name__}: {str(e).splitlines()[0]})") from e

@@ -1,0 +1,78 @@
+"""The workspace: one directory that holds everything the playground makes.
+
+```
+workspace/
+  datasets/<dataset_id>/            text splits + tokens/<tokenizer_id>/ shards (training/data.py)
+  tokenizers/<tokenizer_id>/        Hugging Face tokenizer folders
+  runs/<run_id>/                    Ray Train storage for one run: checkpoint_*/, config.yaml,
+                                    metrics.jsonl, samples.jsonl
+  runs/mlflow.db                    the default MLflow store (SQLite)
+  models/<run_id>/                  Hugging Face exports (what vLLM serves)
+```
+
+Ray jobs, Serve replicas and the UI all find the same files here, so the path must
+be absolute and the same for every process: it comes from `--workspace`, else the
+`PLAYGROUND_WORKSPACE` environment variable, else `workspace/` in the project.
+On a multi-node cluster point it at a shared filesystem.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+ENV_VAR = "PLAYGROUND_WORKSPACE"
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path
+
+    @classmethod
+    def resolve(cls, path: str | Path | None = None) -> "Workspace":
+        chosen = path or os.environ.get(ENV_VAR) or PROJECT_ROOT / "workspace"
+        return cls(Path(chosen).expanduser().resolve())
+
+    @property
+    def datasets(self) -> Path:
+        return self.root / "datasets"
+
+    @property
+    def tokenizers(self) -> Path:
+        return self.root / "tokenizers"
+
+    @property
+    def runs(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    def dataset(self, dataset_id: str) -> Path:
+        return self.datasets / dataset_id
+
+    def tokens(self, dataset_id: str, tokenizer_id: str) -> Path:
+        return self.datasets / dataset_id / "tokens" / tokenizer_id
+
+    def tokenizer(self, tokenizer_id: str) -> Path:
+        return self.tokenizers / tokenizer_id
+
+    def run(self, run_id: str) -> Path:
+        return self.runs / run_id
+
+    def model(self, model_id: str) -> Path:
+        return self.models / model_id
+
+    def mlflow_uri(self) -> str:
+        # MLflow 3 refuses the plain-folder store; SQLite is its recommended local backend.
+        return f"sqlite:///{self.runs / 'mlflow.db'}"
+
+    def list_runs(self) -> list[Path]:
+        """Run folders, newest first (a run folder is one that has a config.yaml)."""
+        if not self.runs.is_dir():
+            return []
+        runs = [p for p in self.runs.iterdir() if (p / "config.yaml").is_file()]
+        return sorted(runs, key=lambda p: (p / "config.yaml").stat().st_mtime, reverse=True)
