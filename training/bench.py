@@ -2,7 +2,8 @@
 
 Three setups train the same model on the same batches for the same number of steps:
 
-1. a plain single-process loop with 2 torch threads (the baseline);
+1. a plain single-process loop with 2 torch threads (the baseline, measured before
+   and after the Ray runs and averaged);
 2. our Ray Train recipe with 1 worker x 2 threads;
 3. our Ray Train recipe with 2 workers x 1 thread (DDP over gloo).
 
@@ -46,14 +47,15 @@ def matmul_peak(dtype: torch.dtype, threads: int, n: int = 2048, iters: int = 10
     return best
 
 
-def plain_loop(cfg: PretrainConfig, tokens_dir: Path, steps: int, warmup: int, threads: int) -> float:
-    """Tokens/s of the loop with no Ray at all."""
+def plain_loop(cfg: PretrainConfig, tokens_dir: Path, steps: int, warmup: int, threads: int,
+               precision: str | None = None) -> float:
+    """Tokens/s of the loop with no Ray at all (in `precision`, default the config's)."""
     torch.set_num_threads(threads)
     torch.manual_seed(cfg.train.seed)
     tc = cfg.train
     model = Transformer(cfg.model)
     optimizer = loop.build_optimizer(model, tc)
-    precision = loop.resolve_precision(tc.precision, "cpu")
+    precision = precision or loop.resolve_precision(tc.precision, "cpu")
     autocast = loop.autocast_factory(precision, "cpu")
     data = TokenData(tokens_dir)
     t0 = None
@@ -109,13 +111,20 @@ def bench_train(config_path: str, overrides=(), steps: int = 30, warmup: int = 5
           f"{sum(p.numel() for p in Transformer(cfg.model).parameters()) / 1e6:.1f}M, {precision}, "
           f"{steps} timed steps after {warmup} warmup ...", flush=True)
     peaks = {"fp32": matmul_peak(torch.float32, 2), "bf16": matmul_peak(torch.bfloat16, 2)}
-    results = {"plain_1x2": plain_loop(cfg, inputs.tokens_dir, steps, warmup, threads=2)}
+    # A shared 2-core VM drifts by several percent over minutes, so the baseline is
+    # measured before and after the Ray runs and averaged: drift cancels out of the ratios.
+    plain_before = plain_loop(cfg, inputs.tokens_dir, steps, warmup, threads=2)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        results["ray_1x2"] = ray_recipe(cfg, ws, 1, 2, steps, warmup)
-        results["ray_2x1"] = ray_recipe(cfg, ws, 2, 1, steps, warmup)
+        ray_1x2 = ray_recipe(cfg, ws, 1, 2, steps, warmup)
+        ray_2x1 = ray_recipe(cfg, ws, 2, 1, steps, warmup)
     finally:
         ray.shutdown()
+    plain_after = plain_loop(cfg, inputs.tokens_dir, steps, warmup, threads=2)
+    results = {"plain_1x2": (plain_before + plain_after) / 2, "ray_1x2": ray_1x2, "ray_2x1": ray_2x1}
+    # The same loop in the other precision, so MFU is known for fp32 and bf16 alike.
+    other = "fp32" if precision == "bf16" else "bf16"
+    other_tps = plain_loop(cfg, inputs.tokens_dir, max(warmup, steps // 3), warmup, threads=2, precision=other)
 
     fpt = flops_per_token(cfg.model)
     peak = peaks["bf16" if precision == "bf16" else "fp32"]
@@ -127,6 +136,7 @@ def bench_train(config_path: str, overrides=(), steps: int = 30, warmup: int = 5
         "steps": steps,
         "tokens_per_step": cfg.train.batch_size * cfg.train.grad_accum * cfg.model.block_size,
         "tokens_per_s": {k: round(v, 1) for k, v in results.items()},
+        "plain_before_after": [round(plain_before, 1), round(plain_after, 1)],
         "ray_vs_plain": round(best_ray / results["plain_1x2"], 3),
         "ray_1x2_vs_plain": round(results["ray_1x2"] / results["plain_1x2"], 3),
         "ray_2x1_vs_plain": round(results["ray_2x1"] / results["plain_1x2"], 3),
@@ -134,7 +144,9 @@ def bench_train(config_path: str, overrides=(), steps: int = 30, warmup: int = 5
         "flops_per_token": fpt,
         "mfu": round(fpt * results["plain_1x2"] / peak, 4),
         "mfu_by_setup": {k: round(fpt * v / peak, 4) for k, v in results.items()},
-        "mfu_vs_fp32_peak": round(fpt * results["plain_1x2"] / peaks["fp32"], 4),
+        f"plain_{other}_tokens_per_s": round(other_tps, 1),
+        "mfu_fp32": round(fpt * (results["plain_1x2"] if precision == "fp32" else other_tps) / peaks["fp32"], 4),
+        "mfu_bf16": round(fpt * (results["plain_1x2"] if precision == "bf16" else other_tps) / peaks["bf16"], 4),
         "host": f"{platform.machine()} {os.cpu_count()} cpus, torch {torch.__version__}",
     }
     print_table(figures)
@@ -149,8 +161,11 @@ def print_table(f: dict) -> None:
     for key, tps in f["tokens_per_s"].items():
         print(f"{names[key]:<28}{tps:>12,.0f}{tps / base:>9.2f}x{100 * f['mfu_by_setup'][key]:>7.1f}%")
     p = f["matmul_peak_gflops"]
+    before, after = f["plain_before_after"]
+    print(f"plain loop measured before and after the Ray runs: {before:,.0f} and {after:,.0f} tokens/s (mean above)")
     print(f"matmul peak (2 threads): fp32 {p['fp32']:.0f} GFLOP/s, bf16 {p['bf16']:.0f} GFLOP/s; "
           f"MFU is against the {f['precision']} peak")
+    print(f"plain loop MFU: fp32 {100 * f['mfu_fp32']:.1f}% of the fp32 peak, bf16 {100 * f['mfu_bf16']:.1f}% of the bf16 peak")
     print(f"ray_vs_plain = {f['ray_vs_plain']:.3f} (goal >= 0.9)\n")
 
 

@@ -3,8 +3,10 @@
 A checkpoint folder (`runs/<run_id>/checkpoint_000500/`) holds:
 
 - `state.pt`: model and optimizer state, the GradScaler (fp16 only), the step
-  counter (which is also the data position: batches are a pure function of the
-  step, see `TokenData.batch`), every worker's RNG state, and the resolved config;
+  counter, every worker's RNG state, and the resolved config. The step is also the
+  scheduler's and the data loader's position: the learning rate is a pure function
+  of the step (`loop.get_lr`), and so are the batches (`TokenData.batch`), so
+  nothing else needs saving for a bit-exact resume;
 - `config.yaml`: the same config, human-readable.
 
 Ray Train copies the folder into the run's storage; `load` validates it so a

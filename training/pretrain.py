@@ -12,6 +12,7 @@ the others once per optimizer step.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 import time
@@ -41,6 +42,8 @@ def train_loop_per_worker(config: dict) -> None:
     paths = config["paths"]
     tc = cfg.train
     torch.set_num_threads(cfg.scale.threads_per_worker)  # decide threads on purpose (Ray sets OMP to 1 otherwise)
+    # Ray Train logs every report at INFO; one compact progress line from rank 0 reads better.
+    logging.getLogger().setLevel(logging.WARNING)
 
     # [1] Ray: who am I, and on which device?
     ctx = ray.train.get_context()
@@ -111,6 +114,7 @@ def train_loop_per_worker(config: dict) -> None:
         rng_states = _gather_rng_states(world)
         if tracker:
             tracker.log(metrics)
+            print(_progress_line(metrics, last), flush=True)
 
         if do_ckpt and rank == 0:
             with tempfile.TemporaryDirectory() as tmp:
@@ -126,6 +130,16 @@ def train_loop_per_worker(config: dict) -> None:
             ray.train.report(metrics)
     if tracker:
         tracker.close()
+
+
+def _progress_line(m: dict, last: int) -> str:
+    line = (f"step {m['step']:>6}/{last}  loss {m['loss']:.4f}  lr {m['lr']:.2e}  "
+            f"grad_norm {m['grad_norm']:.2f}  {m['tokens_per_s']:,.0f} tok/s")
+    if "val_loss" in m:
+        line += f"  val_loss {m['val_loss']:.4f}  ppl {m['perplexity']:.2f}"
+    for s in m.get("samples", []):
+        line += f"\n    {s['prompt']!r} -> {s['text'][:120]!r}"
+    return line
 
 
 def _restore(ckpt_dir, model, optimizer, scaler, rank: int) -> int:
