@@ -19,7 +19,6 @@ import hashlib
 import itertools
 import json
 import random
-import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -27,8 +26,9 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from training import corpus
+from training.atomic import atomic_dir
 from training.errors import UserError
-from training.tokenizer import load_tokenizer, replace_dir, temp_sibling
+from training.tokenizer import load_tokenizer
 
 TEXT_EXTS = (".txt", ".jsonl", ".parquet")
 SPLITS = ("train", "val")
@@ -243,8 +243,7 @@ def prepare_text(sources: list[str], dataset_dir: Path, *, val_fraction: float =
     if is_dataset and old.get("fingerprint") == fingerprint and _intact(dataset_dir, old["outputs"]):
         return {**old, "reused": True}
 
-    tmp = temp_sibling(dataset_dir)
-    try:
+    with atomic_dir(dataset_dir) as tmp:
         docs = (d for spec in sources for d in iter_source(
             spec, text_field=text_field, synthetic_chars=synthetic_chars, synthetic_seed=synthetic_seed))
         out = _split_into(tmp, _progress(docs, progress, "prepare"), val_fraction, split_seed)
@@ -262,9 +261,6 @@ def prepare_text(sources: list[str], dataset_dir: Path, *, val_fraction: float =
             "fingerprint": fingerprint, "created_at": _now(),
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        replace_dir(tmp, dataset_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return {**manifest, "reused": False}
 
 
@@ -352,8 +348,7 @@ def tokenize_dataset(dataset_dir: Path, tokenizer_dir: Path, tokenizer_id: str, 
 
     vocab_size = len(tok)
     dtype = np.uint16 if vocab_size < 65536 else np.uint32  # uint16 halves disk and RAM when ids fit
-    tmp = temp_sibling(out_dir)
-    try:
+    with atomic_dir(out_dir) as tmp:
         outputs, counts = {}, {}
         for s in SPLITS:
             sha, counts[s] = _tokenize_split(dataset_dir / f"{s}.jsonl", tmp / f"{s}.bin", tok.backend_tokenizer,
@@ -366,9 +361,6 @@ def tokenize_dataset(dataset_dir: Path, tokenizer_dir: Path, tokenizer_id: str, 
             "eos_token_id": tok.eos_token_id, "split_seed": text["split"]["seed"], "created_at": _now(),
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        replace_dir(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return {**manifest, "reused": False}
 
 

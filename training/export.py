@@ -21,6 +21,7 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
+from training.atomic import atomic_dir
 from training.errors import UserError
 from training.model import ModelConfig, Transformer
 
@@ -135,7 +136,6 @@ def _write_checkpoint(model: Transformer, dest: Path, tokenizer_dir: Optional[Pa
     hf_model.config.dtype = dtype
     hf_model.generation_config = GenerationConfig(**ids)
 
-    dest.mkdir(parents=True)
     hf_model.save_pretrained(dest)
     hf_model.generation_config.save_pretrained(dest)
     if tokenizer_dir is not None:
@@ -179,28 +179,6 @@ def export_hf(model: Transformer, out_dir, *, tokenizer_dir=None,
         tokenizer_dir = Path(tokenizer_dir)
         if not tokenizer_dir.is_dir():
             raise UserError(f"tokenizer directory {tokenizer_dir} does not exist")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
-    old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
-    for stale in (tmp, old):  # leftovers of a crashed run that had our pid
-        if stale.exists():
-            shutil.rmtree(stale)
-
-    try:
+    with atomic_dir(out_dir) as tmp:
         _write_checkpoint(model, tmp, tokenizer_dir, dtype, dict(extra_files or {}))
-        if out_dir.exists():
-            # A directory cannot be renamed over a non-empty one: move the old export
-            # aside, move the new one in, then delete the old one.
-            os.replace(out_dir, old)
-            try:
-                os.replace(tmp, out_dir)
-            except BaseException:
-                os.replace(old, out_dir)  # put the previous export back
-                raise
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return out_dir

@@ -461,22 +461,12 @@ def param_breakdown(model: nn.Module) -> dict[str, int]:
     token_embedding), so lm_head is 0 when tied. Components sum to "total"."""
     counts = dict.fromkeys(("token_embedding", "position_embedding", "attention", "mlp",
                             "norms", "lm_head"), 0)
+    by_module = {"tok_emb": "token_embedding", "pos_emb": "position_embedding", "attn": "attention",
+                 "mlp": "mlp", "lm_head": "lm_head", "norm1": "norms", "norm2": "norms", "norm_f": "norms"}
     # named_parameters() yields each tensor once, under its first name (tok_emb).
     for name, p in model.named_parameters():
-        parts = name.split(".")
-        if "tok_emb" in parts:
-            key = "token_embedding"
-        elif "pos_emb" in parts:
-            key = "position_embedding"
-        elif "attn" in parts:
-            key = "attention"
-        elif "mlp" in parts:
-            key = "mlp"
-        elif "lm_head" in parts:
-            key = "lm_head"
-        elif any(part.startswith("norm") for part in parts):
-            key = "norms"
-        else:
+        key = next((by_module[part] for part in name.split(".") if part in by_module), None)
+        if key is None:
             raise ValueError(f"param_breakdown: unexpected parameter {name!r}")
         counts[key] += p.numel()
     counts["total"] = sum(counts.values())

@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import uuid
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from training.atomic import atomic_dir
 from training.errors import UserError
 
 EOS_TOKEN = "<|endoftext|>"
@@ -46,39 +45,6 @@ CHAT_TEMPLATE = (
     "{{- '<|im_start|>assistant\\n' }}"
     "{%- endif %}"
 )
-
-
-def replace_dir(tmp_dir: Path, final_dir: Path) -> None:
-    """Move a fully written `tmp_dir` to `final_dir`, replacing what was there.
-
-    Renames within one filesystem are atomic, so readers see either the old folder
-    or the complete new one, never a half-written one. An existing `final_dir` is
-    first renamed aside and deleted only after the new one is in place.
-
-    Args:
-        tmp_dir: finished folder, a sibling of `final_dir` (same filesystem).
-        final_dir: destination path.
-    """
-    old = None
-    if final_dir.exists():
-        old = final_dir.with_name(f".{final_dir.name}.old-{uuid.uuid4().hex[:8]}")
-        final_dir.rename(old)
-    try:
-        tmp_dir.rename(final_dir)
-    except BaseException:
-        if old is not None:  # put the previous version back
-            old.rename(final_dir)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def temp_sibling(final_dir: Path) -> Path:
-    """Return a fresh hidden temp folder next to `final_dir` (created, empty)."""
-    final_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final_dir.with_name(f".{final_dir.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir()
-    return tmp
 
 
 def _check_vocab_size(vocab_size: int) -> None:
@@ -175,15 +141,11 @@ def train_tokenizer(
         "special_tokens": {t: hf_tok.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS},
     }
 
-    tmp = temp_sibling(out_dir)
-    try:
+    with atomic_dir(out_dir) as tmp:
         # save_jinja_files=False keeps the chat template inside tokenizer_config.json
         # (instead of a separate chat_template.jinja) where every loader finds it.
         hf_tok.save_pretrained(str(tmp), save_jinja_files=False)
         (tmp / "training_meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-        replace_dir(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
 
 

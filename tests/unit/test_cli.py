@@ -2,7 +2,6 @@
 and leave nothing half-written. (In-process: these never reach Ray.)"""
 
 import json
-import os
 from pathlib import Path
 
 import pytest

@@ -17,14 +17,6 @@ from training.model import (
 VOCAB, BLOCK = 128, 32
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    # Tiny matmuls gain nothing from threads, and on a busy 2-core box OpenMP threads
-    # contending with other processes make them 10-100x slower.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 ARCHS = [
     pytest.param({"arch": "gpt2"}, id="gpt2"),

@@ -5,7 +5,6 @@ import json
 import pytest
 from transformers import AutoTokenizer
 
-from training import tokenizer as tok_lib
 from training.corpus import generate_documents
 from training.errors import UserError
 from training.tokenizer import CHAT_TEMPLATE, load_tokenizer, train_tokenizer
@@ -117,7 +116,23 @@ def test_failed_save_leaves_no_output(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(tok_lib, "replace_dir", boom)
+    import training.atomic
+
+    monkeypatch.setattr(training.atomic, "replace_dir", boom)
     with pytest.raises(RuntimeError):
         train_tokenizer(["a b c"] * 10, 300, tmp_path / "t")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_dir_keeps_old_folder_on_error(tmp_path):
+    from training.atomic import atomic_dir
+
+    target = tmp_path / "out"
+    with atomic_dir(target) as tmp:
+        (tmp / "a.txt").write_text("v1")
+    with pytest.raises(RuntimeError):
+        with atomic_dir(target) as tmp:
+            (tmp / "a.txt").write_text("half")
+            raise RuntimeError("crash mid-write")
+    assert (target / "a.txt").read_text() == "v1"
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no temp or old folders left
