@@ -13,9 +13,10 @@ HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/
 EXTRA  := $(if $(HAS_GPU),gpu,cpu)
 # Extra pip arguments for torch, e.g. TORCH_INDEX="--index-url https://download.pytorch.org/whl/cpu"
 TORCH_INDEX ?=
+SUDO   := $(if $(filter 0,$(shell id -u)),,sudo)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install demo test test-all bench clean-demo help
+.PHONY: install browser demo test test-all bench help
 help:
 	@echo "make demo | make test | make test-all | make bench | make install"
 
@@ -33,13 +34,17 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $@
 
+# The browser test drives Debian's chromium (tools that download their own browser fail offline).
+browser:
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
 demo: install
 	$(BIN)/python -m cluster.demo
 
-test: install
+test: install browser
 	$(BIN)/python -m pytest -q
 
-test-all: install
+test-all: install browser
 	$(BIN)/python -m pytest -q -m ""
 
 bench: install

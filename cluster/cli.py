@@ -6,7 +6,8 @@
     playground export RUN     [--out DIR]
     playground sample RUN     --prompt "Once upon a time"
     playground runs
-    playground bench train
+    playground up [--model ID] | down | status
+    playground bench train | serve
 
 User mistakes print one line on stderr and exit with code 2. Heavy imports (torch,
 ray) happen inside the subcommands so `playground --help` answers at once.
@@ -70,12 +71,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_runs)
 
+    p = sub.add_parser("up", help="start Ray, the Serve applications and the UI on 127.0.0.1")
+    p.add_argument("--model", "-m", action="append", default=[], help="exported model id to serve (repeatable)")
+    p.set_defaults(func=cmd_up)
+    p = sub.add_parser("down", help="stop the UI, Serve and Ray")
+    p.set_defaults(func=cmd_down)
+    p = sub.add_parser("status", help="the cluster, each deployment and the models")
+    p.set_defaults(func=cmd_status)
+
     bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="name", required=True, metavar="NAME")
     p = bench.add_parser("train", help="plain PyTorch loop vs Ray Train (1x2 and 2x1), tokens/s and MFU")
     p.add_argument("--steps", type=int, default=30, help="timed optimizer steps per setup")
     p.add_argument("--warmup", type=int, default=5, help="untimed steps first")
     _add_config_args(p)
     p.set_defaults(func=cmd_bench_train)
+    p = bench.add_parser("serve", help="TTFT and output tokens/s: transformers vs the vLLM engine vs Ray Serve HTTP")
+    p.add_argument("--model", "-m", help="exported model id (default: a random-init micro model, made once as "
+                                         "bench-micro)")
+    p.add_argument("--max-tokens", type=int, default=64, help="tokens generated per request (ignore_eos)")
+    p.add_argument("--levels", default="1,4,16", help="comma-separated concurrency levels")
+    p.add_argument("--requests-per-level", type=int, help="requests at each level (default: max(4, 2 x level))")
+    p.set_defaults(func=cmd_bench_serve)
     return parser
 
 
@@ -202,10 +218,10 @@ def cmd_sample(args) -> None:
 
 
 def cmd_runs(args) -> None:
-    from training.workspace import Workspace
+    from training.workspace import Workspace, run_summary
 
     ws: Workspace = _workspace(args)
-    rows = [_run_summary(r) for r in ws.list_runs()]
+    rows = [run_summary(r) for r in ws.list_runs()]
     if args.json:
         print(json.dumps(rows, indent=2))
         return
@@ -219,18 +235,22 @@ def cmd_runs(args) -> None:
               f"{f('perplexity', '.2f'):>9}{f('tokens_per_s', ',.0f'):>10}  {r['checkpoint'] or '-'}")
 
 
-def _run_summary(run_dir: Path) -> dict:
-    from training import checkpoint
+def cmd_up(args) -> None:
+    from cluster import local
 
-    rows = []
-    if (run_dir / "metrics.jsonl").is_file():
-        rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    last = rows[-1] if rows else {}
-    last_eval = next((r for r in reversed(rows) if "val_loss" in r), {})
-    latest = checkpoint.latest(run_dir)
-    return {"run": run_dir.name, "step": last.get("step"), "loss": last.get("loss"),
-            "val_loss": last_eval.get("val_loss"), "perplexity": last_eval.get("perplexity"),
-            "tokens_per_s": last.get("tokens_per_s"), "checkpoint": latest.name if latest else None}
+    local.up(_workspace(args), args.model)
+
+
+def cmd_down(args) -> None:
+    from cluster import local
+
+    local.down(_workspace(args))
+
+
+def cmd_status(args) -> int:
+    from cluster import local
+
+    return local.status(_workspace(args))
 
 
 def cmd_bench_train(args) -> None:
@@ -238,6 +258,13 @@ def cmd_bench_train(args) -> None:
 
     bench_train(config_path=args.config or "configs/pretrain/micro.yaml", overrides=args.overrides,
                 steps=args.steps, warmup=args.warmup, workspace=_workspace(args))
+
+
+def cmd_bench_serve(args) -> None:
+    from services.bench import bench_serve
+
+    bench_serve(model=args.model, max_tokens=args.max_tokens, levels=args.levels,
+                requests_per_level=args.requests_per_level, workspace=_workspace(args))
 
 
 if __name__ == "__main__":

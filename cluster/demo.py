@@ -1,6 +1,7 @@
-"""`make demo`: the whole training path, each stage a `playground` command as a user types it.
+"""`make demo`: the whole path, each stage a `playground` command as a user types it.
 
 data prepare -> tokenizer train -> pretrain (Ray Train) -> export (Hugging Face) -> sample
+-> up (Ray Serve + vLLM + the playground API + the Streamlit UI) -> one streamed chat
 """
 
 from __future__ import annotations
@@ -32,12 +33,24 @@ def main() -> None:
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     run_id = f"demo-{datetime.now():%Y%m%d-%H%M%S}"
     start = time.time()
-    stage("1/5 data", "data", "prepare", "--config", CONFIG)
-    stage("2/5 tokenizer", "tokenizer", "train", "--config", CONFIG)
-    stage("3/5 pretrain on Ray Train", "pretrain", "--config", CONFIG, f"run_name={run_id}")
-    stage("4/5 export to Hugging Face format", "export", run_id)
-    stage("5/5 sample", "sample", run_id, "--prompt", "Once upon a time", "--prompt", "Q: What is 2 plus 5?",
+    stage("1/6 data", "data", "prepare", "--config", CONFIG)
+    stage("2/6 tokenizer", "tokenizer", "train", "--config", CONFIG)
+    stage("3/6 pretrain on Ray Train", "pretrain", "--config", CONFIG, f"run_name={run_id}")
+    stage("4/6 export to Hugging Face format", "export", run_id)
+    stage("5/6 sample", "sample", run_id, "--prompt", "Once upon a time", "--prompt", "Q: What is 2 plus 5?",
           "--prompt", "Tom: Hello, Mia!", "--max-new-tokens", "60", "--temperature", "0.7")
+
+    stage("6/6 serve it: Ray Serve + vLLM, the playground API and the UI", "up", "--model", run_id)
+    print("\nA streamed chat through Serve (the same endpoint the UI uses):\n> Tom: Hello, Mia!")
+    from openai import OpenAI
+
+    client = OpenAI(base_url="http://127.0.0.1:8000/v1", api_key=os.environ.get("PLAYGROUND_API_KEY", "none"))
+    stream = client.chat.completions.create(model=run_id, messages=[{"role": "user", "content": "Tom: Hello, Mia!"}],
+                                            max_tokens=40, temperature=0.7, stream=True)
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            print(chunk.choices[0].delta.content, end="", flush=True)
+    print()
 
     rows = [json.loads(x) for x in (ws.run(run_id) / "metrics.jsonl").read_text().splitlines()]
     evals = [r for r in rows if "val_loss" in r]
@@ -47,6 +60,10 @@ def main() -> None:
           f"{evals[-1]['val_loss']:.3f} (step {evals[-1]['step']}), perplexity {evals[-1]['perplexity']:.1f}")
     print(f"  HF export:     {ws.model(run_id)}  (AutoModelForCausalLM / vLLM load it)")
     print(f"  MLflow:        {ws.mlflow_uri()}  (`mlflow ui --backend-store-uri {ws.mlflow_uri()}`)")
+    print("\nRunning now (stop with `playground down`):")
+    print("  UI (chat, runs, models):  http://127.0.0.1:8501")
+    print("  OpenAI-compatible API:    http://127.0.0.1:8000/v1   playground API docs: http://127.0.0.1:8000/api/docs")
+    print("  Ray dashboard:            http://127.0.0.1:8265")
 
 
 if __name__ == "__main__":

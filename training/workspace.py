@@ -18,6 +18,7 @@ On a multi-node cluster point it at a shared filesystem.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,3 +77,23 @@ class Workspace:
             return []
         runs = [p for p in self.runs.iterdir() if (p / "config.yaml").is_file()]
         return sorted(runs, key=lambda p: (p / "config.yaml").stat().st_mtime, reverse=True)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Rows of a JSON-lines file; [] when it does not exist yet."""
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def run_summary(run_dir: Path) -> dict:
+    """The last metrics of a run, for `playground runs` and GET /api/runs."""
+    from training.checkpoint import latest
+
+    rows = read_jsonl(run_dir / "metrics.jsonl")
+    last = rows[-1] if rows else {}
+    last_eval = next((r for r in reversed(rows) if "val_loss" in r), {})
+    ckpt = latest(run_dir)
+    return {"run": run_dir.name, "step": last.get("step"), "loss": last.get("loss"),
+            "val_loss": last_eval.get("val_loss"), "perplexity": last_eval.get("perplexity"),
+            "tokens_per_s": last.get("tokens_per_s"), "checkpoint": ckpt.name if ckpt else None}

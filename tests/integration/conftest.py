@@ -1,8 +1,9 @@
 """One local Ray cluster for the whole integration session (real Ray Train, real gloo DDP).
 
-Ray starts with 4 logical CPUs on this 2-core machine: logical CPUs are Ray's
-bookkeeping, not cores, and the DDP test's 2 workers plus Ray Train's own actors
-need more than 2 to be scheduled at all (see ../shared/STACK.md).
+Ray starts with 8 logical CPUs on this 2-core machine: logical CPUs are Ray's
+bookkeeping, not cores. Each vLLM replica reserves 2 (its actor plus its engine's
+placement-group bundle), the OpenAI ingress 1, and the deploy test runs two models
+while a redeployed ingress starts beside the old one (see ../shared/STACK.md).
 """
 
 import os
@@ -37,7 +38,7 @@ def ray_cluster():
     import ray
 
     port = _free_port()
-    ctx = ray.init(num_cpus=4, include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port,
+    ctx = ray.init(num_cpus=8, include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port,
                    log_to_driver=False)
     yield {"dashboard": f"http://127.0.0.1:{port}", "gcs": ctx.address_info["gcs_address"]}
     ray.shutdown()

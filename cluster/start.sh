@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Start a local Ray head for the playground (what `playground up` runs first).
+#
+#   cluster/start.sh            # then: serve deploy configs/serve/local.yaml
+#
+# Logical CPUs: each vLLM replica takes 2 (actor + engine bundle), the OpenAI ingress 1,
+# the playground API and a Ray Train job must all be schedulable on a 2-core laptop.
+# Logical CPUs are Ray's bookkeeping, not cores, so we declare more than we have.
+set -euo pipefail
+: "${PLAYGROUND_WORKSPACE:=$(cd "$(dirname "$0")/.." && pwd)/workspace}"
+export PLAYGROUND_WORKSPACE   # Serve replicas and Ray jobs inherit it from the head
+exec ray start --head \
+  --num-cpus "${PLAYGROUND_NUM_CPUS:-8}" \
+  --node-ip-address 127.0.0.1 \
+  --include-dashboard true --dashboard-host 127.0.0.1 --dashboard-port "${PLAYGROUND_DASHBOARD_PORT:-8265}" \
+  --disable-usage-stats "$@"

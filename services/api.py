@@ -1,0 +1,128 @@
+"""The playground API at /api: what the UI needs besides the OpenAI endpoints.
+
+    GET    /api/health               cluster, deployments, served models, links
+    GET    /api/models               exported checkpoints (workspace/models) and whether each is served
+    GET    /api/runs                 runs with their last metrics
+    GET    /api/runs/{run}           one run: resolved config, metrics history, samples
+    POST   /api/deployments          {"model": id}: serve a model (reconfigures only the LLM app)
+    DELETE /api/deployments/{model}  stop serving it
+    GET    /api/docs                 OpenAPI docs
+
+Everything is read from the workspace, so runs submitted as Ray jobs, the CLI and the
+UI all see the same state. Deploy/undeploy rewrites the LLM application's `models`
+argument in the cluster's declarative Serve config and re-applies it: Serve restarts
+only the application whose config changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+
+import yaml
+from fastapi import FastAPI
+from ray import serve
+
+from services.llm import harden, openai_error
+from services.schemas import APIAppArgs, DeployRequest
+from training.workspace import Workspace, read_jsonl, run_summary
+
+app = FastAPI(title="LLM Playground API", docs_url="/docs", openapi_url="/openapi.json")
+
+
+@serve.deployment(name="PlaygroundAPI", ray_actor_options={"num_cpus": 0})
+@serve.ingress(app)
+class PlaygroundAPI:
+    def __init__(self, args: dict):
+        self.args = APIAppArgs.model_validate(args)
+        self.ws = Workspace.resolve(self.args.workspace)
+        harden(app, set(), self.args.api_key or os.environ.get("PLAYGROUND_API_KEY") or None)
+
+    # ----------------------------------------------------------------- reads
+
+    @app.get("/health")
+    async def health(self) -> dict:
+        details = await asyncio.to_thread(self._serve_details)
+        deployments = {f"{name}/{dname}": d.get("status")
+                       for name, a in details.get("applications", {}).items()
+                       for dname, d in a.get("deployments", {}).items()}
+        return {"status": "ok", "deployments": deployments, "models_deployed": self._deployed(details),
+                "links": {"ray_dashboard": self.args.dashboard_url, "mlflow": self.args.mlflow_url},
+                "workspace": str(self.ws.root)}
+
+    @app.get("/models")
+    async def models(self) -> list[dict]:
+        deployed = set(self._deployed(await asyncio.to_thread(self._serve_details)))
+        out = []
+        if self.ws.models.is_dir():
+            for d in sorted(p for p in self.ws.models.iterdir() if (p / "config.json").is_file()):
+                info = json.loads((d / "playground.json").read_text()) if (d / "playground.json").is_file() else {}
+                out.append({"id": d.name, "path": str(d), "run_id": info.get("run_id"), "step": info.get("step"),
+                            "val_loss": info.get("val_loss"), "config": info.get("config"),
+                            "size_bytes": sum(f.stat().st_size for f in d.rglob("*") if f.is_file()),
+                            "deployed": d.name in deployed})
+        return out
+
+    @app.get("/runs")
+    async def runs(self) -> list[dict]:
+        return [run_summary(r) for r in self.ws.list_runs()]
+
+    @app.get("/runs/{run}")
+    async def run(self, run: str):
+        run_dir = self.ws.run(run)
+        if not (run_dir / "config.yaml").is_file() or run_dir.parent != self.ws.runs:
+            return openai_error(404, f"no run named '{run}'", "run", "not_found")
+        return {"run": run, "config": yaml.safe_load((run_dir / "config.yaml").read_text()),
+                "metrics": read_jsonl(run_dir / "metrics.jsonl"), "samples": read_jsonl(run_dir / "samples.jsonl"),
+                **run_summary(run_dir)}
+
+    # ----------------------------------------------------------------- deploy
+
+    @app.post("/deployments", status_code=202)
+    async def deploy(self, req: DeployRequest):
+        if not (self.ws.model(req.model) / "config.json").is_file():
+            return openai_error(404, f"no exported model '{req.model}' (see GET /api/models)", "model",
+                                "model_not_found")
+        await asyncio.to_thread(self._set_models, lambda models: sorted(set(models) | {req.model}))
+        return {"model": req.model, "status": "deploying"}
+
+    @app.delete("/deployments/{model}")
+    async def undeploy(self, model: str):
+        details = await asyncio.to_thread(self._serve_details)
+        if model not in self._deployed(details):
+            return openai_error(404, f"model '{model}' is not deployed", "model", "model_not_found")
+        await asyncio.to_thread(self._set_models, lambda models: [m for m in models if m != model])
+        return {"model": model, "status": "removed"}
+
+    # ----------------------------------------------------------------- Serve config
+
+    def _client(self):
+        from ray.dashboard.modules.serve.sdk import ServeSubmissionClient
+
+        return ServeSubmissionClient(self.args.dashboard_url)
+
+    def _serve_details(self) -> dict:
+        return self._client().get_serve_details()
+
+    def _llm_config(self, details: dict) -> dict | None:
+        app_details = details.get("applications", {}).get(self.args.llm_app) or {}
+        return app_details.get("deployed_app_config")
+
+    def _deployed(self, details: dict) -> list[str]:
+        cfg = self._llm_config(details) or {}
+        return list((cfg.get("args") or {}).get("models", []))
+
+    def _set_models(self, update) -> None:
+        """Re-apply the declarative Serve config with the LLM app's model list changed."""
+        details = self._serve_details()
+        apps = [a["deployed_app_config"] for a in details["applications"].values() if a.get("deployed_app_config")]
+        for cfg in apps:
+            if cfg["name"] == self.args.llm_app:
+                cfg.setdefault("args", {})["models"] = update(cfg["args"].get("models", []))
+        self._client().deploy_applications({
+            "proxy_location": details.get("proxy_location", "HeadOnly"),
+            "http_options": {k: v for k, v in (details.get("http_options") or {}).items() if k in ("host", "port")},
+            "applications": apps,
+        })
+

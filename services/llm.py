@@ -1,0 +1,186 @@
+"""The OpenAI-compatible LLM application: vLLM engines hosted by `ray.serve.llm`.
+
+`build_openai_app` gives one `LLMServer` deployment per model and an `OpenAiIngress`
+in front (`/v1/models`, `/v1/chat/completions`, `/v1/completions`, ...). We keep Ray's
+ingress and add three things in front of it, on the same FastAPI app:
+
+- an optional bearer key (`Authorization: Bearer ...`);
+- request checks that Ray's ingress gets wrong or leaves to a 500: a body that is not
+  JSON, an unknown model, empty messages;
+- every error in OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`,
+  naming the offending field in `param`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from services.schemas import LLMAppArgs
+
+CHECKED_PATHS = ("/v1/chat/completions", "/v1/completions")
+
+
+def openai_error(status: int, message: str, param: str | None = None, type_: str | None = None) -> JSONResponse:
+    """An error response in the shape OpenAI clients (and our UI) parse."""
+    type_ = type_ or ("invalid_request_error" if status < 500 else "internal_error")
+    return JSONResponse(status_code=status,
+                        content={"error": {"message": message, "type": type_, "param": param, "code": status}})
+
+
+def check_request(path: str, raw: bytes, model_ids: set[str]) -> JSONResponse | None:
+    """Reject what the engine would choke on, before it reaches it. None means fine."""
+    try:
+        body = json.loads(raw or b"null")
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        return openai_error(400, f"request body is not valid JSON: {e}", "body")
+    if not isinstance(body, dict):
+        return openai_error(400, "request body must be a JSON object", "body")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        return openai_error(400, "'model' is required", "model")
+    if model not in model_ids:
+        served = ", ".join(sorted(model_ids)) or "none; deploy one with POST /api/deployments"
+        return openai_error(404, f"model '{model}' is not served (served: {served})", "model", "model_not_found")
+    if path.endswith("/chat/completions"):
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            return openai_error(400, "'messages' must be a non-empty list", "messages")
+    return None
+
+
+# Fields an engine error may be about, in the order we look for them in its message.
+_FIELDS = ("temperature", "top_p", "top_k", "max_tokens", "max_completion_tokens", "presence_penalty",
+           "frequency_penalty", "repetition_penalty", "stop", "seed", "logprobs", "top_logprobs", "n",
+           "messages", "prompt", "model")
+
+
+def normalize_error(path: str, status: int, raw: bytes) -> JSONResponse:
+    """Rewrite an engine/ingress error as a clean OpenAI error that names the field.
+
+    vLLM's checks are right but its errors arrive wrapped ("Message: ... (Request ID: ...),
+    Internal exception: ...") and often with param=None, e.g. for a prompt longer than
+    the context. We keep the status and the first sentence, and name the field.
+    """
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        body = {}
+    err = body.get("error") if isinstance(body, dict) and isinstance(body.get("error"), dict) else {}
+    message = str(err.get("message") or (body.get("detail") if isinstance(body, dict) else "") or raw[:300])
+    message = re.sub(r"^Message:\s*", "", message).split(" (Request ID:")[0].strip()
+    param = err.get("param") if isinstance(err.get("param"), str) else None
+    named = re.search(r"parameter=(\w+)", message)
+    if "context length" in message or (named and named.group(1) == "input_text"):
+        # The prompt is too long: name the request field that holds it, not vLLM's internal one.
+        param = "messages" if path.endswith("/chat/completions") else "prompt"
+    elif param is None:
+        param = named.group(1) if named else next((f for f in _FIELDS if re.search(rf"\b{f}\b", message)), None)
+    return openai_error(status, message, param, err.get("type") if status >= 500 else None)
+
+
+def harden(app: FastAPI, model_ids: set[str], api_key: str | None) -> FastAPI:
+    """Add the key check, request checks and OpenAI-shaped errors to a FastAPI app."""
+
+    @app.middleware("http")
+    async def _guard(request: Request, call_next):
+        if api_key and request.headers.get("authorization") != f"Bearer {api_key}":
+            return openai_error(401, "missing or wrong API key (Authorization: Bearer ...)", "authorization",
+                                "authentication_error")
+        if request.method == "POST" and request.url.path in CHECKED_PATHS:
+            problem = check_request(request.url.path, await request.body(), model_ids)
+            if problem is not None:
+                return problem
+        response = await call_next(request)
+        if response.status_code >= 400 and response.headers.get("content-type", "").startswith("application/json"):
+            raw = b"".join([chunk async for chunk in response.body_iterator])
+            return normalize_error(request.url.path, response.status_code, raw)
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError):
+        err = (exc.errors() or [{}])[0]
+        loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+        param = ".".join(loc) or "body"
+        return openai_error(400, f"{param}: {err.get('msg', 'invalid value')}", param)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException):
+        return openai_error(exc.status_code, str(exc.detail))
+
+    return app
+
+
+def resolve_model_source(model: str, workspace_models: Path) -> str:
+    """A workspace model id, a local Hugging Face folder, or (online) a Hub name."""
+    if (workspace_models / model / "config.json").is_file():
+        return str(workspace_models / model)
+    if Path(model).expanduser().is_dir():
+        return str(Path(model).expanduser().resolve())
+    return model
+
+
+def build_llm_app(args: LLMAppArgs, workspace_models: Path):
+    """One vLLM deployment per model behind the hardened OpenAI ingress.
+
+    This is `ray.serve.llm.build_openai_app` (Ray 2.60) with one change: the ingress is
+    built on our FastAPI app (Ray's own middleware plus `harden`) instead of a fresh one.
+    The deployments, the ingress class and its options are Ray's.
+    """
+    from ray import serve
+    from ray.llm._internal.serve.core.configs.openai_api_models import to_model_metadata
+    from ray.llm._internal.serve.core.ingress.ingress import init as init_openai_fastapi
+    from ray.serve.llm import LLMConfig, build_llm_deployment
+    from ray.serve.llm.ingress import OpenAiIngress, make_fastapi_ingress
+
+    api_key = args.api_key or os.environ.get("PLAYGROUND_API_KEY") or None
+    if not args.models:
+        return no_models_app(api_key)
+    e = args.engine
+    configs = [
+        LLMConfig(
+            model_loading_config={"model_id": Path(m).name if Path(m).is_dir() else m,
+                                  "model_source": resolve_model_source(m, workspace_models)},
+            engine_kwargs={"dtype": e.dtype, "enforce_eager": e.enforce_eager,
+                           "gpu_memory_utilization": e.gpu_memory_utilization,
+                           **({"max_model_len": e.max_model_len} if e.max_model_len else {})},
+            # A placement group without GPUs selects vLLM's CPU path; with a GPU, ask for one.
+            placement_group_config={"bundles": [{"CPU": e.replica_cpus}]},
+            deployment_config={"autoscaling_config": {"min_replicas": 1, "max_replicas": 1}},
+            runtime_env={"env_vars": {"VLLM_CPU_KVCACHE_SPACE": str(int(e.kv_cache_gib))}},
+        )
+        for m in args.models
+    ]
+    model_ids = {c.model_id for c in configs}
+    ingress_cls = make_fastapi_ingress(OpenAiIngress, app=harden(init_openai_fastapi(), model_ids, api_key))
+    return serve.deployment(ingress_cls, **OpenAiIngress.get_deployment_options(configs)).bind(
+        llm_deployments={c.model_id: build_llm_deployment(c) for c in configs},
+        model_cards={c.model_id: to_model_metadata(c.model_id, c) for c in configs},
+        lora_paths={},
+    )
+
+
+def no_models_app(api_key: str | None):
+    """Stands in for the LLM app while no model is deployed: /v1/models is empty and
+    generation answers 404 saying how to deploy a model."""
+    from ray import serve
+
+    app = harden(FastAPI(), set(), api_key)
+
+    @app.get("/v1/models")
+    async def models():
+        return {"object": "list", "data": []}
+
+    @serve.deployment(name="NoModels", ray_actor_options={"num_cpus": 0})
+    @serve.ingress(app)
+    class NoModels:
+        pass
+
+    return NoModels.bind()

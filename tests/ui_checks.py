@@ -1,0 +1,70 @@
+"""Page checks shared by the UI unit tests (against a stub) and the integration tests
+(against the real Serve cluster): drive a Streamlit page headlessly with AppTest.
+
+Pages are opened the way `streamlit run ui/Home.py` opens them: from the Home entry point,
+then `switch_page`, so page links and relative paths resolve as in the real app.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+HOME = Path(__file__).resolve().parents[1] / "ui" / "Home.py"
+
+
+@contextmanager
+def playground_env(base_url: str, api_key: str | None = None) -> Iterator[None]:
+    """Point the pages at `base_url` (they read PLAYGROUND_URL / PLAYGROUND_API_KEY) for a while."""
+    saved = {k: os.environ.get(k) for k in ("PLAYGROUND_URL", "PLAYGROUND_API_KEY")}
+    os.environ["PLAYGROUND_URL"] = base_url
+    if api_key is not None:
+        os.environ["PLAYGROUND_API_KEY"] = api_key
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def open_page(page: str | None, timeout: float = 10) -> AppTest:
+    """Run Home, then switch to `page` (e.g. "pages/1_Chat.py") and run it; None stays on Home."""
+    at = AppTest.from_file(str(HOME), default_timeout=timeout).run()
+    if page:
+        at.switch_page(page).run()
+    return at
+
+
+def assistant_texts(at: AppTest) -> list[str]:
+    """The text of every assistant message on the page, oldest first."""
+    return ["".join(md.value for md in msg.markdown) for msg in at.chat_message if msg.name == "assistant"]
+
+
+def check_chat_page(base_url: str, timeout: float = 60, message: str = "Hello",
+                    api_key: str | None = None, **sampling) -> str:
+    """Open the Chat page against `base_url`, send `message`, and return the assistant's full
+    (streamed) answer. Fails with the page's own error text if it shows one.
+
+    `sampling` sets sidebar widgets by parameter name, e.g. temperature=0.0, max_tokens=8.
+    """
+    with playground_env(base_url, api_key):
+        at = open_page("pages/1_Chat.py", timeout)
+        assert not at.exception, [e.value for e in at.exception]
+        assert not at.error, [e.value for e in at.error]
+        assert at.selectbox(key="chat_model").options, "the Chat page lists no served model"
+        widgets = {w.key: w for w in (*at.slider, *at.number_input, *at.text_input)}
+        for name, value in sampling.items():
+            widgets[f"sampling_{name}"].set_value(value)  # KeyError: not a SAMPLING parameter
+        at.chat_input[0].set_value(message).run(timeout=timeout)
+        assert not at.exception, [e.value for e in at.exception]
+        assert not at.error, [e.value for e in at.error]
+        answers = assistant_texts(at)
+        assert answers, "the Chat page showed no assistant message"
+        return answers[-1]

@@ -1,0 +1,109 @@
+"""The request checks and error shapes in front of vLLM, without a cluster (FastAPI's
+TestClient drives the same app object Serve would host). The live path is in
+tests/integration/test_serve.py."""
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from services.llm import harden
+
+
+@pytest.fixture
+def client():
+    app = harden(FastAPI(), {"tiny"}, api_key=None)
+
+    @app.post("/v1/chat/completions")
+    async def chat(body: dict):
+        return {"ok": True}
+
+    @app.post("/v1/completions")
+    async def completions(body: dict):
+        return {"ok": True}
+
+    return TestClient(app)
+
+
+def error_of(resp):
+    body = resp.json()
+    assert set(body) == {"error"} and {"message", "type", "param", "code"} <= set(body["error"])
+    assert body["error"]["code"] == resp.status_code
+    return body["error"]
+
+
+@pytest.mark.parametrize("payload, status, param", [
+    (b"{not json", 400, "body"),
+    (b"[1, 2]", 400, "body"),
+    (b'{"messages": [{"role": "user", "content": "x"}]}', 400, "model"),
+    (b'{"model": "nope", "messages": [{"role": "user", "content": "x"}]}', 404, "model"),
+    (b'{"model": "tiny", "messages": []}', 400, "messages"),
+])
+def test_bad_requests_are_openai_shaped_4xx(client, payload, status, param):
+    resp = client.post("/v1/chat/completions", content=payload, headers={"content-type": "application/json"})
+    assert resp.status_code == status
+    assert error_of(resp)["param"] == param
+
+
+def test_good_request_passes_through(client):
+    resp = client.post("/v1/chat/completions", json={"model": "tiny", "messages": [{"role": "user", "content": "x"}]})
+    assert resp.status_code == 200 and resp.json() == {"ok": True}
+    assert client.post("/v1/completions", json={"model": "tiny", "prompt": "x"}).status_code == 200
+
+
+def test_unknown_route_is_openai_shaped(client):
+    resp = client.get("/v1/nothing-here")
+    assert resp.status_code == 404 and error_of(resp)
+
+
+def test_api_key_enforced_when_set():
+    app = harden(FastAPI(), {"tiny"}, api_key="s3cret")
+
+    @app.get("/v1/models")
+    async def models():
+        return {"data": []}
+
+    c = TestClient(app)
+    assert c.get("/v1/models").status_code == 401
+    assert error_of(c.get("/v1/models", headers={"Authorization": "Bearer wrong"}))["param"] == "authorization"
+    assert c.get("/v1/models", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+
+
+@pytest.mark.parametrize("path, raw, param, message", [
+    ("/v1/chat/completions",
+     b'{"error": {"message": "Message: This model\'s maximum context length is 64 tokens. However, your prompt '
+     b'contains 2050 characters. (Request ID: 3e4a), Internal exception: x", "type": "OpenAIHTTPException", '
+     b'"param": null, "code": 400}}',
+     "messages", "This model's maximum context length is 64 tokens. However, your prompt contains 2050 characters."),
+    ("/v1/completions", b'{"error": {"message": "maximum context length is 64", "param": null}}', "prompt",
+     "maximum context length is 64"),
+    ("/v1/chat/completions", b'{"error": {"message": "Please reduce the length of the input prompt. '
+     b'(parameter=input_text, value=2050)", "param": null}}', "messages", None),
+    ("/v1/chat/completions",
+     b'{"error": {"message": "Message: temperature must be in [0, 2], got 5.0. (parameter=temperature, value=5.0) '
+     b'(Request ID: f8), Internal exception: y", "param": null}}', "temperature", None),
+    ("/v1/chat/completions", b'{"detail": "top_p must be in (0, 1], got 3"}', "top_p", "top_p must be in (0, 1], got 3"),
+])
+def test_engine_errors_are_cleaned_and_name_the_field(path, raw, param, message):
+    import json
+
+    from services.llm import normalize_error
+
+    err = json.loads(normalize_error(path, 400, raw).body)["error"]
+    assert err["param"] == param and err["code"] == 400 and err["type"] == "invalid_request_error"
+    assert "Request ID" not in err["message"] and not err["message"].startswith("Message:")
+    if message:
+        assert err["message"] == message
+
+
+def test_error_from_the_route_is_normalized():
+    app = harden(FastAPI(), {"tiny"}, api_key=None)
+
+    @app.post("/v1/completions")
+    async def completions(body: dict):
+        from fastapi.responses import JSONResponse
+
+        return JSONResponse(status_code=400, content={"error": {"message": "Message: max_tokens must be at least 1",
+                                                                "param": None}})
+
+    resp = TestClient(app).post("/v1/completions", json={"model": "tiny", "prompt": "x"})
+    assert resp.status_code == 400 and error_of(resp)["param"] == "max_tokens"

@@ -1,0 +1,139 @@
+"""The UI's HTTP client against the stub server, plus its pure helpers (export, config diff,
+sampling parameters)."""
+
+import json
+import socket
+
+import pytest
+from ui_stub import CONFIG_A, CONFIG_B, FAIL_BEFORE, FAIL_DURING, KEY, MODEL, stub  # noqa: F401
+
+from ui.client import ApiError, PlaygroundClient, _sse_text
+from ui.format import (MISSING, SAMPLING, config_diff, conversation_to_json, conversation_to_markdown,
+                       request_params, show_value)
+
+HI = [{"role": "user", "content": "hi"}]
+
+
+@pytest.fixture
+def client(stub):  # noqa: F811
+    with PlaygroundClient(stub.url, KEY, timeout=10) as c:
+        yield c
+
+
+def test_management_routes(client):
+    assert client.health()["deployments"]["llm/LLMServer"] == "HEALTHY"
+    assert [m["id"] for m in client.models()][0] == MODEL
+    assert [r["run"] for r in client.runs()] == ["run-a", "run-b"]
+    assert client.run("run-a")["config"] == CONFIG_A
+    assert client.deploy("m1") == {"model": "m1", "status": "deploying"}
+    # ids may contain "/": it is escaped so the id stays one path segment on the wire.
+    assert client.undeploy(MODEL) == {"model": MODEL, "status": "removed"}
+
+
+def test_served_models_and_chat(client):
+    assert client.served_models() == [MODEL]
+    assert client.chat(MODEL, HI, temperature=0.0) == "Hello! You said: hi"
+
+
+def test_stream_yields_pieces_in_order(client, stub):  # noqa: F811
+    pieces = list(client.chat_stream(MODEL, HI, **request_params({"top_k": 0, "seed": 7})))
+    assert pieces == ["Hello", "! You", " said: ", "hi"]
+    body = stub.app.state.requests[-1][3]
+    assert body["stream"] is True and body["top_k"] == -1 and body["seed"] == 7 and "stop" not in body
+
+
+def test_api_key_is_sent_on_every_request(client, stub):  # noqa: F811
+    client.health()
+    list(client.chat_stream(MODEL, HI))
+    assert {auth for *_, auth, _ in stub.app.state.requests[-2:]} == {f"Bearer {KEY}"}
+    with PlaygroundClient(stub.url, api_key="wrong") as bad, pytest.raises(ApiError) as err:
+        bad.health()
+    assert err.value.status == 401 and "API key" in err.value.message
+
+
+def test_openai_error_body(client):
+    for call in (lambda: client.chat(MODEL, [{"role": "user", "content": FAIL_BEFORE}]),
+                 lambda: list(client.chat_stream(MODEL, [{"role": "user", "content": FAIL_BEFORE}]))):
+        with pytest.raises(ApiError) as err:
+            call()
+        e = err.value
+        assert (e.status, e.param) == (400, "max_tokens") and "too large" in e.message
+        assert str(e) == "HTTP 400: max_tokens is too large for this model (parameter `max_tokens`)"
+
+
+def test_error_event_inside_stream(client):
+    stream = client.chat_stream(MODEL, [{"role": "user", "content": FAIL_DURING}])
+    assert next(stream) == "Hello"
+    with pytest.raises(ApiError) as err:
+        next(stream)
+    assert (err.value.status, err.value.message) == (500, "engine died")
+
+
+def test_fastapi_detail_bodies(client):
+    with pytest.raises(ApiError) as err:
+        client.run("nope")
+    assert (err.value.status, err.value.message, err.value.param) == (404, "run 'nope' not found", None)
+    with pytest.raises(ApiError) as err:  # a validation error names the offending field
+        client._request("POST", "/api/deployments", json={})
+    assert (err.value.status, err.value.message, err.value.param) == (422, "Field required", "model")
+
+
+def test_unreachable_server_is_a_friendly_error():
+    with socket.socket() as s:  # a port nobody listens on: bound, never listening
+        s.bind(("127.0.0.1", 0))
+        url = "http://127.0.0.1:%d" % s.getsockname()[1]
+        with PlaygroundClient(url, timeout=2) as c:
+            for call in (c.health, lambda: list(c.chat_stream(MODEL, HI))):
+                with pytest.raises(ApiError) as err:
+                    call()
+                assert err.value.status == 0
+                assert str(err.value).startswith(f"cannot reach the playground at {url}: ")
+
+
+def test_env_defaults(monkeypatch):
+    monkeypatch.delenv("PLAYGROUND_URL", raising=False)
+    assert PlaygroundClient().base_url == "http://127.0.0.1:8000"
+    monkeypatch.setenv("PLAYGROUND_URL", "http://cluster:9000/")
+    monkeypatch.setenv("PLAYGROUND_API_KEY", "k")
+    c = PlaygroundClient()
+    assert c.base_url == "http://cluster:9000" and c._http.headers["authorization"] == "Bearer k"
+
+
+def test_sse_parser_edge_cases():
+    lines = ["", ": ping", 'data: {"choices": [{"delta": {"role": "assistant"}}]}',
+             'data:{"choices": [{"delta": {"content": "a"}}]}', "data: [DONE]",
+             'data: {"choices": [{"delta": {"content": "after done"}}]}']
+    assert list(_sse_text(iter(lines))) == ["a"]
+    with pytest.raises(ApiError) as err:  # older vLLM's flat error event
+        list(_sse_text(iter(['data: {"object": "error", "message": "boom", "code": 400}'])))
+    assert (err.value.status, err.value.message) == (400, "boom")
+
+
+def test_request_params_defaults_and_translation():
+    defaults = request_params({})
+    assert defaults == {"temperature": 0.7, "top_p": 1.0, "top_k": -1, "max_tokens": 128, "presence_penalty": 0.0,
+                        "frequency_penalty": 0.0, "repetition_penalty": 1.0}
+    p = request_params({"top_k": 40, "seed": 3, "stop": "\\n\\n, User:,"})
+    assert p["top_k"] == 40 and p["seed"] == 3 and p["stop"] == ["\n\n", " User:"]
+    assert {x.name for x in SAMPLING} == set(defaults) | {"seed", "stop"}
+    for x in SAMPLING:
+        assert x.help and (x.kind in ("seed", "stop") or x.min <= x.default <= x.max)
+
+
+def test_config_diff_nested():
+    rows = config_diff(CONFIG_A, CONFIG_B)
+    assert rows == [("model.n_layer", 2, 4), ("seed", 0, MISSING), ("train.steps", 200, 400)]
+    assert config_diff(CONFIG_A, CONFIG_A) == []
+    assert config_diff({"a": {"b": [1, 2]}}, {"a": {"b": [1, 3]}}) == [("a.b", [1, 2], [1, 3])]
+    assert [show_value(v) for v in ("x", 1.5, None, [1], MISSING)] == ["x", "1.5", "null", "[1]", "(not set)"]
+
+
+def test_conversation_exports():
+    messages = [*HI, {"role": "assistant", "content": "Hello!"}]
+    meta = {"model": MODEL, "system_prompt": "be brief", "sampling": {"temperature": 0.5}}
+    data = json.loads(conversation_to_json(messages, meta))
+    assert data == {"meta": meta, "messages": messages}
+    md = conversation_to_markdown(messages, meta)
+    assert md.startswith("# Chat transcript")
+    assert f"- **model**: {MODEL}" in md and "- **sampling**: temperature=0.5" in md
+    assert md.index("## User\n\nhi") < md.index("## Assistant\n\nHello!")

@@ -1,0 +1,169 @@
+"""A stub of the playground's HTTP API for the UI unit tests.
+
+It stands in for the real Ray Serve app (vLLM's OpenAI routes plus the FastAPI /api
+routes), which the integration tests exercise; here only the contract matters: the JSON
+shapes, Server-Sent Events streaming, both error body shapes, and the bearer key. It runs
+under uvicorn on 127.0.0.1, on a free port, in a background thread.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+
+import pytest
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+KEY = "stub-key"
+MODEL = "tiny-shakespeare/step-200"
+# Chat messages that make the stub fail, to test error handling end to end.
+FAIL_BEFORE = "please fail"  # 400 with an OpenAI-style error body
+FAIL_DURING = "fail midway"  # 200, one piece, then an error event inside the stream
+CONFIG_A = {"model": {"n_layer": 2, "n_embd": 64}, "train": {"lr": 0.001, "steps": 200}, "seed": 0}
+CONFIG_B = {"model": {"n_layer": 4, "n_embd": 64}, "train": {"lr": 0.001, "steps": 400}}
+RUNS = {
+    "run-a": {"config": CONFIG_A, "metrics": [
+        {"step": s, "loss": 5.0 - s / 100, "lr": 1e-3, "grad_norm": 1.0, "tokens_per_s": 1000.0 + s, "time": s / 10}
+        for s in (0, 100, 200)] + [{"step": 200, "val_loss": 3.2, "perplexity": 24.5}],
+        "samples": [{"step": 100, "samples": [{"prompt": "ROMEO:", "text": "old words"}]},
+                    {"step": 200, "samples": [{"prompt": "ROMEO:", "text": "newest words"}]}]},
+    "run-b": {"config": CONFIG_B, "metrics": [], "samples": []},
+}
+
+
+def reply_pieces(messages: list[dict]) -> list[str]:
+    """What the stub 'model' answers, already split the way it streams it."""
+    return ["Hello", "! You", " said: ", messages[-1]["content"]]
+
+
+def _error(status: int, message: str, param: str | None = None) -> JSONResponse:
+    body = {"error": {"message": message, "type": "BadRequestError", "param": param, "code": status}}
+    return JSONResponse(body, status_code=status)
+
+
+def make_app() -> FastAPI:
+    app = FastAPI()
+    app.state.requests = []  # (method, path, authorization header, json body) for the tests to inspect
+    app.state.served = [MODEL]  # what /v1/models lists; a test may empty it
+
+    @app.middleware("http")
+    async def auth(request: Request, call_next):
+        body = await request.body()
+        app.state.requests.append((request.method, request.url.path, request.headers.get("authorization"),
+                                   json.loads(body) if body else None))
+        if request.headers.get("authorization") != f"Bearer {KEY}":
+            return _error(401, "missing or invalid API key")
+        return await call_next(request)
+
+    @app.get("/v1/models")
+    def v1_models():
+        return {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "playground"}
+                                           for m in app.state.served]}
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request):
+        req = await request.json()
+        if req["messages"][-1]["content"] == FAIL_BEFORE:
+            return _error(400, "max_tokens is too large for this model", "max_tokens")
+        pieces = reply_pieces(req["messages"])
+        if not req.get("stream"):
+            return {"choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(pieces)}}]}
+
+        def events():
+            for i, piece in enumerate(pieces):
+                if i == 1 and req["messages"][-1]["content"] == FAIL_DURING:
+                    yield 'data: {"error": {"message": "engine died", "type": "InternalServerError", ' \
+                          '"param": null, "code": 500}}\n\n'
+                    return
+                chunk = {"choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+                yield f"data: {json.dumps(chunk)}\n\n"
+            yield ": keep-alive comment, to be skipped\n\n"
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    @app.get("/api/health")
+    def health():
+        return {"status": "ok", "deployments": {"llm/LLMServer": "HEALTHY", "api/PlaygroundAPI": "UPDATING"},
+                "models_deployed": [MODEL],
+                "links": {"ray_dashboard": "http://127.0.0.1:8265", "mlflow": None}}
+
+    @app.get("/api/models")
+    def models():
+        row = {"path": "/w/exports/x", "run_id": "run-a", "step": 200, "val_loss": 3.2, "size_bytes": 123456,
+               "config": CONFIG_A}
+        return [{"id": MODEL, "deployed": True, **row}, {"id": "tiny-shakespeare/step-100", "deployed": False, **row}]
+
+    @app.get("/api/runs")
+    def runs():
+        return [{"run": "run-a", "step": 200, "loss": 3.0, "val_loss": 3.2, "perplexity": 24.5,
+                 "tokens_per_s": 1200.0, "checkpoint": "/w/ckpt"},
+                {"run": "run-b", "step": 0, "loss": None, "val_loss": None, "perplexity": None,
+                 "tokens_per_s": None, "checkpoint": None}]
+
+    @app.get("/api/runs/{run}")
+    def run(run: str):
+        if run not in RUNS:  # FastAPI's own error shape, on purpose
+            return JSONResponse({"detail": f"run {run!r} not found"}, status_code=404)
+        return {"run": run, **RUNS[run]}
+
+    @app.post("/api/deployments", status_code=202)
+    def deploy(body: dict):
+        if "model" not in body:
+            return JSONResponse({"detail": [{"loc": ["body", "model"], "msg": "Field required",
+                                             "type": "missing"}]}, status_code=422)
+        return {"model": body["model"], "status": "deploying"}
+
+    @app.delete("/api/deployments/{model:path}")
+    def undeploy(model: str):
+        return {"model": model, "status": "removed"}
+
+    return app
+
+
+@dataclass
+class Stub:
+    url: str
+    app: FastAPI
+    server: uvicorn.Server = field(repr=False)
+    thread: threading.Thread = field(repr=False)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def start_stub() -> Stub:
+    app = make_app()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))  # the kernel picks a free port; uvicorn serves on this very socket
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the UI stub server did not start")
+        time.sleep(0.01)
+    host, port = sock.getsockname()
+    return Stub(f"http://{host}:{port}", app, server, thread)
+
+
+@pytest.fixture(scope="session")
+def stub():
+    s = start_stub()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def stub_env(stub, monkeypatch):
+    """Point the pages (which read the environment) at the stub."""
+    monkeypatch.setenv("PLAYGROUND_URL", stub.url)
+    monkeypatch.setenv("PLAYGROUND_API_KEY", KEY)
+    return stub

@@ -1,0 +1,187 @@
+"""The UI's only door to the cluster: a small HTTP client for the playground's Serve endpoints.
+
+Everything the Streamlit pages show comes through here, so the UI runs anywhere that can
+reach the Serve HTTP port (a laptop, a notebook, another pod) without Ray or torch. Every
+failure, from a 4xx JSON body to a refused connection, becomes one `ApiError` whose text
+is fit to show a learner as-is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+class ApiError(Exception):
+    """A failed call, as the server explained it (status 0: the server was never reached)."""
+
+    def __init__(self, status: int, message: str, param: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.param = status, message, param
+
+    def __str__(self) -> str:
+        where = f" (parameter `{self.param}`)" if self.param else ""
+        prefix = f"HTTP {self.status}: " if self.status else ""
+        return f"{prefix}{self.message}{where}"
+
+
+def _error_from_body(status: int, body: Any, fallback: str) -> ApiError:
+    # Two body shapes reach us: OpenAI-style {"error": {...}} from vLLM and our handlers,
+    # and FastAPI's {"detail": str | [validation errors]} from anything that bypasses them.
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        err = body["error"]
+        return ApiError(status, str(err.get("message") or fallback), err.get("param"))
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        return ApiError(status, body["error"], body.get("param"))
+    if isinstance(body, dict) and "detail" in body:
+        detail = body["detail"]
+        if isinstance(detail, list):  # pydantic validation errors: name the first bad field
+            msgs = [str(d.get("msg", d)) if isinstance(d, dict) else str(d) for d in detail]
+            first = detail[0] if detail and isinstance(detail[0], dict) else {}
+            loc = [str(p) for p in first.get("loc", []) if p not in ("body", "query", "path")]
+            return ApiError(status, "; ".join(msgs) or fallback, loc[-1] if loc else None)
+        return ApiError(status, str(detail))
+    if isinstance(body, dict) and "message" in body:  # older vLLM: {"object": "error", "message": ...}
+        return ApiError(status, str(body["message"]), body.get("param"))
+    return ApiError(status, fallback)
+
+
+def _raise_for_status(response: httpx.Response) -> None:
+    if response.status_code < 400:
+        return
+    text = response.text
+    try:
+        body = json.loads(text)
+    except ValueError:
+        body = None
+    # A proxy or Serve itself may answer in plain text ("Internal Server Error"): show it, short.
+    fallback = text.strip()[:300] or response.reason_phrase or "request failed"
+    raise _error_from_body(response.status_code, body, fallback)
+
+
+class PlaygroundClient:
+    """HTTP client for the playground: OpenAI-compatible `/v1` plus the `/api` management routes."""
+
+    def __init__(self, base_url: str | None = None, api_key: str | None = None, timeout: float = 60.0):
+        self.base_url = (base_url or os.environ.get("PLAYGROUND_URL") or DEFAULT_URL).rstrip("/")
+        api_key = api_key if api_key is not None else os.environ.get("PLAYGROUND_API_KEY")
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        # A short connect timeout makes "cluster is down" quick to report; the long read
+        # timeout leaves room for CPU-only vLLM generating a long, non-streamed answer.
+        self._http = httpx.Client(base_url=self.base_url, headers=headers,
+                                  timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)))
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> PlaygroundClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _unreachable(self, exc: httpx.HTTPError) -> ApiError:
+        reason = str(exc) or type(exc).__name__
+        if isinstance(exc, httpx.TimeoutException):
+            return ApiError(0, f"the playground at {self.base_url} did not answer in time ({reason})")
+        return ApiError(0, f"cannot reach the playground at {self.base_url}: {reason}. "
+                           "Is the Serve cluster running, and is PLAYGROUND_URL right?")
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise self._unreachable(exc) from None
+        _raise_for_status(response)
+        try:
+            return response.json()
+        except ValueError:
+            raise ApiError(response.status_code, f"{method} {path} did not return JSON") from None
+
+    # ---- playground API -------------------------------------------------------------
+
+    def health(self) -> dict:
+        """Cluster health: `status`, each Serve deployment's state, the deployed models and links."""
+        return self._request("GET", "/api/health")
+
+    def models(self) -> list[dict]:
+        """Every exported model in the registry, deployed or not, with its run, step and config."""
+        return self._request("GET", "/api/models")
+
+    def runs(self) -> list[dict]:
+        """One summary row per training run (last step, loss, val_loss, perplexity, tokens/s)."""
+        return self._request("GET", "/api/runs")
+
+    def run(self, run_id: str) -> dict:
+        """One run in full: resolved `config`, per-step `metrics` and generated `samples`."""
+        return self._request("GET", f"/api/runs/{quote(run_id, safe='')}")
+
+    def deploy(self, model: str) -> dict:
+        """Ask Serve to start serving `model`; returns at once (`status: deploying`)."""
+        return self._request("POST", "/api/deployments", json={"model": model})
+
+    def undeploy(self, model: str) -> dict:
+        """Stop serving `model` (its export stays in the registry)."""
+        return self._request("DELETE", f"/api/deployments/{quote(model, safe='')}")
+
+    # ---- OpenAI-compatible API ------------------------------------------------------
+
+    def served_models(self) -> list[str]:
+        """Ids of the models vLLM is serving now (`GET /v1/models`): what chat can talk to."""
+        return [m["id"] for m in self._request("GET", "/v1/models").get("data", [])]
+
+    def chat(self, model: str, messages: list[dict], **params: Any) -> str:
+        """One chat completion, returned whole. `params` are OpenAI/vLLM sampling fields."""
+        body = {"model": model, "messages": messages, **params, "stream": False}
+        data = self._request("POST", "/v1/chat/completions", json=body)
+        try:
+            return data["choices"][0]["message"]["content"] or ""
+        except (KeyError, IndexError, TypeError):
+            raise ApiError(200, "the server's answer had no choices[0].message.content") from None
+
+    def chat_stream(self, model: str, messages: list[dict], **params: Any) -> Iterator[str]:
+        """Stream a chat completion, yielding text pieces as the server sends them (SSE).
+
+        Raises ApiError on an error status, an error event inside the stream, or a dropped
+        connection. Nothing is sent until the iterator is first advanced.
+        """
+        body = {"model": model, "messages": messages, **params, "stream": True}
+        try:
+            with self._http.stream("POST", "/v1/chat/completions", json=body) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    _raise_for_status(response)
+                yield from _sse_text(response.iter_lines())
+        except httpx.HTTPError as exc:
+            raise self._unreachable(exc) from None
+
+
+def _sse_text(lines: Iterator[str]) -> Iterator[str]:
+    """Text pieces from OpenAI-style Server-Sent Events lines, up to `data: [DONE]`."""
+    for line in lines:
+        # Blank lines separate events; ":" lines are keep-alive comments; "event:"/"id:" unused.
+        if not line.startswith("data:"):
+            continue
+        data = line[len("data:"):].strip()
+        if data == "[DONE]":
+            return
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            raise ApiError(200, f"unreadable stream event: {data[:200]}") from None
+        # vLLM reports failures after the 200 header as an event, since the status is already sent.
+        if "error" in chunk or chunk.get("object") == "error":
+            err = chunk.get("error") if isinstance(chunk.get("error"), dict) else chunk
+            status = err.get("code") if isinstance(err.get("code"), int) else 500
+            raise _error_from_body(status, chunk, "the model failed while generating")
+        for choice in chunk.get("choices") or []:
+            piece = (choice.get("delta") or {}).get("content")
+            if piece:
+                yield piece

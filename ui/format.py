@@ -1,0 +1,140 @@
+"""Pure helpers for the pages (no network, no Streamlit): the sampling-parameter table,
+turning widget values into request fields, conversation export, and config diffs.
+
+Kept apart from the pages so they can be unit-tested without running an app.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Param:
+    """One sampling parameter as the Chat page shows it (a slider unless `kind` says otherwise)."""
+
+    name: str
+    label: str
+    default: Any
+    min: float | None = None
+    max: float | None = None
+    step: float | None = None
+    kind: str = "float"  # "float" | "int" (sliders), "seed" (optional int), "stop" (optional strings)
+    help: str = ""
+
+
+SAMPLING: tuple[Param, ...] = (
+    Param("temperature", "Temperature", 0.7, 0.0, 2.0, 0.05,
+          help="Divides the logits before softmax. 0 = always the most likely token (greedy); "
+               "higher = flatter distribution, more surprising text."),
+    Param("top_p", "Top-p (nucleus)", 1.0, 0.0, 1.0, 0.01,
+          help="Sample only from the smallest set of tokens whose probabilities add up to p. 1 = off."),
+    Param("top_k", "Top-k", 0, 0, 100, 1, kind="int",
+          help="Sample only from the k most likely tokens. 0 = off (sent to vLLM as -1)."),
+    Param("max_tokens", "Max new tokens", 128, 1, 1024, 1, kind="int",
+          help="Stop after this many generated tokens (the model's context length also limits it)."),
+    Param("presence_penalty", "Presence penalty", 0.0, -2.0, 2.0, 0.1,
+          help="Subtracted once from the logit of every token already in the text: pushes toward new topics."),
+    Param("frequency_penalty", "Frequency penalty", 0.0, -2.0, 2.0, 0.1,
+          help="Subtracted per occurrence of a token so far: discourages repeating the same words."),
+    Param("repetition_penalty", "Repetition penalty", 1.0, 1.0, 2.0, 0.05,
+          help="Divides the logits of tokens already seen (prompt included). 1 = off; ~1.1-1.3 curbs loops."),
+    Param("seed", "Seed", None, kind="seed",
+          help="Fix the random sampling for reproducible answers. Empty = a fresh draw each time."),
+    Param("stop", "Stop sequences", "", kind="stop",
+          help="Comma-separated strings that end the answer when generated, e.g. `\\n\\n, User:`."),
+)
+
+
+def request_params(values: dict[str, Any]) -> dict[str, Any]:
+    """Widget values -> request fields: off-switches translated, empty optionals left out."""
+    out: dict[str, Any] = {}
+    for p in SAMPLING:
+        v = values.get(p.name, p.default)
+        if p.kind == "seed":
+            if v is not None and v != "":
+                out["seed"] = int(v)
+        elif p.kind == "stop":
+            # `\n` typed in a text box arrives as backslash + n; stops on newlines are common.
+            stops = [s.replace("\\n", "\n") for s in str(v or "").split(",") if s.strip()]
+            if stops:
+                out["stop"] = stops
+        elif p.name == "top_k":
+            # vLLM's "off" for top_k is -1; sending it explicitly overrides any default the
+            # model's generation_config.json might carry.
+            out["top_k"] = int(v) if v and int(v) > 0 else -1
+        else:
+            out[p.name] = int(v) if p.kind == "int" else float(v)
+    return out
+
+
+def conversation_to_json(messages: list[dict], meta: dict) -> str:
+    """The conversation plus its settings (model, system prompt, sampling) as pretty JSON."""
+    return json.dumps({"meta": meta, "messages": messages}, indent=2, ensure_ascii=False, default=str)
+
+
+def conversation_to_markdown(messages: list[dict], meta: dict) -> str:
+    """The conversation as a readable Markdown document, settings first."""
+    lines = ["# Chat transcript", ""]
+    for key, value in meta.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}={v}" for k, v in value.items())
+        lines.append(f"- **{key}**: {value}")
+    for m in messages:
+        lines += ["", f"## {m['role'].capitalize()}", "", m["content"]]
+    return "\n".join(lines) + "\n"
+
+
+class _Missing:
+    """Marks a key one config has and the other lacks (distinct from an explicit null)."""
+
+    def __repr__(self) -> str:
+        return "(not set)"
+
+    __str__ = __repr__
+
+
+MISSING = _Missing()
+
+
+def flatten(config: dict, prefix: str = "") -> dict[str, Any]:
+    """Nested dict -> {"model.n_layer": 4, ...}. Lists stay whole: they are values, not sections."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def config_diff(a: dict, b: dict) -> list[tuple[str, Any, Any]]:
+    """The dotted keys whose values differ between two nested configs, sorted, as
+    (key, a_value, b_value); a key only one side has shows `MISSING` on the other."""
+    fa, fb = flatten(a), flatten(b)
+    rows = []
+    for key in sorted(fa.keys() | fb.keys()):
+        va, vb = fa.get(key, MISSING), fb.get(key, MISSING)
+        if va is MISSING or vb is MISSING or va != vb:
+            rows.append((key, va, vb))
+    return rows
+
+
+def show_value(value: Any) -> str:
+    """One cell of a table: strings as-is, everything else as JSON (so columns stay one type)."""
+    if isinstance(value, str) or value is MISSING:
+        return str(value)
+    return json.dumps(value, default=str)
+
+
+def human_bytes(n: int | float | None) -> str:
+    if n is None:
+        return "?"
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"

@@ -1,0 +1,92 @@
+"""Training runs: loss curves, learning rate and throughput per step, the text the model
+generated as it trained, and what differs between two runs' configs.
+"""
+
+import pandas as pd
+import streamlit as st
+
+from ui.client import ApiError, PlaygroundClient
+from ui.format import config_diff, show_value
+
+st.set_page_config(page_title="Runs · LLM Playground", page_icon="📈", layout="wide")
+client = PlaygroundClient()
+st.title("📈 Training runs")
+
+try:
+    runs = client.runs()
+except ApiError as e:
+    st.error(str(e))
+    st.stop()
+
+if not runs:
+    st.info("No training runs yet: pretrain a model (see the README), then its run appears here.")
+    st.stop()
+
+st.dataframe(pd.DataFrame(runs), hide_index=True)
+names = [r["run"] for r in runs]
+run_id = st.selectbox("Run", names, key="runs_selected")
+
+
+def _load(run: str) -> dict | None:
+    try:
+        return client.run(run)
+    except ApiError as e:
+        st.error(str(e))
+        return None
+
+
+def _metric_frame(metrics: list[dict]) -> pd.DataFrame:
+    df = pd.DataFrame(metrics)
+    if df.empty or "step" not in df:
+        return pd.DataFrame()
+    df = df.groupby("step").last().sort_index()  # eval rows may repeat a step: keep one per step
+    if "val_loss" in df:
+        # val_loss exists only at eval steps; join those points so the chart draws a line,
+        # not isolated dots (never extrapolated past the first or last eval).
+        df["val_loss"] = df["val_loss"].interpolate(method="index", limit_area="inside")
+    return df
+
+
+detail = _load(run_id)
+if detail is not None:
+    df = _metric_frame(detail.get("metrics") or [])
+    if df.empty:
+        st.info("This run has logged no metrics yet.")
+    else:
+        charts = [("Loss", [c for c in ("loss", "val_loss") if c in df]), ("Learning rate", ["lr"]),
+                  ("Tokens / s", ["tokens_per_s"]), ("Gradient norm", ["grad_norm"])]
+        cols = st.columns(2)
+        for i, (title, columns) in enumerate((t, c) for t, c in charts if c and all(x in df for x in c)):
+            with cols[i % 2]:
+                st.markdown(f"**{title}** vs step")
+                st.line_chart(df[columns])
+
+    st.subheader("Generated samples")
+    samples = sorted(detail.get("samples") or [], key=lambda s: s.get("step", 0), reverse=True)
+    if not samples:
+        st.caption("No samples logged for this run.")
+    for i, group in enumerate(samples):
+        # Newest first and open: that is the model as it is now; older steps show its progress.
+        with st.expander(f"Step {group.get('step')}", expanded=i == 0):
+            for s in group.get("samples") or []:
+                st.text(f"prompt: {s.get('prompt', '')}")
+                st.code(s.get("text", ""), language=None, wrap_lines=True)
+
+# ---- config diff ---------------------------------------------------------------------
+st.subheader("Compare configs")
+if len(names) < 2:
+    st.caption("Train a second run to compare configs.")
+else:
+    left, right = st.columns(2)
+    a = left.selectbox("Run A", names, index=names.index(run_id), key="diff_a")
+    b = right.selectbox("Run B", names, index=(names.index(run_id) + 1) % len(names), key="diff_b")
+    cfg_a = (detail if a == run_id else _load(a)) or {}
+    cfg_b = (detail if b == run_id else _load(b)) or {}
+    rows = config_diff(cfg_a.get("config") or {}, cfg_b.get("config") or {})
+    if a == b:
+        st.caption("Pick two different runs.")
+    elif not rows:
+        st.success("The two configs are identical.")
+    else:
+        st.dataframe(pd.DataFrame([(k, show_value(x), show_value(y)) for k, x, y in rows],
+                                  columns=["key", a, b]), hide_index=True)
