@@ -30,8 +30,22 @@ def _serve_client():
     return ServeSubmissionClient(DASHBOARD)
 
 
+# The venv's own `ray` CLI, so `playground up` works without activating the venv.
+RAY = str(Path(sys.executable).parent / "ray")
+
+
+# Ray 2.60 clusters require a token (~/.ray/auth_token); clients send it only in token
+# mode. We keep the check on, and say so to every client and process we start.
+os.environ.setdefault("RAY_AUTH_MODE", "token")
+
+
+def _env(ws: Workspace) -> dict:
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    return {**os.environ, "PATH": path, "PLAYGROUND_WORKSPACE": str(ws.root)}
+
+
 def _ray_running() -> bool:
-    return subprocess.run(["ray", "status", "--address", "127.0.0.1:6379"], capture_output=True).returncode == 0
+    return subprocess.run([RAY, "status", "--address", "127.0.0.1:6379"], capture_output=True).returncode == 0
 
 
 def serve_config(ws: Workspace, models: list[str]) -> dict:
@@ -47,7 +61,7 @@ def up(ws: Workspace, models: list[str], timeout: float = 600) -> None:
     for m in models:
         if not (ws.model(m) / "config.json").is_file():
             raise UserError(f"no exported model '{m}' in {ws.models} (run `playground export RUN` first)")
-    env = {**os.environ, "PLAYGROUND_WORKSPACE": str(ws.root)}
+    env = _env(ws)
     if not _ray_running():
         print("starting Ray ...", flush=True)
         subprocess.run([str(PROJECT_ROOT / "cluster" / "start.sh")], env=env, check=True, capture_output=True)
@@ -115,7 +129,7 @@ def down(ws: Workspace) -> None:
             _serve_client().delete_applications()
         except Exception as e:  # noqa: BLE001 - Serve may not be running; Ray stops anyway
             print(f"(serve: {e})")
-        subprocess.run(["ray", "stop"], check=False, capture_output=True)
+        subprocess.run([RAY, "stop"], check=False, capture_output=True)
         print("Serve and Ray stopped")
     else:
         print("Ray was not running")

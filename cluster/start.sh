@@ -9,6 +9,7 @@
 set -euo pipefail
 : "${PLAYGROUND_WORKSPACE:=$(cd "$(dirname "$0")/.." && pwd)/workspace}"
 export PLAYGROUND_WORKSPACE   # Serve replicas and Ray jobs inherit it from the head
+export RAY_AUTH_MODE="${RAY_AUTH_MODE:-token}"   # keep Ray's token check; clients need the same mode
 exec ray start --head \
   --num-cpus "${PLAYGROUND_NUM_CPUS:-8}" \
   --node-ip-address 127.0.0.1 \

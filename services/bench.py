@@ -413,7 +413,14 @@ async def _measure_engine(path: Path, engine: dict, max_tokens: int, levels: lis
         distributed_executor_backend="mp",
         **({"max_model_len": engine["max_model_len"]} if engine.get("max_model_len") else {}),
     )
-    llm = AsyncLLM.from_engine_args(args)
+
+    class Engine(AsyncLLM):
+        # We shut it down explicitly below. vLLM's __del__ shuts down again, and when the
+        # object lives until interpreter exit that second call fails on torn-down globals.
+        def __del__(self):
+            pass
+
+    llm = Engine.from_engine_args(args)
     try:
         params = SamplingParams(temperature=0.0, max_tokens=max_tokens, ignore_eos=True,
                                 output_kind=RequestOutputKind.DELTA)

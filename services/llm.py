@@ -155,6 +155,7 @@ def build_llm_app(args: LLMAppArgs, workspace_models: Path):
             placement_group_config={"bundles": [{"CPU": e.replica_cpus}]},
             deployment_config={"autoscaling_config": {"min_replicas": 1, "max_replicas": 1}},
             runtime_env={"env_vars": {"VLLM_CPU_KVCACHE_SPACE": str(int(e.kv_cache_gib))}},
+            experimental_configs={"stream_batching_interval_ms": e.stream_batching_ms},
         )
         for m in args.models
     ]

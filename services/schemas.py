@@ -24,6 +24,9 @@ class EngineArgs(_Strict):
     gpu_memory_utilization: float = Field(0.3, gt=0, le=1, description="on CPU: the share of host memory")
     kv_cache_gib: float = Field(1.0, gt=0, description="VLLM_CPU_KVCACHE_SPACE on CPU")
     replica_cpus: float = Field(1.0, gt=0, description="Ray CPUs reserved for each engine replica")
+    stream_batching_ms: float = Field(
+        0.0, ge=0, description="Serve LLM groups streamed tokens for this long (Ray's default 50 ms costs TTFT)"
+    )
 
 
 class LLMAppArgs(_Strict):
