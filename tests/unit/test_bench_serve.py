@@ -1,4 +1,4 @@
-"""The pure parts of `playground bench serve` (services/bench.py): percentiles, SSE parsing,
+"""The pure parts of `playground bench serve` (services/bench_stats.py): percentiles, SSE parsing,
 the load loop and the figures. No engine, no Ray: the benchmark itself is run by hand."""
 
 import asyncio
@@ -7,7 +7,7 @@ import json
 import pytest
 
 from cluster.cli import build_parser
-from services import bench
+from services import bench, bench_stats
 from training.errors import UserError
 
 
@@ -20,52 +20,52 @@ from training.errors import UserError
     ([], 50, None),
 ])
 def test_percentile_matches_numpy_linear(values, q, expected):
-    got = bench.percentile(values, q)
+    got = bench_stats.percentile(values, q)
     assert got == pytest.approx(expected) if expected is not None else got is None
 
 
 def test_parse_levels():
-    assert bench.parse_levels("16, 1,4,4") == [1, 4, 16]
+    assert bench_stats.parse_levels("16, 1,4,4") == [1, 4, 16]
     for bad in ("", "0,4", "one", "1;4"):
         with pytest.raises(UserError, match="--levels"):
-            bench.parse_levels(bad)
+            bench_stats.parse_levels(bad)
 
 
 def test_requests_for_defaults_and_floor():
-    assert [bench.requests_for(c) for c in (1, 4, 16)] == [4, 8, 32]
-    assert bench.requests_for(4, 10) == 10
-    assert bench.requests_for(16, 4) == 16  # never fewer requests than clients
+    assert [bench_stats.requests_for(c) for c in (1, 4, 16)] == [4, 8, 32]
+    assert bench_stats.requests_for(4, 10) == 10
+    assert bench_stats.requests_for(16, 4) == 16  # never fewer requests than clients
 
 
 def test_prompts_are_the_same_list_for_every_way():
-    assert bench.prompt_list(3) == list(bench.PROMPTS[:3])
-    assert bench.prompt_list(len(bench.PROMPTS) + 1)[-1] == bench.PROMPTS[0]
+    assert bench_stats.prompt_list(3) == list(bench_stats.PROMPTS[:3])
+    assert bench_stats.prompt_list(len(bench_stats.PROMPTS) + 1)[-1] == bench_stats.PROMPTS[0]
 
 
 def test_parse_sse_line():
     chunk = {"choices": [{"index": 0, "text": " the", "token_ids": [17]}]}
-    assert bench.parse_sse_line(f"data: {json.dumps(chunk)}") == chunk
-    assert bench.parse_sse_line("data:[DONE]") is bench.DONE
-    assert bench.parse_sse_line("data: [DONE]\r\n") is bench.DONE
+    assert bench_stats.parse_sse_line(f"data: {json.dumps(chunk)}") == chunk
+    assert bench_stats.parse_sse_line("data:[DONE]") is bench_stats.DONE
+    assert bench_stats.parse_sse_line("data: [DONE]\r\n") is bench_stats.DONE
     for other in ("", "   ", ": keep-alive", "event: message", "data:"):
-        assert bench.parse_sse_line(other) is None
+        assert bench_stats.parse_sse_line(other) is None
     with pytest.raises(json.JSONDecodeError):
-        bench.parse_sse_line("data: {not json")
+        bench_stats.parse_sse_line("data: {not json")
 
 
 def test_chunk_tokens():
-    assert bench.chunk_tokens({"choices": [{"text": "ab", "token_ids": [1, 2]}]}) == (2, True)
+    assert bench_stats.chunk_tokens({"choices": [{"text": "ab", "token_ids": [1, 2]}]}) == (2, True)
     # A token whose bytes do not yet make a character: no text, still the first token.
-    assert bench.chunk_tokens({"choices": [{"text": "", "token_ids": [9]}]}) == (1, True)
-    assert bench.chunk_tokens({"choices": [{"text": "x"}]}) == (0, True)  # server without token_ids
-    assert bench.chunk_tokens({"choices": [], "usage": {"completion_tokens": 16}}) == (0, False)
+    assert bench_stats.chunk_tokens({"choices": [{"text": "", "token_ids": [9]}]}) == (1, True)
+    assert bench_stats.chunk_tokens({"choices": [{"text": "x"}]}) == (0, True)  # server without token_ids
+    assert bench_stats.chunk_tokens({"choices": [], "usage": {"completion_tokens": 16}}) == (0, False)
     with pytest.raises(RuntimeError, match="context length"):
-        bench.chunk_tokens({"error": {"message": "over the context length", "code": 400}})
+        bench_stats.chunk_tokens({"error": {"message": "over the context length", "code": 400}})
 
 
 def test_level_figures():
-    level = bench.Level(2, [bench.Sample(0.010, 16), bench.Sample(0.030, 16)], wall_s=0.5)
-    f = bench.level_figures(level)
+    level = bench_stats.Level(2, [bench_stats.Sample(0.010, 16), bench_stats.Sample(0.030, 16)], wall_s=0.5)
+    f = bench_stats.level_figures(level)
     assert f == {"concurrency": 2, "requests": 2, "output_tokens": 32, "wall_s": 0.5,
                  "ttft_p50_ms": 20.0, "ttft_p95_ms": 29.0, "output_tokens_per_s": 64.0}
 
@@ -78,7 +78,7 @@ def test_assemble_figures_ratios():
     ways = {"hf": {"seq": _lv(10.0, 100.0)},
             "engine": {"1": _lv(20.0, 150.0), "16": _lv(80.0, 900.0)},
             "serve": {"1": _lv(25.0, 120.0), "16": _lv(90.0, 600.0)}}
-    f = bench.assemble_figures(ways, model="m", max_tokens=64, levels=[1, 16], host="h", extra={"x": 1})
+    f = bench_stats.assemble_figures(ways, model="m", max_tokens=64, levels=[1, 16], host="h", extra={"x": 1})
     assert f["bench"] == "serve" and f["max_tokens"] == 64 and f["ways"] is ways and f["x"] == 1
     assert f["ttft_ratio_serve_vs_engine"] == 1.25
     assert f["throughput_ratio_serve_vs_hf_c16"] == 6.0
@@ -90,16 +90,16 @@ def test_assemble_figures_ratios():
 
 def test_assemble_figures_without_the_goal_levels():
     ways = {"hf": {"seq": _lv(10.0, 100.0)}, "engine": {"4": _lv(20.0, 300.0)}, "serve": {"4": _lv(30.0, 0.0)}}
-    f = bench.assemble_figures(ways, model="m", max_tokens=16, levels=[4], host="h")
+    f = bench_stats.assemble_figures(ways, model="m", max_tokens=16, levels=[4], host="h")
     assert f["ttft_ratio_serve_vs_engine"] is None
     assert f["throughput_ratio_serve_vs_hf_c16"] is None
     assert f["throughput_ratio_serve_vs_hf"] == {"4": 0.0}
-    assert bench.ratio(1.0, 0.0) is None and bench.ratio(None, 2.0) is None
+    assert bench_stats.ratio(1.0, 0.0) is None and bench_stats.ratio(None, 2.0) is None
 
 
 def test_print_table_states_the_goals(capsys):
     ways = {"hf": {"seq": _lv(10.0, 100.0)}, "engine": {"1": _lv(20.0, 150.0)}, "serve": {"1": _lv(25.0, 120.0)}}
-    bench.print_table(bench.assemble_figures(ways, model="m", max_tokens=8, levels=[1], host="h"))
+    bench_stats.print_table(bench_stats.assemble_figures(ways, model="m", max_tokens=8, levels=[1], host="h"))
     out = capsys.readouterr().out
     assert "goal <= 1.3: meets the goal" in out and "goal >= 5: not measured" in out
 
@@ -113,10 +113,10 @@ def test_run_level_is_closed_loop_with_c_clients():
         peak = max(peak, in_flight)
         await asyncio.sleep(0.01)
         in_flight -= 1
-        return bench.Sample(0.001, len(prompt))
+        return bench_stats.Sample(0.001, len(prompt))
 
-    prompts = bench.prompt_list(10)
-    level = asyncio.run(bench.run_level(send, prompts, 4))
+    prompts = bench_stats.prompt_list(10)
+    level = asyncio.run(bench_stats.run_level(send, prompts, 4))
     assert peak == 4 and level.concurrency == 4
     assert [s.tokens for s in level.samples] == [len(p) for p in prompts]
     assert 0.02 < level.wall_s < 1.0  # 3 rounds of 10 ms, not 10
