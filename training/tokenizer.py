@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from training.atomic import atomic_dir
 from training.errors import UserError
@@ -79,16 +79,19 @@ def train_tokenizer(
     Returns:
         `out_dir`, containing tokenizer.json, tokenizer_config.json and training_meta.json.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
 
     _check_vocab_size(vocab_size)
     if min_frequency < 1:
         raise UserError(f"min_frequency must be >= 1, got {min_frequency}")
-    out_dir = Path(out_dir)
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not (out_dir / "tokenizer.json").is_file():
-        # Replacing is fine for an old tokenizer, never for some unrelated folder.
-        raise UserError(f"refusing to overwrite {out_dir}: it exists and is not a tokenizer folder")
+    out_dir = check_tokenizer_out_dir(out_dir)
 
     tok = Tokenizer(models.BPE())
     # add_prefix_space=False: "Hello" at the start of a document and " Hello" after a
@@ -104,22 +107,72 @@ def train_tokenizer(
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # all 256 bytes, even unseen ones
     )
 
-    # Hash and count the stream while the trainer consumes it, so training_meta.json
-    # can tell whether two tokenizers were trained on the same text.
-    digest, stats = hashlib.sha256(), {"chars": 0, "docs": 0}
+    stats = TextStats()
+    tok.train_from_iterator(stats.stream(texts), trainer=trainer)
+    if stats.num_chars == 0:
+        raise UserError(f"no text to train the tokenizer for {out_dir} on")
+    meta = {"vocab_size": vocab_size, "min_frequency": min_frequency, **stats.as_meta()}
+    return save_tokenizer_folder(tok, out_dir, meta, model_max_length=model_max_length)
 
-    def stream() -> Iterator[str]:
+
+def check_tokenizer_out_dir(out_dir: Path) -> Path:
+    """Refuse an `out_dir` that exists and is not a tokenizer folder (replacing is fine for an old tokenizer).
+
+    Returns:
+        `out_dir` as a `Path`.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not (out_dir / "tokenizer.json").is_file():
+        # Replacing is fine for an old tokenizer, never for some unrelated folder.
+        raise UserError(f"refusing to overwrite {out_dir}: it exists and is not a tokenizer folder")
+    return out_dir
+
+
+class TextStats:
+    """Hash and count training documents while a trainer consumes them.
+
+    training_meta.json records the hash, so one can tell whether two tokenizers were
+    trained on the same text.
+    """
+
+    def __init__(self) -> None:
+        self.digest = hashlib.sha256()
+        self.num_docs = 0
+        self.num_chars = 0
+
+    def stream(self, texts: Iterable[str]) -> Iterator[str]:
+        """Yield `texts` unchanged, counting and hashing each one on the way."""
         for text in texts:
-            digest.update(text.encode("utf-8"))
-            digest.update(b"\x00")  # document boundary, so ["ab"] and ["a", "b"] differ
-            stats["chars"] += len(text)
-            stats["docs"] += 1
+            self.digest.update(text.encode("utf-8"))
+            self.digest.update(b"\x00")  # document boundary, so ["ab"] and ["a", "b"] differ
+            self.num_chars += len(text)
+            self.num_docs += 1
             yield text
 
-    tok.train_from_iterator(stream(), trainer=trainer)
-    if stats["chars"] == 0:
-        raise UserError(f"no text to train the tokenizer for {out_dir} on")
+    def as_meta(self) -> dict:
+        """The training_meta.json fields: num_docs, num_chars, text_sha256."""
+        return {"num_docs": self.num_docs, "num_chars": self.num_chars, "text_sha256": self.digest.hexdigest()}
 
+
+def save_tokenizer_folder(tok, out_dir: Path, meta: dict, *, model_max_length: int = 2048) -> Path:
+    """Save a trained `tokenizers.Tokenizer` as a Hugging Face tokenizer folder, atomically.
+
+    Wraps it in a `PreTrainedTokenizerFast` with the special tokens and the ChatML
+    chat template, so `AutoTokenizer.from_pretrained` and vLLM can load the folder.
+
+    Args:
+        tok: a `tokenizers.Tokenizer` whose vocabulary starts with `SPECIAL_TOKENS`.
+        out_dir: destination folder; replaced atomically if it already exists.
+        meta: what to record in training_meta.json; `actual_vocab_size` and
+            `special_tokens` (name -> id) are added here.
+        model_max_length: the context length recorded in tokenizer_config.json.
+
+    Returns:
+        `out_dir`, containing tokenizer.json, tokenizer_config.json and training_meta.json.
+    """
+    from transformers import PreTrainedTokenizerFast
+
+    out_dir = Path(out_dir)
     hf_tok = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         bos_token=EOS_TOKEN,
@@ -132,12 +185,8 @@ def train_tokenizer(
         clean_up_tokenization_spaces=False,
     )
     meta = {
-        "vocab_size": vocab_size,
+        **meta,
         "actual_vocab_size": len(hf_tok),
-        "min_frequency": min_frequency,
-        "num_docs": stats["docs"],
-        "num_chars": stats["chars"],
-        "text_sha256": digest.hexdigest(),
         "special_tokens": {t: hf_tok.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS},
     }
 
