@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from services.serve_env import serve_env
 from training.errors import UserError
 from training.workspace import PROJECT_ROOT, Workspace
 
@@ -41,7 +42,7 @@ os.environ.setdefault("RAY_AUTH_MODE", "token")
 
 def _env(ws: Workspace) -> dict:
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    return {**os.environ, "PATH": path, "PLAYGROUND_WORKSPACE": str(ws.root)}
+    return {**os.environ, **serve_env(), "PATH": path, "PLAYGROUND_WORKSPACE": str(ws.root)}
 
 
 def _ray_running() -> bool:

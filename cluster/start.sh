@@ -10,6 +10,8 @@ set -euo pipefail
 : "${PLAYGROUND_WORKSPACE:=$(cd "$(dirname "$0")/.." && pwd)/workspace}"
 export PLAYGROUND_WORKSPACE   # Serve replicas and Ray jobs inherit it from the head
 export RAY_AUTH_MODE="${RAY_AUTH_MODE:-token}"   # keep Ray's token check; clients need the same mode
+# Serve's HTTP port is HAProxy, and replicas answer HTTP themselves (services/serve_env.py).
+export RAY_SERVE_ENABLE_HA_PROXY="${RAY_SERVE_ENABLE_HA_PROXY:-1}"
 exec ray start --head \
   --num-cpus "${PLAYGROUND_NUM_CPUS:-8}" \
   --node-ip-address 127.0.0.1 \

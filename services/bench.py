@@ -8,7 +8,9 @@ after the other (never two engines alive at once):
     requests. Its TTFT is the time of a `generate` with max_new_tokens=1.
 (b) the vLLM engine in this process: `AsyncLLM` (vLLM v1), c requests in flight at once
     from asyncio. TTFT is the first output that carries a token.
-(a) the same engine behind Ray Serve (`services.app.build_llm_app`, our OpenAI app):
+(a) the same engine behind Ray Serve (`services.app.build_llm_app`, our OpenAI app,
+    in a fresh local cluster with the environment of `services/serve_env.py`, as
+    `playground up` runs it: HAProxy on the port, the vLLM replica as the ingress):
     c concurrent streaming HTTP requests to /v1/completions. TTFT is the first SSE
     chunk that carries a token.
 
@@ -31,9 +33,8 @@ Threads, on purpose:
   and the frontend. This is what `playground up` deploys, so it is what we measure;
   it leaves HF with twice vLLM's compute threads.
 
-Ray Serve streams in batches: its LLM server forwards engine outputs every
-RAYLLM_MODEL_RESPONSE_BATCH_TIMEOUT_MS (50 ms by default), which bounds how close the
-Serve TTFT can come to the engine's; the interval in force is recorded in the figures.
+With one model, vLLM's own OpenAI routes answer inside the replica, so Ray's stream
+batching (`stream_batching_ms`, for the several-model layout) is not on this path.
 
 Goals: Serve TTFT p50 <= 1.3 x engine TTFT p50 at concurrency 1, and Serve output
 tokens/s at concurrency 16 >= 5 x HF's.
@@ -323,25 +324,29 @@ async def _measure_http(base: str, model_id: str, max_tokens: int, levels: list[
 
 def measure_serve(ws: Workspace, model_ref: str, model_id: str, engine: dict, max_tokens: int, levels: list[int],
                   requests_per_level: Optional[int]) -> tuple[dict, list[int]]:
-    import ray
-    from ray import serve
+    from services.serve_env import serve_env
 
-    from services.app import build_llm_app
+    # Serve's HTTP path as `playground up` runs it; Serve reads these when its processes start.
+    with env(**serve_env()):
+        import ray
+        from ray import serve
 
-    port = free_port()
-    # address="local": always a fresh cluster of our own, never one someone else started.
-    ray.init(address="local", num_cpus=8, include_dashboard=False, log_to_driver=False)
-    try:
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
-        app = build_llm_app({"models": [model_ref], "workspace": str(ws.root), "engine": engine})
-        serve.run(app, name="llm", route_prefix="/")
-        return asyncio.run(_measure_http(f"http://127.0.0.1:{port}", model_id, max_tokens, levels,
-                                         requests_per_level))
-    finally:
+        from services.app import build_llm_app
+
+        port = free_port()
+        # address="local": always a fresh cluster of our own, never one someone else started.
+        ray.init(address="local", num_cpus=8, include_dashboard=False, log_to_driver=False)
         try:
-            serve.shutdown()
+            serve.start(http_options={"host": "127.0.0.1", "port": port})
+            app = build_llm_app({"models": [model_ref], "workspace": str(ws.root), "engine": engine})
+            serve.run(app, name="llm", route_prefix="/")
+            return asyncio.run(_measure_http(f"http://127.0.0.1:{port}", model_id, max_tokens, levels,
+                                             requests_per_level))
         finally:
-            ray.shutdown()
+            try:
+                serve.shutdown()
+            finally:
+                ray.shutdown()
 
 
 # --------------------------------------------------------------------------- the benchmark
@@ -385,10 +390,8 @@ def bench_serve(model: Optional[str] = None, max_tokens: int = 64, levels="1,4,1
     warnings = [f"{way} c={c}: {lv['output_tokens']} tokens, expected {lv['requests'] * max_tokens}"
                 for way, per in ways.items() for c, lv in per.items()
                 if lv["output_tokens"] != lv["requests"] * max_tokens]
-    try:
-        from ray.llm._internal.serve.constants import MODEL_RESPONSE_BATCH_TIMEOUT_MS as batch_ms
-    except ImportError:  # pragma: no cover
-        batch_ms = None
+    from services.serve_env import serve_env
+
     extra = {
         "model_path": str(path),
         "params": facts["params"],
@@ -398,7 +401,8 @@ def bench_serve(model: Optional[str] = None, max_tokens: int = 64, levels="1,4,1
         "threads": {"hf": f"torch {HF_THREADS} threads",
                     "vllm": f"VLLM_CPU_OMP_THREADS_BIND={os.environ.get('VLLM_CPU_OMP_THREADS_BIND', 'auto')}"},
         "engine": engine,
-        "serve_stream_batching_ms": batch_ms,
+        "serve_layout": "one model: the vLLM replica is the ingress (services/llm.py direct_llm_app)",
+        "serve_env": serve_env(),
         # Leading greedy tokens of the warm-up prompt that agree (same weights, same argmax).
         "greedy_agreement": {"engine_vs_hf": common_prefix(eng_warm, hf_warm),
                              "serve_vs_engine": common_prefix(srv_warm, eng_warm), "of": max_tokens},

@@ -86,23 +86,67 @@ def normalize_error(path: str, status: int, raw: bytes) -> JSONResponse:
     return openai_error(status, message, param, err.get("type") if status >= 500 else None)
 
 
-def harden(app: FastAPI, model_ids: set[str], api_key: str | None) -> FastAPI:
-    """Add the key check, request checks and OpenAI-shaped errors to a FastAPI app."""
+class Guard:
+    """ASGI middleware: the key check, the request checks, and OpenAI-shaped errors.
 
-    @app.middleware("http")
-    async def _guard(request: Request, call_next):
-        if api_key and request.headers.get("authorization") != f"Bearer {api_key}":
-            return openai_error(401, "missing or wrong API key (Authorization: Bearer ...)", "authorization",
-                                "authentication_error")
-        if request.method == "POST" and request.url.path in CHECKED_PATHS:
-            problem = check_request(request.url.path, await request.body(), model_ids)
+    Plain ASGI rather than `@app.middleware("http")`: Starlette's `BaseHTTPMiddleware`
+    pipes every streamed chunk through an extra task and queue, which costs time per
+    token. Here a 200 stream goes straight through; only error responses (4xx/5xx
+    JSON) are held back and rewritten by `normalize_error`.
+    """
+
+    def __init__(self, app, model_ids: set[str], api_key: str | None):
+        self.app, self.model_ids = app, model_ids
+        self.auth = f"Bearer {api_key}".encode() if api_key else None
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path = scope["path"]
+        if self.auth and dict(scope["headers"]).get(b"authorization") != self.auth:
+            return await openai_error(401, "missing or wrong API key (Authorization: Bearer ...)", "authorization",
+                                      "authentication_error")(scope, receive, send)
+        if scope["method"] == "POST" and path in CHECKED_PATHS:
+            body, more = b"", True
+            while more:
+                message = await receive()
+                body += message.get("body", b"")
+                more = message.get("more_body", False)
+            problem = check_request(path, body, self.model_ids)
             if problem is not None:
-                return problem
-        response = await call_next(request)
-        if response.status_code >= 400 and response.headers.get("content-type", "").startswith("application/json"):
-            raw = b"".join([chunk async for chunk in response.body_iterator])
-            return normalize_error(request.url.path, response.status_code, raw)
-        return response
+                return await problem(scope, receive, send)
+            receive = _replay(body, receive)
+
+        held: dict = {}
+
+        async def send_or_rewrite(message):
+            if message["type"] == "http.response.start" and message["status"] >= 400 and \
+                    dict(message.get("headers", [])).get(b"content-type", b"").startswith(b"application/json"):
+                held.update(start=message, body=b"")
+                return
+            if held and message["type"] == "http.response.body":
+                held["body"] += message.get("body", b"")
+                if not message.get("more_body"):
+                    await normalize_error(path, held["start"]["status"], held["body"])(scope, receive, send)
+                return
+            await send(message)
+
+        await self.app(scope, receive, send_or_rewrite)
+
+
+def _replay(body: bytes, receive):
+    """A `receive` that hands the app the body we already read, then the real channel."""
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def replayed():
+        return pending.pop() if pending else await receive()
+
+    return replayed
+
+
+def harden(app: FastAPI, model_ids: set[str], api_key: str | None) -> FastAPI:
+    """Add `Guard` and OpenAI-shaped validation errors to a FastAPI app."""
+    app.add_middleware(Guard, model_ids=model_ids, api_key=api_key)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):
@@ -127,24 +171,12 @@ def resolve_model_source(model: str, workspace_models: Path) -> str:
     return model
 
 
-def build_llm_app(args: LLMAppArgs, workspace_models: Path):
-    """One vLLM deployment per model behind the hardened OpenAI ingress.
+def llm_configs(args: LLMAppArgs, workspace_models: Path) -> list:
+    """One `ray.serve.llm.LLMConfig` per model, from the `engine` block of the Serve config."""
+    from ray.serve.llm import LLMConfig
 
-    This is `ray.serve.llm.build_openai_app` (Ray 2.60) with one change: the ingress is
-    built on our FastAPI app (Ray's own middleware plus `harden`) instead of a fresh one.
-    The deployments, the ingress class and its options are Ray's.
-    """
-    from ray import serve
-    from ray.llm._internal.serve.core.configs.openai_api_models import to_model_metadata
-    from ray.llm._internal.serve.core.ingress.ingress import init as init_openai_fastapi
-    from ray.serve.llm import LLMConfig, build_llm_deployment
-    from ray.serve.llm.ingress import OpenAiIngress, make_fastapi_ingress
-
-    api_key = args.api_key or os.environ.get("PLAYGROUND_API_KEY") or None
-    if not args.models:
-        return no_models_app(api_key)
     e = args.engine
-    configs = [
+    return [
         LLMConfig(
             model_loading_config={"model_id": Path(m).name if Path(m).is_dir() else m,
                                   "model_source": resolve_model_source(m, workspace_models)},
@@ -159,6 +191,72 @@ def build_llm_app(args: LLMAppArgs, workspace_models: Path):
         )
         for m in args.models
     ]
+
+
+def build_llm_app(args: LLMAppArgs, workspace_models: Path):
+    """The OpenAI-compatible application for `args.models`.
+
+    - No model: `no_models_app`.
+    - One model (the usual case): the vLLM server is itself the ingress ("direct
+      streaming"): HTTP goes to the replica that holds the engine and is answered by
+      vLLM's own OpenAI routes, with `harden` in front. No second deployment, no
+      Ray hop per streamed token.
+    - Several models: `ray.serve.llm.build_openai_app`'s layout, an `OpenAiIngress`
+      routing by `model` to one vLLM deployment per model, with `harden` on its app.
+    """
+    api_key = args.api_key or os.environ.get("PLAYGROUND_API_KEY") or None
+    if not args.models:
+        return no_models_app(api_key)
+    configs = llm_configs(args, workspace_models)
+    if len(configs) == 1:
+        return direct_llm_app(configs[0], api_key)
+    return routed_llm_app(configs, api_key)
+
+
+def direct_llm_app(config, api_key: str | None):
+    """One model, served by its own replica: Ray's "direct streaming" layout.
+
+    Ray Serve LLM builds this with RAY_SERVE_LLM_ENABLE_DIRECT_STREAMING=1; we build the
+    same deployment without its experimental round-robin request router (a single
+    replica needs none, and HAProxy mode refuses it, see `services/fastpath.py`).
+    """
+    from ray import serve
+    from ray.serve.llm import build_llm_deployment
+
+    return build_llm_deployment(config, deployment_cls=serve.ingress()(_hardened_server_cls()),
+                                bind_kwargs={"api_key": api_key})
+
+
+def _hardened_server_cls():
+    """`LLMServer` whose ASGI app (vLLM's own OpenAI routes) gets `harden` in front."""
+    from ray.serve.llm.deployment import LLMServer
+
+    class PlaygroundLLMServer(LLMServer):
+        async def __init__(self, llm_config, *, api_key: str | None = None, **kwargs):
+            self._api_key = api_key
+            await super().__init__(llm_config, **kwargs)
+
+        async def __serve_build_asgi_app__(self):
+            app = await super().__serve_build_asgi_app__()
+            app.middleware_stack = None  # vLLM built it eagerly; Starlette rebuilds it with ours
+            return harden(app, {self._llm_config.model_id}, self._api_key)
+
+    return PlaygroundLLMServer
+
+
+def routed_llm_app(configs: list, api_key: str | None):
+    """Several models behind one ingress.
+
+    This is `ray.serve.llm.build_openai_app` (Ray 2.60) with one change: the ingress is
+    built on our FastAPI app (Ray's own middleware plus `harden`) instead of a fresh one.
+    The deployments, the ingress class and its options are Ray's.
+    """
+    from ray import serve
+    from ray.llm._internal.serve.core.configs.openai_api_models import to_model_metadata
+    from ray.llm._internal.serve.core.ingress.ingress import init as init_openai_fastapi
+    from ray.serve.llm import build_llm_deployment
+    from ray.serve.llm.ingress import OpenAiIngress, make_fastapi_ingress
+
     model_ids = {c.model_id for c in configs}
     ingress_cls = make_fastapi_ingress(OpenAiIngress, app=harden(init_openai_fastapi(), model_ids, api_key))
     return serve.deployment(ingress_cls, **OpenAiIngress.get_deployment_options(configs)).bind(

@@ -13,12 +13,15 @@ from pathlib import Path
 
 import pytest
 
+from services.serve_env import serve_env
 from training.config import load_config
 from training.prepare import ensure_inputs
 from training.workspace import Workspace
 
 # Job drivers started by Ray inherit PATH: make `playground` and this venv's python findable.
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+# Serve's HTTP path as `playground up` runs it (HAProxy in front; see services/serve_env.py).
+os.environ.update(serve_env())
 
 TINY = [
     "data.synthetic_chars=150000", "tokenizer.vocab_size=512", "model.vocab_size=512", "model.block_size=64",
