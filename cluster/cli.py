@@ -1,13 +1,14 @@
 """`playground`: one command line for every stage.
 
     playground data prepare   --config configs/pretrain/micro.yaml
-    playground tokenizer train --config configs/pretrain/micro.yaml
+    playground tokenizer train --config configs/pretrain/micro.yaml [--trainer hf|scratch]
+    playground tokenizer lab-train --upload ID | --dataset ID [--model unigram] [--vocab-size 1024]
     playground pretrain       --config configs/pretrain/micro.yaml [--dry-run] [--resume RUN] [key=value ...]
     playground export RUN     [--out DIR]
     playground sample RUN     --prompt "Once upon a time"
     playground runs
     playground up [--model ID] | down | status
-    playground bench train | serve
+    playground bench train | serve | tokenizer
 
 User mistakes print one line on stderr and exit with code 2. Heavy imports (torch,
 ray) happen inside the subcommands so `playground --help` answers at once.
@@ -41,10 +42,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_data_prepare)
 
     tok = sub.add_parser("tokenizer", help="tokenizers").add_subparsers(dest="action", required=True, metavar="ACTION")
-    p = tok.add_parser("train", help="train the run's byte-level BPE tokenizer")
+    p = tok.add_parser("train", help="train the run's tokenizer (byte-level BPE unless tokenizer.model says otherwise)")
     p.add_argument("--force", action="store_true", help="retrain even if it exists")
+    p.add_argument("--trainer", choices=["hf", "scratch"],
+                   help="hf: Hugging Face tokenizers; scratch: our own BPE (training/bpe); "
+                        "same as the override tokenizer.trainer=...")
     _add_config_args(p)
     p.set_defaults(func=cmd_tokenizer_train)
+    p = tok.add_parser("lab-train", help="train a tokenizer-lab tokenizer on an upload or a dataset "
+                                         "(what POST /api/tokenizers/train runs as a Ray job)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--upload", help="an upload id (POST /api/uploads)")
+    src.add_argument("--dataset", help="a workspace dataset id (its train split)")
+    p.add_argument("--name", help="the tokenizer's folder name (default: lab-<model><vocab>[s]-<text hash>)")
+    p.add_argument("--model", choices=["bpe", "wordpiece", "unigram"], default="bpe")
+    p.add_argument("--trainer", choices=["hf", "scratch"], default="hf")
+    p.add_argument("--vocab-size", type=int, default=1024)
+    p.add_argument("--min-frequency", type=int, default=2)
+    p.add_argument("--overwrite", action="store_true", help="replace a tokenizer of the same name")
+    p.set_defaults(func=cmd_tokenizer_lab_train)
 
     p = sub.add_parser("pretrain", help="pretrain a transformer from scratch on Ray Train")
     p.add_argument("--dry-run", action="store_true", help="print the model's parameter counts and exit")
@@ -92,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--levels", default="1,4,16", help="comma-separated concurrency levels")
     p.add_argument("--requests-per-level", type=int, help="requests at each level (default: max(4, 2 x level))")
     p.set_defaults(func=cmd_bench_serve)
+    p = bench.add_parser("tokenizer", help="our BPE trainer vs Hugging Face tokenizers (time, parity), "
+                                           "encode speed of ours, tokenizers and tiktoken")
+    p.add_argument("--text", help="text file (default: tinyshakespeare.txt in ../shared/data)")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per figure; the best counts")
+    p.set_defaults(func=cmd_bench_tokenizer)
     return parser
 
 
@@ -141,9 +162,27 @@ def cmd_data_prepare(args) -> None:
 def cmd_tokenizer_train(args) -> None:
     from training import prepare
 
+    if args.trainer:
+        args.overrides = [*args.overrides, f"tokenizer.trainer={args.trainer}"]
     cfg, ws = _config(args), _workspace(args)
     out = prepare.train_tokenizer(cfg, ws, progress=True, force=args.force)
     print(f"tokenizer {out.name} at {out}")
+
+
+def cmd_tokenizer_lab_train(args) -> None:
+    from training import tokenlab
+
+    ws = _workspace(args)
+    texts = [tokenlab.read_upload(ws, args.upload)] if args.upload else tokenlab.read_dataset(ws, args.dataset)
+
+    def progress(done: int, total: int) -> None:
+        print(f"progress {done}/{total}", flush=True)  # the API reads these lines from the job's logs
+
+    entry = tokenlab.train(ws, texts, model=args.model, trainer=args.trainer, vocab_size=args.vocab_size,
+                           min_frequency=args.min_frequency, name=args.name, overwrite=args.overwrite,
+                           progress=progress)
+    print(f"tokenizer {entry['name']} at {entry['path']} ({entry['trainer']} {entry['model']}, "
+          f"{entry['vocab_size']} tokens)")
 
 
 def cmd_pretrain(args) -> None:
@@ -265,6 +304,14 @@ def cmd_bench_serve(args) -> None:
 
     bench_serve(model=args.model, max_tokens=args.max_tokens, levels=args.levels,
                 requests_per_level=args.requests_per_level, workspace=_workspace(args))
+
+
+def cmd_bench_tokenizer(args) -> None:
+    from training.bench_tokenizer import bench_tokenizer
+
+    if args.repeats < 1:
+        raise UserError(f"--repeats must be >= 1, got {args.repeats}")
+    bench_tokenizer(args.text, repeats=args.repeats)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,14 @@ from pathlib import Path
 from typing import Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from training.errors import UserError
 from training.model import ModelConfig
@@ -63,16 +70,34 @@ class DataConfig(_Strict):
 
 
 class TokenizerConfig(_Strict):
-    """Train a byte-level BPE tokenizer on the dataset, or use an existing one (`path`)."""
+    """Train a tokenizer on the dataset (byte-level BPE by default), or use an existing one (`path`)."""
 
     path: Optional[str] = Field(None, description="existing Hugging Face tokenizer: a local folder or a Hub name")
+    trainer: Literal["hf", "scratch"] = Field(
+        "hf", description="hf: Hugging Face tokenizers; scratch: our own RegexBPE (training/bpe), same result for bpe"
+    )
+    model: Literal["bpe", "wordpiece", "unigram"] = Field(
+        "bpe", description="bpe: byte-level BPE; wordpiece and unigram: hf trainer only (training/hf_tokenizers.py)"
+    )
     vocab_size: int = Field(4096, gt=0)
     min_frequency: int = Field(2, ge=1)
 
+    @model_validator(mode="after")
+    def _scratch_trains_bpe(self) -> TokenizerConfig:
+        if self.trainer == "scratch" and self.model != "bpe":
+            raise ValueError(f"trainer=scratch only trains model=bpe, got model={self.model}")
+        return self
+
     def tokenizer_id(self, dataset_id: str) -> str:
+        """The tokenizer's folder name in the workspace, e.g. "bpe4096-<dataset>" or "bpe4096s-<dataset>".
+
+        The HF byte-level BPE keeps the plain id, so existing workspaces stay valid;
+        our own trainer adds an "s" (scratch) and other models use their name.
+        """
         if self.path:
             return _slug(Path(self.path).name or self.path)
-        return f"bpe{self.vocab_size}-{dataset_id}"
+        scratch = "s" if self.trainer == "scratch" else ""
+        return f"{self.model}{self.vocab_size}{scratch}-{dataset_id}"
 
 
 class TrainConfig(_Strict):

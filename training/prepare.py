@@ -18,6 +18,7 @@ from training import data as data_lib
 from training import tokenizer as tok_lib
 from training.config import PretrainConfig
 from training.errors import UserError
+from training.hf_tokenizers import train_hf_tokenizer
 from training.workspace import Workspace
 
 
@@ -52,8 +53,14 @@ def tokenizer_dir(cfg: PretrainConfig, ws: Workspace) -> Path:
 
 
 def train_tokenizer(cfg: PretrainConfig, ws: Workspace, progress: bool = False, force: bool = False) -> Path:
-    """Train the byte-level BPE on the dataset's train split (reused when it exists)."""
-    if cfg.tokenizer.path:
+    """Train the run's tokenizer on the dataset's train split (reused when it exists).
+
+    `tokenizer.trainer` picks Hugging Face `tokenizers` ("hf", any `tokenizer.model`)
+    or our own byte-level BPE ("scratch", `training.bpe.train_bpe_folder`); both
+    write the same kind of folder.
+    """
+    tc = cfg.tokenizer
+    if tc.path:
         raise UserError("tokenizer.path is set: this run uses an existing tokenizer, nothing to train")
     out = tokenizer_dir(cfg, ws)
     if (out / "tokenizer.json").is_file() and not force:
@@ -61,9 +68,15 @@ def train_tokenizer(cfg: PretrainConfig, ws: Workspace, progress: bool = False, 
     dataset_dir = ws.dataset(cfg.data.dataset_id())
     if not (dataset_dir / "manifest.json").is_file():
         prepare_text(cfg, ws, progress)
-    tok_lib.train_tokenizer(iter_split(dataset_dir), cfg.tokenizer.vocab_size, out,
-                            min_frequency=cfg.tokenizer.min_frequency,
-                            show_progress=progress and sys.stderr.isatty())
+    show = progress and sys.stderr.isatty()
+    if tc.trainer == "scratch":
+        from training.bpe import train_bpe_folder
+
+        train_bpe_folder(iter_split(dataset_dir), tc.vocab_size, out, min_frequency=tc.min_frequency,
+                         show_progress=show)
+    else:
+        train_hf_tokenizer(iter_split(dataset_dir), tc.vocab_size, out, model=tc.model,
+                           min_frequency=tc.min_frequency, show_progress=show)
     return out
 
 

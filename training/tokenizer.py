@@ -3,6 +3,8 @@
 Byte-level means the base alphabet is the 256 possible bytes, so *any* text
 (emoji, accents, code) can be encoded without an "unknown" token and decoded back
 exactly. BPE then learns merges of frequent byte pairs until the vocabulary is full.
+(WordPiece and Unigram, for comparison, are in `training/hf_tokenizers.py`; our own
+from-scratch BPE trainer is `training/bpe`.)
 
 The result is saved with `transformers.PreTrainedTokenizerFast.save_pretrained`, so
 the same folder works with `AutoTokenizer.from_pretrained`, with vLLM and with the
@@ -47,12 +49,20 @@ CHAT_TEMPLATE = (
 )
 
 
-def _check_vocab_size(vocab_size: int) -> None:
+def _check_vocab_size(vocab_size: int, n_special: int = len(SPECIAL_TOKENS)) -> None:
+    """Refuse a vocab_size that is not an integer or leaves no room for the 256 bytes and the special tokens.
+
+    Args:
+        vocab_size: the requested vocabulary size.
+        n_special: how many special tokens the vocabulary holds (WordPiece and
+            Unigram add an unknown token to `SPECIAL_TOKENS`).
+    """
     if isinstance(vocab_size, bool) or not isinstance(vocab_size, int):
         raise UserError(f"vocab_size must be an integer, got {vocab_size!r}")
-    if not MIN_VOCAB_SIZE <= vocab_size <= MAX_VOCAB_SIZE:
+    minimum = 256 + n_special
+    if not minimum <= vocab_size <= MAX_VOCAB_SIZE:
         raise UserError(
-            f"vocab_size must be between {MIN_VOCAB_SIZE} (256 bytes + {len(SPECIAL_TOKENS)} special tokens) "
+            f"vocab_size must be between {minimum} (256 bytes + {n_special} special tokens) "
             f"and {MAX_VOCAB_SIZE}, got {vocab_size}"
         )
 
@@ -79,6 +89,26 @@ def train_tokenizer(
     Returns:
         `out_dir`, containing tokenizer.json, tokenizer_config.json and training_meta.json.
     """
+    _check_vocab_size(vocab_size)
+    if min_frequency < 1:
+        raise UserError(f"min_frequency must be >= 1, got {min_frequency}")
+    out_dir = check_tokenizer_out_dir(out_dir)
+
+    tok, trainer = byte_level_bpe(vocab_size, min_frequency=min_frequency, show_progress=show_progress)
+    stats = TextStats()
+    tok.train_from_iterator(stats.stream(texts), trainer=trainer)
+    if stats.num_chars == 0:
+        raise UserError(f"no text to train the tokenizer for {out_dir} on")
+    meta = {"vocab_size": vocab_size, "min_frequency": min_frequency, **stats.as_meta(), "trainer": "hf", "model": "bpe"}
+    return save_tokenizer_folder(tok, out_dir, meta, model_max_length=model_max_length)
+
+
+def byte_level_bpe(vocab_size: int, *, min_frequency: int = 2, show_progress: bool = False):
+    """An untrained byte-level BPE `tokenizers.Tokenizer` and its `BpeTrainer`, as `train_tokenizer` sets them up.
+
+    Returns:
+        (tokenizer, trainer): train with `tokenizer.train_from_iterator(texts, trainer=trainer)`.
+    """
     from tokenizers import (
         Tokenizer,
         decoders,
@@ -87,11 +117,6 @@ def train_tokenizer(
         processors,
         trainers,
     )
-
-    _check_vocab_size(vocab_size)
-    if min_frequency < 1:
-        raise UserError(f"min_frequency must be >= 1, got {min_frequency}")
-    out_dir = check_tokenizer_out_dir(out_dir)
 
     tok = Tokenizer(models.BPE())
     # add_prefix_space=False: "Hello" at the start of a document and " Hello" after a
@@ -106,13 +131,7 @@ def train_tokenizer(
         special_tokens=SPECIAL_TOKENS,  # listed first, so they get ids 0..3
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # all 256 bytes, even unseen ones
     )
-
-    stats = TextStats()
-    tok.train_from_iterator(stats.stream(texts), trainer=trainer)
-    if stats.num_chars == 0:
-        raise UserError(f"no text to train the tokenizer for {out_dir} on")
-    meta = {"vocab_size": vocab_size, "min_frequency": min_frequency, **stats.as_meta()}
-    return save_tokenizer_folder(tok, out_dir, meta, model_max_length=model_max_length)
+    return tok, trainer
 
 
 def check_tokenizer_out_dir(out_dir: Path) -> Path:
@@ -154,7 +173,15 @@ class TextStats:
         return {"num_docs": self.num_docs, "num_chars": self.num_chars, "text_sha256": self.digest.hexdigest()}
 
 
-def save_tokenizer_folder(tok, out_dir: Path, meta: dict, *, model_max_length: int = 2048) -> Path:
+def save_tokenizer_folder(
+    tok,
+    out_dir: Path,
+    meta: dict,
+    *,
+    model_max_length: int = 2048,
+    unk_token: str | None = None,
+    extra_files: dict[str, str] | None = None,
+) -> Path:
     """Save a trained `tokenizers.Tokenizer` as a Hugging Face tokenizer folder, atomically.
 
     Wraps it in a `PreTrainedTokenizerFast` with the special tokens and the ChatML
@@ -166,6 +193,9 @@ def save_tokenizer_folder(tok, out_dir: Path, meta: dict, *, model_max_length: i
         meta: what to record in training_meta.json; `actual_vocab_size` and
             `special_tokens` (name -> id) are added here.
         model_max_length: the context length recorded in tokenizer_config.json.
+        unk_token: the unknown token of a WordPiece or Unigram model (byte-level
+            BPE has none: every byte is in the vocabulary).
+        extra_files: more files to write into the folder, name -> text (e.g. bpe.json).
 
     Returns:
         `out_dir`, containing tokenizer.json, tokenizer_config.json and training_meta.json.
@@ -183,11 +213,13 @@ def save_tokenizer_folder(tok, out_dir: Path, meta: dict, *, model_max_length: i
         model_max_length=model_max_length,
         # Cleanup would turn "a ." into "a." when decoding and break the round trip.
         clean_up_tokenization_spaces=False,
+        **({"unk_token": unk_token} if unk_token else {}),
     )
+    specials = SPECIAL_TOKENS + ([unk_token] if unk_token else [])
     meta = {
         **meta,
         "actual_vocab_size": len(hf_tok),
-        "special_tokens": {t: hf_tok.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS},
+        "special_tokens": {t: hf_tok.convert_tokens_to_ids(t) for t in specials},
     }
 
     with atomic_dir(out_dir) as tmp:
@@ -195,6 +227,8 @@ def save_tokenizer_folder(tok, out_dir: Path, meta: dict, *, model_max_length: i
         # (instead of a separate chat_template.jinja) where every loader finds it.
         hf_tok.save_pretrained(str(tmp), save_jinja_files=False)
         (tmp / "training_meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+        for name, text in (extra_files or {}).items():
+            (tmp / name).write_text(text, encoding="utf-8")
     return out_dir
 
 

@@ -131,6 +131,58 @@ class PlaygroundClient:
         """Stop serving `model` (its export stays in the registry)."""
         return self._request("DELETE", f"/api/deployments/{quote(model, safe='')}")
 
+    # ---- tokenizer lab ---------------------------------------------------------------
+
+    def tokenizers(self) -> list[dict]:
+        """Every tokenizer of the workspace: name, trainer (hf/scratch), model, vocab size."""
+        return self._request("GET", "/api/tokenizers")
+
+    def datasets(self) -> list[dict]:
+        """Registered datasets (id, sources, per-split counts), to train a tokenizer on."""
+        return self._request("GET", "/api/datasets")
+
+    def tokenizer_presets(self) -> dict:
+        """The example price table, its note, and the server's limits."""
+        return self._request("GET", "/api/tokenizers/presets")
+
+    def encode(self, tokenizer: str, text: str) -> dict:
+        """Tokens of `text` with id, piece, bytes, offsets and (BPE) the merge that made each."""
+        return self._request("POST", "/api/tokenizers/encode", json={"tokenizer": tokenizer, "text": text})
+
+    def replay(self, tokenizer: str, word: str) -> dict:
+        """The BPE merges applied to one word, step by step."""
+        return self._request("POST", "/api/tokenizers/replay", json={"tokenizer": tokenizer, "word": word})
+
+    def compare(self, tokenizers: list[str], text: str) -> dict:
+        """2-4 tokenizers on the same text."""
+        return self._request("POST", "/api/tokenizers/compare", json={"tokenizers": tokenizers, "text": text})
+
+    def token_stats(self, tokenizer: str, *, text: str | None = None, upload: str | None = None,
+                    dataset: str | None = None, top_k: int = 20) -> dict:
+        """Fertility, chars per token, vocabulary coverage, byte fallback, most frequent tokens."""
+        source = {k: v for k, v in (("text", text), ("upload", upload), ("dataset", dataset)) if v is not None}
+        return self._request("POST", "/api/tokenizers/stats", json={"tokenizer": tokenizer, "top_k": top_k, **source})
+
+    def cost(self, tokenizer: str, *, text: str | None = None, upload: str | None = None,
+             presets: list[dict] | None = None) -> dict:
+        """Tokens x price per 1k tokens for each preset row."""
+        body = {"tokenizer": tokenizer, "presets": presets,
+                **{k: v for k, v in (("text", text), ("upload", upload)) if v is not None}}
+        return self._request("POST", "/api/tokenizers/cost", json=body)
+
+    def upload(self, name: str, data: bytes) -> dict:
+        """Store a UTF-8 text file on the server; returns its `upload` id."""
+        return self._request("POST", "/api/uploads", params={"name": name}, content=data,
+                             headers={"Content-Type": "application/octet-stream"})
+
+    def train_tokenizer(self, source: dict, **options) -> dict:
+        """Start training (a Ray job); `source` is {"upload": id} or {"dataset": id}."""
+        return self._request("POST", "/api/tokenizers/train", json={"source": source, **options})
+
+    def tokenizer_job(self, job_id: str) -> dict:
+        """A training job's status and progress (merges done / total)."""
+        return self._request("GET", f"/api/tokenizers/jobs/{quote(job_id, safe='')}")
+
     # ---- OpenAI-compatible API ------------------------------------------------------
 
     def served_models(self) -> list[str]:

@@ -138,3 +138,31 @@ def human_bytes(n: int | float | None) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} GB"
+
+
+# Token colours: light, distinct backgrounds, readable under dark text.
+TOKEN_COLOURS = ("#fde68a", "#bfdbfe", "#bbf7d0", "#fbcfe8", "#ddd6fe", "#fed7aa")
+
+
+def visible(text: str) -> str:
+    """A token's text with whitespace made visible: space as ·, newline as ↵, tab as →."""
+    return text.replace(" ", "·").replace("\n", "↵").replace("\t", "→")
+
+
+def token_html(tokens: list[dict]) -> str:
+    """The text with each token on its own coloured background; hover shows id and bytes.
+
+    `tokens` are the rows of the API's encode/compare answers ({"id", "text", "bytes"}).
+    Everything from the text is HTML-escaped, so a token like "<script>" is shown, not run.
+    """
+    import html
+
+    spans = []
+    for i, t in enumerate(tokens):
+        colour = TOKEN_COLOURS[i % len(TOKEN_COLOURS)]
+        title = html.escape(f"id {t.get('id')} · bytes {t.get('bytes', '')}", quote=True)
+        text = html.escape(visible(t.get("text") or ""))
+        spans.append(f'<span class="tok" title="{title}" style="background:{colour};color:#111;'
+                     f'border-radius:3px;padding:1px 2px;margin:0 1px;line-height:2">{text}</span>')
+    return '<div class="tokens" style="font-family:monospace;white-space:pre-wrap;word-break:break-all">' \
+        + "".join(spans) + "</div>"

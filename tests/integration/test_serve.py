@@ -9,6 +9,7 @@ so its replicas never hold CPUs that Ray Train workers wait for.
 import json
 import socket
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -20,6 +21,7 @@ from training.model import Transformer
 
 pytestmark = pytest.mark.integration
 CONFIG = "configs/serve/local.yaml"
+SHAKESPEARE = Path(__file__).resolve().parents[3] / "shared" / "data" / "tinyshakespeare.txt"
 
 
 def _free_port() -> int:
@@ -174,6 +176,68 @@ def test_deploy_and_undeploy_reconfigure_only_the_llm_app(stack, oai):
     assert httpx.get(f"{base}/api/health").json()["workspace"] == api_replica["workspace"]
 
 
+def test_tokenizer_lab_api_and_a_training_job(stack):
+    """The lab's routes inside Serve, and POST /api/tokenizers/train running a real Ray job
+    (`playground tokenizer lab-train`) whose progress the API reports."""
+    from training.tokenizer import train_tokenizer
+
+    base, ws = stack["base"], stack["workspace"]
+    names = [t["name"] for t in httpx.get(f"{base}/api/tokenizers").json()]
+    assert names, "the tiny run's tokenizer should be listed"
+    enc = httpx.post(f"{base}/api/tokenizers/encode", json={"tokenizer": names[0], "text": "Hello world"}).json()
+    assert "".join(t["text"] for t in enc["tokens"]) == "Hello world"
+
+    corpus = SHAKESPEARE.read_text(encoding="utf-8")[:100_000]
+    up = httpx.post(f"{base}/api/uploads", params={"name": "shakespeare.txt"}, content=corpus.encode()).json()
+    resp = httpx.post(f"{base}/api/tokenizers/train", timeout=60, json={
+        "source": {"upload": up["upload"]}, "trainer": "scratch", "vocab_size": 400, "name": "lab-test"})
+    assert resp.status_code == 202, resp.text
+    job_id = resp.json()["job_id"]
+    status = {}
+
+    def finished() -> bool:
+        status.update(httpx.get(f"{base}/api/tokenizers/jobs/{job_id}", timeout=30).json())
+        return status["status"] in ("SUCCEEDED", "FAILED", "STOPPED")
+
+    wait_for(finished, 180, "the tokenizer training job")
+    assert status["status"] == "SUCCEEDED", status
+    assert status["progress"]["done"] == status["progress"]["total"] > 0
+    assert "lab-test" in [t["name"] for t in httpx.get(f"{base}/api/tokenizers").json()]
+    # What the job trained equals Hugging Face's trainer on the same text (the parity promise).
+    reference = train_tokenizer([corpus], 400, ws.root / "reference-hf")
+    from transformers import AutoTokenizer
+
+    text = corpus[:2000]
+    ours = httpx.post(f"{base}/api/tokenizers/encode", json={"tokenizer": "lab-test", "text": text}).json()
+    assert [t["id"] for t in ours["tokens"]] == AutoTokenizer.from_pretrained(str(reference))(text)["input_ids"]
+
+    bad = httpx.post(f"{base}/api/uploads", content=b"\xff\xfe not text")
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "file"
+    unknown = httpx.post(f"{base}/api/tokenizers/encode", json={"tokenizer": "nope", "text": "x"})
+    assert unknown.status_code == 404 and unknown.json()["error"]["param"] == "tokenizer"
+    missing = httpx.get(f"{base}/api/tokenizers/jobs/raysubmit_nope")
+    assert missing.status_code == 404
+
+
+def test_streamlit_tokenizer_page_trains_on_a_dataset(stack, monkeypatch):
+    """The Tokenizer page's Train tab against the live API: a registered dataset, a Ray job,
+    the progress bar, and the new tokenizer in the lists."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from ui_checks import open_page
+
+    monkeypatch.setenv("PLAYGROUND_URL", stack["base"])
+    at = open_page("pages/3_Tokenizer.py", timeout=240)
+    at.radio(key="tok_train_kind").set_value("Dataset").run()
+    at.number_input(key="tok_train_vocab").set_value(300).run()
+    at.text_input(key="tok_train_name").set_value("ui-trained").run()
+    at.button(key="tok_train_go").click().run()  # the page polls the job until it ends
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert "Trained ui-trained" in " ".join(s.value for s in at.success)
+    assert "ui-trained" in [t["name"] for t in httpx.get(f"{stack['base']}/api/tokenizers").json()]
+
+
 def test_streamlit_chat_page_against_the_live_endpoint(stack, oai):
     """The real Chat page (Streamlit AppTest) talking to the real Serve HTTP endpoint."""
     import sys
@@ -195,7 +259,8 @@ def test_streamlit_chat_page_against_the_live_endpoint(stack, oai):
 
 def test_browser_chat_streams_an_answer(stack, tmp_path):
     """Headless Chromium (Debian's package, installed by `make install`) opens the real UI,
-    sends a chat message, sees the streamed answer, and saves a screenshot."""
+    sends a chat message, sees the streamed answer, then tokenizes text on the Tokenizer
+    page and sees coloured tokens; it saves a screenshot of each."""
     import shutil
     import subprocess
     import sys
@@ -230,10 +295,21 @@ def test_browser_chat_streams_an_answer(stack, tmp_path):
             text = answer.inner_text()
             shot = tmp_path / "chat.png"
             page.screenshot(path=str(shot), full_page=True)
+
+            # The Tokenizer page: tokenize the sample text and see coloured tokens.
+            page.goto(f"http://127.0.0.1:{port}/Tokenizer")
+            page.get_by_role("button", name="Tokenize").click(timeout=60_000)
+            tokens = page.locator("span.tok")
+            tokens.first.wait_for(timeout=60_000)
+            n_tokens, tok_text = tokens.count(), page.locator("div.tokens").first.inner_text()
+            tok_shot = tmp_path / "tokenizer.png"
+            page.screenshot(path=str(tok_shot), full_page=True)
             browser.close()
         assert text.strip() and "Traceback" not in text
         assert shot.stat().st_size > 10_000
-        print(f"screenshot: {shot}")
+        assert n_tokens > 5 and "Tokenizers" in tok_text.replace("·", " ")
+        assert tok_shot.stat().st_size > 10_000
+        print(f"screenshots: {shot} {tok_shot}")
     finally:
         ui.terminate()
         ui.wait(timeout=30)

@@ -28,7 +28,12 @@ from training.bpe import (
     train_bpe_folder,
 )
 from training.errors import UserError
-from training.tokenizer import CHAT_TEMPLATE, SPECIAL_TOKENS, train_tokenizer
+from training.tokenizer import (
+    CHAT_TEMPLATE,
+    SPECIAL_TOKENS,
+    load_tokenizer,
+    train_tokenizer,
+)
 
 SHAKESPEARE = Path(__file__).resolve().parents[3] / "shared/data/tinyshakespeare.txt"
 
@@ -175,9 +180,14 @@ def test_shakespeare_documents_match_train_tokenizer(tmp_path, shakespeare):
     for name in ("tokenizer.json", "tokenizer_config.json"):
         assert (ours / name).read_bytes() == (theirs / name).read_bytes(), name
     meta, their_meta = (json.loads((d / "training_meta.json").read_text()) for d in (ours, theirs))
-    assert meta.pop("trainer") == "scratch"
+    assert (meta.pop("trainer"), their_meta.pop("trainer")) == ("scratch", "hf")
     meta.pop("tokenizer_class")
-    assert meta == their_meta  # same counts, hash, sizes and special token ids
+    assert meta == their_meta  # same model, counts, hash, sizes and special token ids
+    assert meta["model"] == "bpe"
+    # Our folder also keeps our own format (bpe.json), with the merge counts.
+    loaded = Tokenizer.load(ours)
+    assert loaded.vocab_size == 800 and all(m.count >= 2 for m in loaded.merges)
+    assert loaded.encode(docs[1]) == load_tokenizer(theirs).encode(docs[1], add_special_tokens=False)
 
 
 # --------------------------------------------------------------------------- #

@@ -168,3 +168,45 @@ def test_sample_prompt_longer_than_context(ws, capsys, monkeypatch):
     torch.save(state, ckpt / "state.pt")
     code, _, err = run_cli(capsys, "sample", "r1", "--prompt", "hello world " * 40)
     assert_user_error(code, err, "the model's context (model.block_size) is 32")
+
+
+def test_tokenizer_train_with_the_scratch_trainer(ws, capsys):
+    code, out, _ = run_cli(capsys, "tokenizer", "train", "--config", "tiny.yaml", "--trainer", "scratch")
+    assert code == 0
+    name = out.split()[1]
+    assert name.startswith("bpe300s-")
+    meta = json.loads((ws / "tokenizers" / name / "training_meta.json").read_text())
+    assert meta["trainer"] == "scratch" and (ws / "tokenizers" / name / "bpe.json").is_file()
+    # The config override means the same thing (and reuses the folder).
+    code, again, _ = run_cli(capsys, "tokenizer", "train", "--config", "tiny.yaml", "tokenizer.trainer=scratch")
+    assert code == 0 and again == out
+
+
+def test_bench_tokenizer_user_errors(ws, capsys):
+    code, _, err = run_cli(capsys, "bench", "tokenizer", "--text", "missing.txt")
+    assert_user_error(code, err, "--text: missing.txt not found")
+    Path("empty.txt").write_text("  \n")
+    code, _, err = run_cli(capsys, "bench", "tokenizer", "--text", "empty.txt")
+    assert_user_error(code, err, "--text: empty.txt is empty")
+    code, _, err = run_cli(capsys, "bench", "tokenizer", "--repeats", "0")
+    assert_user_error(code, err, "--repeats must be >= 1")
+
+
+def test_tokenizer_lab_train_on_a_dataset(ws, capsys):
+    code, _, _ = run_cli(capsys, "data", "prepare", "--config", "tiny.yaml")
+    assert code == 0
+    dataset = next((ws / "datasets").iterdir()).name
+    code, out, err = run_cli(capsys, "tokenizer", "lab-train", "--dataset", dataset, "--trainer", "scratch",
+                             "--vocab-size", "300", "--name", "mine")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[-2] == "progress 40/40" and lines[-1].startswith("tokenizer mine at ")
+    assert all(line.startswith("progress ") for line in lines[:-1])
+    meta = json.loads((ws / "tokenizers" / "mine" / "training_meta.json").read_text())
+    assert (meta["trainer"], meta["vocab_size"]) == ("scratch", 300)
+    code, _, err = run_cli(capsys, "tokenizer", "lab-train", "--dataset", dataset, "--name", "mine")
+    assert_user_error(code, err, "name: a tokenizer called 'mine' already exists")
+    code, _, err = run_cli(capsys, "tokenizer", "lab-train", "--dataset", "nope", "--model", "unigram")
+    assert_user_error(code, err, "dataset: no dataset 'nope'")
+    code, _, err = run_cli(capsys, "tokenizer", "lab-train", "--dataset", dataset, "--vocab-size", "100")
+    assert_user_error(code, err, "vocab_size must be between 260")

@@ -115,3 +115,22 @@ def test_deep_merge_does_not_mutate():
     top = {"a": {"b": 3}}
     assert deep_merge(base, top) == {"a": {"b": 3, "c": 2}}
     assert base == {"a": {"b": 1, "c": 2}}
+
+
+def test_tokenizer_ids_per_trainer_and_model():
+    ds = "data-1234"
+    cfg = load_config(None)
+    assert (cfg.tokenizer.trainer, cfg.tokenizer.model) == ("hf", "bpe")
+    assert cfg.tokenizer.tokenizer_id(ds) == "bpe4096-data-1234"  # unchanged: existing workspaces stay valid
+    assert load_config(None, ["tokenizer.trainer=scratch"]).tokenizer.tokenizer_id(ds) == "bpe4096s-data-1234"
+    assert load_config(None, ["tokenizer.model=unigram"]).tokenizer.tokenizer_id(ds) == "unigram4096-data-1234"
+    assert load_config(None, ["tokenizer.path=/x/my-tok", "tokenizer.trainer=scratch"]).tokenizer.tokenizer_id(ds) == "my-tok"
+
+
+def test_tokenizer_trainer_and_model_errors():
+    with pytest.raises(UserError, match="tokenizer: .*trainer=scratch only trains model=bpe, got model=wordpiece"):
+        load_config(None, ["tokenizer.trainer=scratch", "tokenizer.model=wordpiece"])
+    with pytest.raises(UserError, match="tokenizer.trainer: "):
+        load_config(None, ["tokenizer.trainer=fast"])
+    with pytest.raises(UserError, match="tokenizer.model: "):
+        load_config(None, ["tokenizer.model=sentencepiece"])

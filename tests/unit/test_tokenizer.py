@@ -7,7 +7,13 @@ from transformers import AutoTokenizer
 
 from training.corpus import generate_documents
 from training.errors import UserError
-from training.tokenizer import CHAT_TEMPLATE, load_tokenizer, train_tokenizer
+from training.hf_tokenizers import UNK_TOKEN, train_hf_tokenizer
+from training.tokenizer import (
+    CHAT_TEMPLATE,
+    SPECIAL_TOKENS,
+    load_tokenizer,
+    train_tokenizer,
+)
 
 VOCAB = 400
 
@@ -136,3 +142,118 @@ def test_atomic_dir_keeps_old_folder_on_error(tmp_path):
             raise RuntimeError("crash mid-write")
     assert (target / "a.txt").read_text() == "v1"
     assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no temp or old folders left
+
+
+# --------------------------------------------------------------------------- WordPiece and Unigram
+
+
+def test_meta_records_trainer_and_model(tok_dir):
+    meta = json.loads((tok_dir / "training_meta.json").read_text())
+    assert (meta["trainer"], meta["model"]) == ("hf", "bpe")
+
+
+@pytest.fixture(scope="module")
+def other_models(tmp_path_factory):
+    """model -> (folder, progress calls), trained once per module."""
+    out = {}
+    for model in ("wordpiece", "unigram"):
+        calls = []
+        folder = train_hf_tokenizer(_corpus(), VOCAB, tmp_path_factory.mktemp(model) / model, model=model,
+                                    progress=lambda done, total, calls=calls: calls.append((done, total)))
+        out[model] = (folder, calls)
+    return out
+
+
+@pytest.mark.parametrize("model", ["wordpiece", "unigram"])
+def test_other_models_are_transformers_folders(other_models, model):
+    folder, calls = other_models[model]
+    assert calls == [(0, 1), (1, 1)]  # tokenizers has no callback: start and end only
+    meta = json.loads((folder / "training_meta.json").read_text())
+    assert (meta["trainer"], meta["model"], meta["vocab_size"]) == ("hf", model, VOCAB)
+    assert meta["special_tokens"] == {**{t: i for i, t in enumerate(SPECIAL_TOKENS)}, UNK_TOKEN: 4}
+    tok = AutoTokenizer.from_pretrained(str(folder))
+    assert len(tok) == VOCAB
+    assert tok.convert_tokens_to_ids([*SPECIAL_TOKENS, UNK_TOKEN]) == [0, 1, 2, 3, 4]
+    assert (tok.bos_token_id, tok.eos_token_id, tok.pad_token_id, tok.unk_token_id) == (0, 0, 1, 4)
+    assert tok.encode("<|im_start|>user", add_special_tokens=False)[0] == 2
+    assert json.loads((folder / "tokenizer_config.json").read_text())["chat_template"] == CHAT_TEMPLATE
+
+
+@pytest.mark.parametrize("text", [
+    "Hello world!", "  leading spaces and trailing  ", "héllo wörld — ça va? ñ", "emoji 🎉👩‍👩‍👧 done",
+    "line one\nline two\n\n\ttabbed\r\n", "中文 日本語 한국어", "literal <0x41> stays", "",
+])
+def test_unigram_with_byte_fallback_is_lossless(other_models, text):
+    tok = load_tokenizer(other_models["unigram"][0])
+    ids = tok.encode(text, add_special_tokens=False)
+    assert tok.decode(ids) == text
+    assert tok.unk_token_id not in ids  # unseen characters become byte pieces, not [UNK]
+
+
+def test_unigram_byte_pieces(other_models):
+    from tokenizers import Tokenizer
+
+    # all 256 byte pieces are in the vocabulary, after the learned pieces
+    data = json.loads(Tokenizer.from_file(str(other_models["unigram"][0] / "tokenizer.json")).to_str())
+    pieces = [p for p, _ in data["model"]["vocab"]]
+    assert pieces[-256:] == [f"<0x{b:02X}>" for b in range(256)] and data["model"]["byte_fallback"]
+
+
+def test_wordpiece_is_lossy_on_purpose(other_models):
+    tok = load_tokenizer(other_models["wordpiece"][0])
+    ids = tok.encode("Anna  has\n7 bananas, 🎉!", add_special_tokens=False)
+    pieces = tok.convert_ids_to_tokens(ids)
+    assert "[UNK]" in pieces and any(p.startswith("##") for p in pieces)
+    assert tok.decode(ids) == "Anna has 7 bananas, [UNK]!"  # whitespace not kept; unknown characters lost
+
+
+def test_other_models_errors(tmp_path):
+    with pytest.raises(UserError, match="model must be one of bpe, wordpiece, unigram"):
+        train_hf_tokenizer(["a b"], 300, tmp_path / "t", model="bytepiece")
+    with pytest.raises(UserError, match=r"between 261 \(256 bytes \+ 5 special tokens\)"):
+        train_hf_tokenizer(["a b"], 260, tmp_path / "t", model="unigram")
+    with pytest.raises(UserError, match=r"too small for a unigram model of this text .*use vocab_size >= \d+"):
+        train_hf_tokenizer(_corpus(), 300, tmp_path / "t", model="unigram")
+    with pytest.raises(UserError, match="no text"):
+        train_hf_tokenizer([], 300, tmp_path / "t", model="wordpiece")
+    assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- the pipeline, either trainer
+
+
+def test_pipeline_with_the_scratch_trainer(tmp_path):
+    """tokenizer.trainer=scratch: its own folder (bpe300s-...), and the same token shards as hf."""
+    from training.config import load_config
+    from training.data import TokenData
+    from training.prepare import ensure_inputs
+    from training.workspace import Workspace
+
+    ws = Workspace(tmp_path)
+    base = ["data.synthetic_chars=40000", "tokenizer.vocab_size=300", "model.vocab_size=320"]
+    scratch = ensure_inputs(load_config(None, [*base, "tokenizer.trainer=scratch"]), ws)
+    hf = ensure_inputs(load_config(None, base), ws)
+    assert scratch.tokenizer_dir.name.startswith("bpe300s-") and hf.tokenizer_dir.name.startswith("bpe300-")
+    meta = json.loads((scratch.tokenizer_dir / "training_meta.json").read_text())
+    assert (meta["trainer"], meta["model"]) == ("scratch", "bpe")
+    assert (scratch.tokenizer_dir / "bpe.json").is_file()
+    assert scratch.tokens_dir != hf.tokens_dir
+    # Both trainers learn the same merges, so the shards are byte for byte the same.
+    for split in ("train.bin", "val.bin"):
+        assert (scratch.tokens_dir / split).read_bytes() == (hf.tokens_dir / split).read_bytes()
+    data = TokenData(scratch.tokens_dir)
+    assert data.manifest["vocab_size"] == 300 and data.manifest["tokenizer_id"] == scratch.tokenizer_dir.name
+
+
+@pytest.mark.parametrize("model", ["wordpiece", "unigram"])
+def test_pipeline_with_other_models(tmp_path, model):
+    from training.config import load_config
+    from training.data import TokenData
+    from training.prepare import ensure_inputs
+    from training.workspace import Workspace
+
+    cfg = load_config(None, ["data.synthetic_chars=40000", "tokenizer.vocab_size=420", "model.vocab_size=420",
+                             f"tokenizer.model={model}"])
+    inputs = ensure_inputs(cfg, Workspace(tmp_path))
+    assert inputs.tokenizer_dir.name.startswith(f"{model}420-")
+    assert TokenData(inputs.tokens_dir).manifest["tokens"]["train"] > 1000

@@ -138,8 +138,9 @@ class Stub:
         self.thread.join(timeout=10)
 
 
-def start_stub() -> Stub:
-    app = make_app()
+def start_stub(app: FastAPI | None = None) -> Stub:
+    """Serve `app` (default: the stub) on a free loopback port in a background thread."""
+    app = app or make_app()
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))  # the kernel picks a free port; uvicorn serves on this very socket
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))

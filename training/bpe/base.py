@@ -479,16 +479,18 @@ class Tokenizer:
             "merges": [[self.token_str(m.left), self.token_str(m.right), m.count] for m in self.merges],
         }
 
+    def to_json(self) -> str:
+        """The text of bpe.json: `to_dict` as plain JSON, but one merge per line so it reads like a list of rules."""
+        data = self.to_dict()
+        merges = data.pop("merges")
+        text = json.dumps(data, indent=1, ensure_ascii=False)[: -len("\n}")]
+        return text + ',\n "merges": [\n' + ",\n".join("  " + json.dumps(m, ensure_ascii=False) for m in merges) + "\n ]\n}\n"
+
     def save(self, out_dir: Path) -> Path:
         """Write `out_dir/bpe.json` (replacing `out_dir` atomically) and return `out_dir`."""
         out_dir = Path(out_dir)
-        data = self.to_dict()
-        merges = data.pop("merges")
-        # Plain JSON, but one merge per line so the file reads like a list of rules.
-        text = json.dumps(data, indent=1, ensure_ascii=False)[: -len("\n}")]
-        text += ',\n "merges": [\n' + ",\n".join("  " + json.dumps(m, ensure_ascii=False) for m in merges) + "\n ]\n}\n"
         with atomic_dir(out_dir) as tmp:
-            (tmp / FILE_NAME).write_text(text, encoding="utf-8")
+            (tmp / FILE_NAME).write_text(self.to_json(), encoding="utf-8")
         return out_dir
 
     @classmethod

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from training.bpe.base import GPT2_PATTERN, ProgressFn, Tokenizer
+from training.bpe.base import FILE_NAME, GPT2_PATTERN, ProgressFn, Tokenizer
 from training.bpe.regex_bpe import RegexBPE
 from training.errors import UserError
 from training.tokenizer import (
@@ -67,7 +67,9 @@ def save_hf_folder(tok: Tokenizer, out_dir: Path, *, model_max_length: int = 204
 
     The folder has the same files as `training.tokenizer.train_tokenizer` writes
     (tokenizer.json, tokenizer_config.json with the ChatML template, training_meta.json);
-    training_meta.json also says `"trainer": "scratch"`.
+    training_meta.json says `"trainer": "scratch"`. It also holds our own format,
+    bpe.json (`Tokenizer.save`), which keeps how often each merge's pair occurred:
+    the tokenizer lab (`training.tokenlab`) reads it for merges and replays.
 
     Raises:
         UserError: if `out_dir` exists and is not a tokenizer folder.
@@ -81,9 +83,11 @@ def save_hf_folder(tok: Tokenizer, out_dir: Path, *, model_max_length: int = 204
         "num_chars": info.num_chars,
         "text_sha256": info.text_sha256,
         "trainer": "scratch",
+        "model": "bpe",
         "tokenizer_class": type(tok).__name__,
     }
-    return save_tokenizer_folder(to_hf_tokenizer(tok), out_dir, meta, model_max_length=model_max_length)
+    return save_tokenizer_folder(to_hf_tokenizer(tok), out_dir, meta, model_max_length=model_max_length,
+                                 extra_files={FILE_NAME: tok.to_json()})
 
 
 def to_tiktoken(tok: Tokenizer, name: str = "playground-bpe") -> tiktoken.Encoding:
@@ -128,7 +132,8 @@ def train_bpe_folder(
     """Like `training.tokenizer.train_tokenizer`, but trained with our `RegexBPE`.
 
     The result is the same folder (same vocabulary, merges and ids, since the
-    trainers agree); only training_meta.json differs (`"trainer": "scratch"`).
+    trainers agree); only training_meta.json differs (`"trainer": "scratch"`), and
+    the folder also holds bpe.json (see `save_hf_folder`).
 
     Args:
         texts: training documents (streamed once; may be a generator).
