@@ -8,6 +8,9 @@ after the other (never two engines alive at once):
     requests. Its TTFT is the time of a `generate` with max_new_tokens=1.
 (b) the vLLM engine in this process: `AsyncLLM` (vLLM v1), c requests in flight at once
     from asyncio. TTFT is the first output that carries a token.
+(d) vLLM's own OpenAI server (`vllm.entrypoints.openai.api_server`, what `vllm serve`
+    runs), no Ray, same engine settings, same HTTP client as (a): the floor of any HTTP
+    path here, which splits (a)'s distance from (b) into "HTTP + OpenAI layer" and "Ray".
 (a) the same engine behind Ray Serve (`services.app.build_llm_app`, our OpenAI app,
     in a fresh local cluster with the environment of `services/serve_env.py`, as
     `playground up` runs it: HAProxy on the port, the vLLM replica as the ingress):
@@ -258,7 +261,19 @@ def measure_engine(path: Path, engine: dict, max_tokens: int, levels: list[int],
     with env(VLLM_CPU_KVCACHE_SPACE=str(int(engine["kv_cache_gib"]))):
         result = asyncio.run(_measure_engine(path, engine, max_tokens, levels, requests_per_level))
     gc.collect()
+    reap_children()
     return result
+
+
+def reap_children(timeout: float = 30.0) -> None:
+    """Wait for the engine's worker processes to exit (kill them after `timeout`), so a
+    busy-polling leftover never steals a core from the next way's measurement."""
+    import psutil
+
+    children = psutil.Process().children(recursive=True)
+    _, alive = psutil.wait_procs(children, timeout=timeout)
+    for p in alive:
+        p.kill()
 
 
 # --------------------------------------------------------------------------- (a) Ray Serve
@@ -276,7 +291,8 @@ def completion_body(model_id: str, prompt: str, max_tokens: int) -> dict:
 
 
 async def _measure_http(base: str, model_id: str, max_tokens: int, levels: list[int],
-                        requests_per_level: Optional[int]) -> tuple[dict, list[int]]:
+                        requests_per_level: Optional[int], progress: str = "serve",
+                        startup_s: float = 120) -> tuple[dict, list[int]]:
     import httpx
 
     url = f"{base}/v1/completions"
@@ -309,7 +325,7 @@ async def _measure_http(base: str, model_id: str, max_tokens: int, levels: list[
             return Sample(ttft if ttft is not None else time.perf_counter() - t0, n)
 
         # Untimed warm-up; retried while the proxy learns the new routes.
-        deadline = time.time() + 120
+        deadline = time.time() + startup_s
         while True:
             try:
                 await send(PROMPTS[0])
@@ -319,7 +335,39 @@ async def _measure_http(base: str, model_id: str, max_tokens: int, levels: list[
                     raise
                 await asyncio.sleep(1)
         warm = list(last_tokens)
-        return await run_levels(send, levels, requests_per_level, "serve"), warm
+        return await run_levels(send, levels, requests_per_level, progress), warm
+
+
+def measure_vllm_http(path: Path, model_id: str, engine: dict, max_tokens: int, levels: list[int],
+                      requests_per_level: Optional[int]) -> tuple[dict, list[int]]:
+    """(d) vLLM's OpenAI server in a subprocess (no Ray), measured like (a)."""
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(path),
+           "--served-model-name", model_id, "--host", "127.0.0.1", "--port", str(port),
+           "--dtype", engine["dtype"], "--gpu-memory-utilization", str(engine["gpu_memory_utilization"]),
+           "--disable-uvicorn-access-log"]
+    cmd += ["--enforce-eager"] if engine["enforce_eager"] else []
+    cmd += ["--max-model-len", str(engine["max_model_len"])] if engine.get("max_model_len") else []
+    log = tempfile.NamedTemporaryFile(prefix="bench-vllm-http-", suffix=".log", delete=False)
+    proc = subprocess.Popen(cmd, env={**os.environ, "VLLM_CPU_KVCACHE_SPACE": str(int(engine["kv_cache_gib"]))},
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        return asyncio.run(_measure_http(f"http://127.0.0.1:{port}", model_id, max_tokens, levels,
+                                         requests_per_level, progress="vllm http", startup_s=300))
+    except Exception as e:
+        raise RuntimeError(f"vLLM's own server failed; its log: {log.name}") from e
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)  # the server and its engine-core process
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        reap_children()
 
 
 def measure_serve(ws: Workspace, model_ref: str, model_id: str, engine: dict, max_tokens: int, levels: list[int],
@@ -383,10 +431,13 @@ def bench_serve(model: Optional[str] = None, max_tokens: int = 64, levels="1,4,1
     print(f"  hf: TTFT p50 {hf['seq']['ttft_p50_ms']} ms, {hf['seq']['output_tokens_per_s']} tok/s", flush=True)
     print("(b) vLLM engine in-process ...", flush=True)
     eng, eng_warm = measure_engine(path, engine, max_tokens, levels, requests_per_level)
+    gc.collect()
+    print("(d) vLLM's own OpenAI server, no Ray ...", flush=True)
+    vhttp, _ = measure_vllm_http(path, model_id, engine, max_tokens, levels, requests_per_level)
     print("(a) Ray Serve HTTP ...", flush=True)
     srv, srv_warm = measure_serve(ws, model_ref, model_id, engine, max_tokens, levels, requests_per_level)
 
-    ways = {"hf": hf, "engine": eng, "serve": srv}
+    ways = {"hf": hf, "engine": eng, "vllm_http": vhttp, "serve": srv}
     warnings = [f"{way} c={c}: {lv['output_tokens']} tokens, expected {lv['requests'] * max_tokens}"
                 for way, per in ways.items() for c, lv in per.items()
                 if lv["output_tokens"] != lv["requests"] * max_tokens]

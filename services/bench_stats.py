@@ -27,7 +27,8 @@ PROMPTS = (
     "My favourite thing about the summer is",
     "The little robot wanted to learn how to",
 )
-WAYS = {"hf": "transformers .generate", "engine": "vLLM AsyncLLM in-process", "serve": "Ray Serve HTTP (SSE)"}
+WAYS = {"hf": "transformers .generate", "engine": "vLLM AsyncLLM in-process",
+        "vllm_http": "vLLM's own server (no Ray)", "serve": "Ray Serve HTTP (SSE)"}
 
 
 def parse_levels(text: str) -> list[int]:
@@ -156,6 +157,11 @@ def assemble_figures(ways: dict[str, dict[str, dict]], *, model: str, max_tokens
         "throughput_ratio_serve_vs_hf": {str(c): ratio(get(srv, c, "output_tokens_per_s"), hf_tps) for c in levels},
         "throughput_ratio_serve_vs_engine": {str(c): ratio(get(srv, c, "output_tokens_per_s"),
                                                            get(eng, c, "output_tokens_per_s")) for c in levels},
+        # The floor of any HTTP path on this machine: vLLM's own OpenAI server, no Ray.
+        "ttft_ratio_vllm_http_vs_engine": ratio(get(ways.get("vllm_http", {}), 1, "ttft_p50_ms"),
+                                                get(eng, 1, "ttft_p50_ms")),
+        "ttft_ratio_serve_vs_vllm_http": ratio(get(srv, 1, "ttft_p50_ms"),
+                                               get(ways.get("vllm_http", {}), 1, "ttft_p50_ms")),
         **(extra or {}),
         "host": host,
     }
@@ -189,6 +195,9 @@ def print_table(f: dict) -> None:
     print(f"Serve / HF tok/s by level: {per}")
     per = ", ".join(f"c={c}: {fmt(v, '.2f')}" for c, v in f["throughput_ratio_serve_vs_engine"].items())
     print(f"Serve / engine tok/s by level: {per}")
+    if f.get("ttft_ratio_vllm_http_vs_engine") is not None:
+        print(f"TTFT p50 at c=1: vLLM's own server / engine = {fmt(f['ttft_ratio_vllm_http_vs_engine'], '.3f')}, "
+              f"Serve / vLLM's own server = {fmt(f.get('ttft_ratio_serve_vs_vllm_http'), '.3f')}")
     for w in f.get("warnings") or []:
         print(f"warning: {w}")
     print()

@@ -77,8 +77,10 @@ def _lv(ttft_ms, tps):
 def test_assemble_figures_ratios():
     ways = {"hf": {"seq": _lv(10.0, 100.0)},
             "engine": {"1": _lv(20.0, 150.0), "16": _lv(80.0, 900.0)},
+            "vllm_http": {"1": _lv(22.0, 130.0)},
             "serve": {"1": _lv(25.0, 120.0), "16": _lv(90.0, 600.0)}}
     f = bench_stats.assemble_figures(ways, model="m", max_tokens=64, levels=[1, 16], host="h", extra={"x": 1})
+    assert f["ttft_ratio_vllm_http_vs_engine"] == 1.1 and f["ttft_ratio_serve_vs_vllm_http"] == 1.136
     assert f["bench"] == "serve" and f["max_tokens"] == 64 and f["ways"] is ways and f["x"] == 1
     assert f["ttft_ratio_serve_vs_engine"] == 1.25
     assert f["throughput_ratio_serve_vs_hf_c16"] == 6.0
