@@ -8,7 +8,7 @@
     playground sample RUN     --prompt "Once upon a time"
     playground runs
     playground up [--model ID] | down | status
-    playground bench train | serve | tokenizer
+    playground bench train | serve | tokenizer | inspect
 
 User mistakes print one line on stderr and exit with code 2. Heavy imports (torch,
 ray) happen inside the subcommands so `playground --help` answers at once.
@@ -113,6 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text", help="text file (default: tinyshakespeare.txt in ../shared/data)")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per figure; the best counts")
     p.set_defaults(func=cmd_bench_tokenizer)
+    p = bench.add_parser("inspect", help="time a full model inspection (attention, logit lens) for 64 and "
+                                         "256 tokens on the micro and gpt2-small shapes")
+    p.add_argument("--repeats", type=int, default=5, help="timed runs per figure; the best counts")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    p.set_defaults(func=cmd_bench_inspect)
     return parser
 
 
@@ -208,6 +213,9 @@ def _print_param_table(cfg) -> None:
     mc = cfg.model
     print(f"{mc.arch} model: {mc.n_layer} layers, {mc.n_head} heads ({mc.kv_heads} kv), width {mc.n_embd}, "
           f"context {mc.block_size}, vocab {mc.vocab_size}, {'tied' if mc.tie_embeddings else 'untied'} embeddings")
+    lay = mc.layout
+    print(f"  components: {lay.pos_embedding} positions, {lay.norm_position}-{lay.norm}, {lay.mlp} MLP "
+          f"(width {mc.mlp_hidden}), {'with' if lay.bias else 'no'} biases")
     for name, n in counts.items():
         share = 100.0 * n / counts["total"]
         print(f"  {name:<20}{n:>14,}  {share:5.1f}%")
@@ -312,6 +320,16 @@ def cmd_bench_tokenizer(args) -> None:
     if args.repeats < 1:
         raise UserError(f"--repeats must be >= 1, got {args.repeats}")
     bench_tokenizer(args.text, repeats=args.repeats)
+
+
+def cmd_bench_inspect(args) -> None:
+    from training.bench_inspect import bench_inspect
+
+    if args.repeats < 1:
+        raise UserError(f"--repeats must be >= 1, got {args.repeats}")
+    if args.threads is not None and args.threads < 1:
+        raise UserError(f"--threads must be >= 1, got {args.threads}")
+    bench_inspect(repeats=args.repeats, threads=args.threads)
 
 
 if __name__ == "__main__":

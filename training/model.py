@@ -10,6 +10,12 @@ The skeleton is the same for both: token ids -> embeddings -> N pre-norm blocks 
 (attention, MLP), each added back onto a "residual stream" -> final norm -> a linear
 layer (the "lm_head") that scores every vocabulary entry as the next token.
 
+The "architecture lab" fields of `ModelConfig` (pos_embedding, norm, norm_position,
+mlp, mlp_ratio, bias, n_kv_head) swap single components so their effect can be
+measured one at a time. They default to None, meaning "what `arch` uses", so a config
+that does not mention them builds exactly the classic layout; `ModelConfig.layout`
+holds the resolved choices.
+
 Parameter names follow Hugging Face closely enough that `training/export.py` converts
 a trained model to `GPT2LMHeadModel` / `LlamaForCausalLM` with a plain renaming.
 
@@ -27,6 +33,41 @@ import torch.nn.functional as F
 
 # --------------------------------------------------------------------------- config
 
+# What each arch uses for the components the lab can swap. A ModelConfig field left at
+# None takes its value from here, which is how every pre-lab config keeps its model.
+ARCH_DEFAULTS: dict[str, dict] = {
+    "gpt2": {"pos_embedding": "learned", "norm": "layernorm", "mlp": "gelu", "bias": True},
+    "llama": {"pos_embedding": "rope", "norm": "rmsnorm", "mlp": "swiglu", "bias": False},
+}
+POS_EMBEDDINGS = ("learned", "sinusoidal", "rope", "none")
+NORMS = ("layernorm", "rmsnorm")
+NORM_POSITIONS = ("pre", "post")
+MLPS = ("gelu", "relu", "swiglu")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The component choices of a model with every "the arch's usual" default resolved.
+
+    Attributes:
+        pos_embedding: "learned" (a trained vector per position, GPT-2), "sinusoidal"
+            (fixed sin/cos waves, the original Transformer), "rope" (rotate q and k,
+            Llama) or "none" (no position signal; the causal mask alone reveals order).
+        norm: "layernorm" (subtract the mean, divide by the std) or "rmsnorm" (only
+            divide by the root mean square).
+        norm_position: "pre" (normalise each sublayer's input, GPT-2 and later) or
+            "post" (normalise the sum after each residual add, the original Transformer).
+        mlp: "gelu" / "relu" (two matrices and a nonlinearity) or "swiglu" (gated, three).
+        bias: whether the attention and MLP Linear layers and LayerNorm have an additive
+            bias (the lm_head never has one).
+    """
+
+    pos_embedding: str
+    norm: str
+    norm_position: str
+    mlp: str
+    bias: bool
+
 
 @dataclass
 class ModelConfig:
@@ -39,21 +80,45 @@ class ModelConfig:
     block_size: int = 256  # context length: the most tokens the model ever sees at once
     n_layer: int = 4
     n_head: int = 4
-    n_kv_head: Optional[int] = None  # grouped-query attention; None means n_head (llama only)
+    # Key/value heads. None means n_head (multi-head attention); 1 is multi-query
+    # attention; anything in between that divides n_head is grouped-query attention.
+    n_kv_head: Optional[int] = None
     n_embd: int = 128
-    intermediate_size: Optional[int] = None  # MLP hidden width; None -> the arch's usual choice
+    intermediate_size: Optional[int] = None  # MLP hidden width; None -> mlp_ratio or the usual
     dropout: float = 0.0
     tie_embeddings: bool = True
     norm_eps: float = 1e-5
     rope_theta: float = 10000.0
     attention: Literal["sdpa", "math"] = "sdpa"  # "math": explicit softmax(QK^T/sqrt(d))V
     init_std: float = 0.02
+    # Architecture lab (see `Layout` for what each choice means). None: the arch's usual.
+    pos_embedding: Optional[Literal["learned", "sinusoidal", "rope", "none"]] = None
+    norm: Optional[Literal["layernorm", "rmsnorm"]] = None
+    norm_position: Literal["pre", "post"] = "pre"
+    mlp: Optional[Literal["gelu", "relu", "swiglu"]] = None
+    mlp_ratio: Optional[float] = None  # MLP width = round(mlp_ratio * n_embd); or intermediate_size
+    bias: Optional[bool] = None  # biases in attention, MLP and LayerNorm (never the lm_head)
 
     def __post_init__(self) -> None:
         if self.arch not in ("gpt2", "llama"):
             raise ValueError(f"arch must be 'gpt2' or 'llama', got {self.arch!r}")
         if self.attention not in ("sdpa", "math"):
             raise ValueError(f"attention must be 'sdpa' or 'math', got {self.attention!r}")
+        for name, allowed in (("pos_embedding", POS_EMBEDDINGS), ("norm", NORMS), ("mlp", MLPS)):
+            value = getattr(self, name)
+            if value is not None and value not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)} (or null for the "
+                                 f"arch's usual), got {value!r}")
+        if self.norm_position not in NORM_POSITIONS:
+            raise ValueError(f"norm_position must be 'pre' or 'post', got {self.norm_position!r}")
+        if self.bias is not None and not isinstance(self.bias, bool):
+            raise ValueError(f"bias must be true, false or null, got {self.bias!r}")
+        if self.mlp_ratio is not None:
+            if isinstance(self.mlp_ratio, bool) or not isinstance(self.mlp_ratio, (int, float)) \
+                    or not self.mlp_ratio > 0:
+                raise ValueError(f"mlp_ratio must be a positive number, got {self.mlp_ratio!r}")
+            if self.intermediate_size is not None:
+                raise ValueError("mlp_ratio and intermediate_size both set the MLP width; give one")
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd",
                      "n_kv_head", "intermediate_size"):
             value = getattr(self, name)
@@ -63,15 +128,13 @@ class ModelConfig:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
-        if self.n_kv_head is not None:
-            if self.arch == "gpt2" and self.n_kv_head != self.n_head:
-                raise ValueError("n_kv_head must be None or equal to n_head for arch 'gpt2' "
-                                 "(grouped-query attention is a llama feature)")
-            if self.n_head % self.n_kv_head:
-                raise ValueError(f"n_head ({self.n_head}) must be divisible by "
-                                 f"n_kv_head ({self.n_kv_head})")
-        if self.arch == "llama" and self.head_dim % 2:
+        if self.n_kv_head is not None and self.n_head % self.n_kv_head:
+            raise ValueError(f"n_head ({self.n_head}) must be divisible by "
+                             f"n_kv_head ({self.n_kv_head})")
+        if self.layout.pos_embedding == "rope" and self.head_dim % 2:
             raise ValueError(f"n_embd / n_head (head_dim {self.head_dim}) must be even for RoPE")
+        if self.mlp_hidden < 1:
+            raise ValueError(f"mlp_ratio {self.mlp_ratio} x n_embd {self.n_embd} leaves no MLP width")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         for name in ("norm_eps", "rope_theta", "init_std"):
@@ -87,10 +150,24 @@ class ModelConfig:
         return self.n_kv_head if self.n_kv_head is not None else self.n_head
 
     @property
+    def layout(self) -> Layout:
+        """The component choices with None replaced by the arch's usual one."""
+        usual = ARCH_DEFAULTS[self.arch]
+
+        def pick(name: str):
+            value = getattr(self, name)
+            return usual[name] if value is None else value
+
+        return Layout(pos_embedding=pick("pos_embedding"), norm=pick("norm"),
+                      norm_position=self.norm_position, mlp=pick("mlp"), bias=pick("bias"))
+
+    @property
     def mlp_hidden(self) -> int:
         if self.intermediate_size is not None:
             return self.intermediate_size
-        if self.arch == "gpt2":
+        if self.mlp_ratio is not None:
+            return round(self.mlp_ratio * self.n_embd)
+        if self.layout.mlp != "swiglu":
             return 4 * self.n_embd
         # SwiGLU has three matrices instead of two; 2/3 of 4*C keeps the parameter count
         # equal to a 4*C GELU MLP. Rounded up to a multiple of 32 for friendly matmuls.
@@ -121,9 +198,27 @@ class RMSNorm(nn.Module):
 
 
 def make_norm(cfg: ModelConfig) -> nn.Module:
-    if cfg.arch == "gpt2":
-        return nn.LayerNorm(cfg.n_embd, eps=cfg.norm_eps, bias=True)
+    layout = cfg.layout
+    if layout.norm == "layernorm":
+        return nn.LayerNorm(cfg.n_embd, eps=cfg.norm_eps, bias=layout.bias)
     return RMSNorm(cfg.n_embd, cfg.norm_eps)
+
+
+def sinusoidal_embedding(positions: torch.Tensor, dim: int) -> torch.Tensor:
+    """The fixed position vectors of the original Transformer (Vaswani et al. 2017).
+
+        PE[pos, 2i] = sin(pos / 10000^(2i/dim)),   PE[pos, 2i+1] = cos(pos / 10000^(2i/dim))
+
+    Each pair of dimensions is a clock ticking at its own speed, so every position gets a
+    distinct pattern and nothing has to be learned. Returns (T, dim) in float32; computed
+    on the fly (cheap) like the RoPE angles, so it is never stored in a checkpoint.
+    """
+    half = (dim + 1) // 2  # an odd dim gets one extra sin column, cut off below
+    inv_freq = 1.0 / (10000.0 ** (torch.arange(half, device=positions.device,
+                                               dtype=torch.float32) * 2 / dim))  # (half,)
+    angles = torch.outer(positions.float(), inv_freq)  # (T, half)
+    # Interleave sin and cos: column 2i is sin, column 2i+1 is cos of the same angle.
+    return torch.stack((angles.sin(), angles.cos()), dim=-1).flatten(1)[:, :dim]  # (T, dim)
 
 
 def rope_cos_sin(positions: torch.Tensor, head_dim: int, theta: float):
@@ -162,7 +257,13 @@ class CausalSelfAttention(nn.Module):
     a value ("what do I pass on"). Attention weights are softmax(q.k / sqrt(head_dim))
     over the *earlier* tokens only (causal), and the output is the weighted sum of their
     values. With GQA there are fewer key/value heads than query heads: each group of
-    n_head / n_kv_head query heads shares one k/v head, shrinking the KV cache.
+    n_head / n_kv_head query heads shares one k/v head, shrinking the KV cache. One k/v
+    head for all query heads is multi-query attention (MQA).
+
+    Setting `capture = True` (what `training.inspection` does) runs the explicit math
+    path even under attention="sdpa" and keeps the attention probabilities of the last
+    call in `last_attention` (B, n_head, T, Tk). The fused kernel never materialises
+    them; with capture off nothing changes.
     """
 
     def __init__(self, cfg: ModelConfig, layer_idx: int):
@@ -172,7 +273,9 @@ class CausalSelfAttention(nn.Module):
         self.n_rep = self.n_head // self.n_kv_head  # query heads per k/v head
         self.use_sdpa = cfg.attention == "sdpa"
         self.dropout = cfg.dropout
-        bias = cfg.arch == "gpt2"
+        self.capture = False
+        self.last_attention: Optional[torch.Tensor] = None
+        bias = cfg.layout.bias
         self.q_proj = nn.Linear(cfg.n_embd, self.n_head * self.head_dim, bias=bias)
         self.k_proj = nn.Linear(cfg.n_embd, self.n_kv_head * self.head_dim, bias=bias)
         self.v_proj = nn.Linear(cfg.n_embd, self.n_kv_head * self.head_dim, bias=bias)
@@ -186,7 +289,7 @@ class CausalSelfAttention(nn.Module):
         q = self.q_proj(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)
         k = self.k_proj(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
         v = self.v_proj(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
-        if rope is not None:  # llama: position enters by rotating q and k
+        if rope is not None:  # RoPE: position enters by rotating q and k
             cos, sin = rope
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if kv_cache is not None:
@@ -206,7 +309,7 @@ class CausalSelfAttention(nn.Module):
             mask = torch.ones(T, Tk, dtype=torch.bool, device=x.device).tril(diagonal=Tk - T)
         dropout_p = self.dropout if self.training else 0.0
 
-        if self.use_sdpa:
+        if self.use_sdpa and not self.capture:
             # Fused kernel (flash / memory-efficient attention where available).
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p,
                                                is_causal=is_causal and T > 1)
@@ -219,6 +322,8 @@ class CausalSelfAttention(nn.Module):
             if mask is not None:
                 att = att.masked_fill(~mask, float("-inf"))  # no peeking at the future
             att = F.softmax(att.float(), dim=-1).to(q.dtype)
+            if self.capture:
+                self.last_attention = att.detach()
             att = F.dropout(att, p=dropout_p, training=self.training)
             y = att @ v  # (B, nh, T, hd)
 
@@ -227,17 +332,27 @@ class CausalSelfAttention(nn.Module):
 
 
 class MLP(nn.Module):
-    """GPT-2 feed-forward: widen 4x, GELU, project back. Applied to each token separately."""
+    """GPT-2 feed-forward: widen 4x, GELU, project back. Applied to each token separately.
+
+    mlp="relu" swaps the nonlinearity for the original Transformer's ReLU (which
+    zeroes every negative input, so those hidden units pass no gradient).
+    """
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.up_proj = nn.Linear(cfg.n_embd, cfg.mlp_hidden, bias=True)
-        self.down_proj = nn.Linear(cfg.mlp_hidden, cfg.n_embd, bias=True)
+        bias = cfg.layout.bias
+        self.activation = cfg.layout.mlp  # "gelu" or "relu"
+        self.up_proj = nn.Linear(cfg.n_embd, cfg.mlp_hidden, bias=bias)
+        self.down_proj = nn.Linear(cfg.mlp_hidden, cfg.n_embd, bias=bias)
         self.dropout = nn.Dropout(cfg.dropout)
 
     def forward(self, x):  # (B, T, C)
-        # tanh-approximate GELU is what GPT-2 was trained with (HF calls it "gelu_new").
-        h = F.gelu(self.up_proj(x), approximate="tanh")  # (B, T, hidden)
+        h = self.up_proj(x)  # (B, T, hidden)
+        if self.activation == "relu":
+            h = F.relu(h)
+        else:
+            # tanh-approximate GELU is what GPT-2 was trained with (HF calls it "gelu_new").
+            h = F.gelu(h, approximate="tanh")
         return self.dropout(self.down_proj(h))  # (B, T, C)
 
 
@@ -247,9 +362,10 @@ class SwiGLU(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.gate_proj = nn.Linear(cfg.n_embd, cfg.mlp_hidden, bias=False)
-        self.up_proj = nn.Linear(cfg.n_embd, cfg.mlp_hidden, bias=False)
-        self.down_proj = nn.Linear(cfg.mlp_hidden, cfg.n_embd, bias=False)
+        bias = cfg.layout.bias
+        self.gate_proj = nn.Linear(cfg.n_embd, cfg.mlp_hidden, bias=bias)
+        self.up_proj = nn.Linear(cfg.n_embd, cfg.mlp_hidden, bias=bias)
+        self.down_proj = nn.Linear(cfg.mlp_hidden, cfg.n_embd, bias=bias)
         self.dropout = nn.Dropout(cfg.dropout)
 
     def forward(self, x):  # (B, T, C)
@@ -267,16 +383,26 @@ class Block(nn.Module):
     Transformer) leaves the residual stream an untouched highway from the embeddings to
     the output, which keeps gradients healthy in deep stacks. Attention is where tokens
     exchange information; the MLP then processes each token on its own.
+
+    norm_position="post" builds the original Transformer's layer instead:
+    norm(x + attn(x)), then norm(x + mlp(x)). Every sum passes through a norm, so there
+    is no untouched path from the output back to the embeddings, and deep post-norm
+    stacks only train with a careful learning-rate warmup (Xiong et al. 2020, "On Layer
+    Normalization in the Transformer Architecture").
     """
 
     def __init__(self, cfg: ModelConfig, layer_idx: int):
         super().__init__()
+        self.post_norm = cfg.norm_position == "post"
         self.norm1 = make_norm(cfg)
         self.attn = CausalSelfAttention(cfg, layer_idx)
         self.norm2 = make_norm(cfg)
-        self.mlp = MLP(cfg) if cfg.arch == "gpt2" else SwiGLU(cfg)
+        self.mlp = SwiGLU(cfg) if cfg.layout.mlp == "swiglu" else MLP(cfg)
 
     def forward(self, x, rope=None, kv_cache=None, start_pos: int = 0):  # (B, T, C)
+        if self.post_norm:
+            x = self.norm1(x + self.attn(x, rope, kv_cache, start_pos))
+            return self.norm2(x + self.mlp(x))
         x = x + self.attn(self.norm1(x), rope, kv_cache, start_pos)
         x = x + self.mlp(self.norm2(x))
         return x
@@ -286,12 +412,16 @@ class Transformer(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.config = cfg
+        layout = cfg.layout
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.n_embd)
-        # gpt2 learns one vector per position; llama instead rotates q/k inside attention.
-        self.pos_emb = nn.Embedding(cfg.block_size, cfg.n_embd) if cfg.arch == "gpt2" else None
+        # gpt2 learns one vector per position; llama instead rotates q/k inside attention;
+        # sinusoidal positions are a fixed function and "none" adds nothing at all.
+        self.pos_emb = (nn.Embedding(cfg.block_size, cfg.n_embd)
+                        if layout.pos_embedding == "learned" else None)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layer))
-        self.norm_f = make_norm(cfg)
+        # A post-norm block already ends with a norm; a final one would only repeat it.
+        self.norm_f = make_norm(cfg) if layout.norm_position == "pre" else nn.Identity()
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         if cfg.tie_embeddings:
             # Weight tying: the matrix mapping a token to a vector is reused to score
@@ -325,10 +455,19 @@ class Transformer(nn.Module):
         pos = torch.arange(start_pos, start_pos + T, device=idx.device)  # (T,)
         x = self.tok_emb(idx)  # (B, T, C)
         rope = None
-        if self.pos_emb is not None:
+        kind = cfg.layout.pos_embedding
+        if kind == "learned":
             x = x + self.pos_emb(pos)  # (T, C) broadcasts over the batch
-        else:
+        elif kind == "sinusoidal":
+            # Scaled so each coordinate has the RMS of a freshly initialised learned
+            # embedding (init_std): swapping learned <-> sinusoidal then changes what the
+            # position vectors are, not how loud they are next to the token embeddings.
+            scale = cfg.init_std * math.sqrt(2.0)  # sin and cos have RMS 1/sqrt(2)
+            x = x + (scale * sinusoidal_embedding(pos, cfg.n_embd)).to(x.dtype)
+        elif kind == "rope":
             rope = rope_cos_sin(pos, cfg.head_dim, cfg.rope_theta)  # 2 x (T, hd)
+        # kind == "none": no position signal. The causal mask still lets the model work
+        # out order (token i sees exactly i+1 tokens); Haviv et al. 2022, "NoPE".
         x = self.drop(x)
         for block in self.blocks:
             x = block(x, rope, kv_cache, start_pos)  # (B, T, C)
@@ -473,10 +612,10 @@ def param_breakdown(model: nn.Module) -> dict[str, int]:
     return counts
 
 
-def flops_per_token(cfg: ModelConfig) -> float:
+def flops_per_token(cfg: ModelConfig, seq_len: Optional[int] = None) -> float:
     """Training FLOPs per token, for model FLOPs utilisation (MFU).
 
-        flops = 6 * N + 12 * n_layer * n_embd * block_size
+        flops = 6 * N + 12 * n_layer * n_embd * seq_len      (seq_len defaults to block_size)
 
     N is the parameter count without position embeddings (a table lookup does no
     multiplications). Each weight does one multiply-add (2 FLOPs) per token in the
@@ -484,9 +623,12 @@ def flops_per_token(cfg: ModelConfig) -> float:
     term is attention itself (q.k scores and the weighted sum of values), which has no
     weights: per layer and token, 2 matmuls x 2 FLOPs x n_embd x block_size forward,
     times 3 for forward + backward. (PaLM paper appendix B; nanoGPT's estimate_mfu.)
+    The attention term counts every query against all seq_len keys, as PaLM does: the
+    causal mask skips half of them in principle, but the FLOPs are usually spent anyway.
     """
+    seq_len = cfg.block_size if seq_len is None else seq_len
     with torch.device("meta"):  # count parameters without allocating them
         model = Transformer(cfg)
     b = param_breakdown(model)
     n = b["total"] - b["position_embedding"]
-    return float(6 * n + 12 * cfg.n_layer * cfg.n_embd * cfg.block_size)
+    return float(6 * n + 12 * cfg.n_layer * cfg.n_embd * seq_len)

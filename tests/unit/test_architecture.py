@@ -40,3 +40,9 @@ def test_ui_is_a_thin_http_client(path):
 def test_tokenizer_lab_is_plain_python(name):
     """The tokenizer lab is a library the API calls: no Ray, no web framework, no torch, no services."""
     assert not imported_modules(ROOT / "training" / name) & {"ray", "fastapi", "starlette", "torch", "services"}
+
+
+@pytest.mark.parametrize("name", ["inspection.py", "configurator.py", "bench_inspect.py", "export.py"])
+def test_architecture_lab_is_plain_pytorch(name):
+    """The lab's libraries are called by the API: no Ray, no web framework, no services."""
+    assert not imported_modules(ROOT / "training" / name) & {"ray", "fastapi", "starlette", "services"}

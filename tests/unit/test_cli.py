@@ -210,3 +210,38 @@ def test_tokenizer_lab_train_on_a_dataset(ws, capsys):
     assert_user_error(code, err, "dataset: no dataset 'nope'")
     code, _, err = run_cli(capsys, "tokenizer", "lab-train", "--dataset", dataset, "--vocab-size", "100")
     assert_user_error(code, err, "vocab_size must be between 260")
+
+
+def test_dry_run_shows_the_lab_components(ws, capsys):
+    code, out, _ = run_cli(capsys, "pretrain", "--config", "tiny.yaml", "--dry-run", "model.pos_embedding=rope",
+                           "model.norm_position=post", "model.mlp=relu", "model.n_kv_head=1")
+    assert code == 0
+    assert "rope positions, post-layernorm, relu MLP (width 128), with biases" in out
+    assert "2 heads (1 kv)" in out
+    code, _, err = run_cli(capsys, "pretrain", "--config", "tiny.yaml", "--dry-run", "model.norm=batchnorm")
+    assert_user_error(code, err, "model.norm")
+
+
+def test_bench_inspect(ws, capsys, monkeypatch):
+    from training import bench_inspect
+
+    code, _, err = run_cli(capsys, "bench", "inspect", "--repeats", "0")
+    assert_user_error(code, err, "--repeats must be >= 1")
+    code, _, err = run_cli(capsys, "bench", "inspect", "--threads", "0")
+    assert_user_error(code, err, "--threads must be >= 1")
+    # Tiny stand-ins for the two shapes; the figures keep their names.
+    tiny = {"vocab_size": 64, "block_size": 256, "n_layer": 1, "n_head": 2, "n_embd": 16}
+    monkeypatch.setattr(bench_inspect, "SHAPES", {"micro": tiny, "gpt2_small": {**tiny, "arch": "llama"}})
+    emitted = {}
+    monkeypatch.setattr(bench_inspect, "emit", lambda name, figures: emitted.update({name: figures}))
+    before = torch.get_num_threads()
+    try:
+        code, out, _ = run_cli(capsys, "bench", "inspect", "--repeats", "1", "--threads", "1")
+    finally:
+        torch.set_num_threads(before)
+    assert code == 0
+    figures = emitted["inspect"]
+    for key in ("ms_64_tokens_micro", "ms_256_tokens_micro", "ms_64_tokens_gpt2_small", "ms_256_tokens_gpt2_small"):
+        assert figures[key] > 0 and key in figures["details"]
+    assert figures["goal_met"] is (figures["ms_64_tokens_micro"] < 500)
+    assert "goal (micro, 64 tokens < 500 ms)" in out

@@ -193,3 +193,75 @@ def test_export_user_errors(tmp_path, tokenizer_dir):
     with pytest.raises(UserError, match="not a directory"):
         export_hf(small, tmp_path / "file")
     assert {p.name for p in tmp_path.iterdir()} == {"file"}
+
+
+# ----------------------------------------------------------------------------- load_export
+
+
+def test_load_export_of_a_playground_export(tmp_path):
+    """What `playground export` / `bench serve` write: playground.json holds the run config."""
+    from training.config import load_config
+    from training.export import load_export
+
+    cfg = load_config(None, ["model.vocab_size=128", "model.block_size=48", "model.n_layer=2",
+                             "model.n_head=4", "model.n_embd=32", "model.arch=llama", "model.n_kv_head=2"])
+    torch.manual_seed(0)
+    model = Transformer(cfg.model).eval()  # random weights, like bench-micro
+    info = {"run_id": None, "step": 0, "config": cfg.model_dump(mode="json")}
+    out = export_hf(model, tmp_path / "m", extra_files={"playground.json": json.dumps(info)})
+    back = load_export(out)
+    assert back.config == cfg.model and not back.training
+    assert back.lm_head.weight is back.tok_emb.weight
+    idx = ids((2, 20))
+    with torch.no_grad():
+        assert torch.equal(back(idx)[0], model(idx)[0])
+    assert torch.equal(back.generate(idx[:, :4], 8, temperature=0), model.generate(idx[:, :4], 8, temperature=0))
+    half = load_export(export_hf(model, tmp_path / "bf16", dtype=torch.bfloat16))
+    assert {p.dtype for p in half.parameters()} == {torch.float32}  # upcast on load
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_load_export_of_a_sharded_hf_folder(case, tmp_path):
+    """A plain (sharded) Hugging Face folder: the config comes from config.json."""
+    from training.export import load_export
+
+    model = tiny_model(**case)
+    hf = AutoModelForCausalLM.from_pretrained(export_hf(model, tmp_path / "m")).eval()
+    hf.save_pretrained(tmp_path / "sharded", max_shard_size="20KB")
+    assert (tmp_path / "sharded" / "model.safetensors.index.json").is_file()
+    back = load_export(tmp_path / "sharded")
+    idx = ids((1, 30))
+    with torch.no_grad():
+        assert (back(idx)[0] - model(idx)[0]).abs().max().item() < 1e-5
+    assert back.config.kv_heads == model.config.kv_heads
+    assert back.config.tie_embeddings == model.config.tie_embeddings
+
+
+def test_load_export_errors(tmp_path):
+    from training.export import load_export
+
+    with pytest.raises(UserError, match="missing config.json"):
+        load_export(tmp_path / "nowhere")
+    out = export_hf(tiny_model(), tmp_path / "m")
+    (out / "model.safetensors").rename(tmp_path / "weights.safetensors")
+    with pytest.raises(UserError, match="no model.safetensors"):
+        load_export(out)
+    (tmp_path / "weights.safetensors").rename(out / "model.safetensors")
+    config = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps({**config, "model_type": "bert"}))
+    with pytest.raises(UserError, match="unsupported model type 'bert'"):
+        load_export(out)
+    (out / "config.json").write_text(json.dumps({**config, "scale_attn_by_inverse_layer_idx": True}))
+    with pytest.raises(UserError, match="attention scaling"):
+        load_export(out)
+    (out / "config.json").write_text(json.dumps({**config, "n_embd": 64}))
+    with pytest.raises(UserError, match="do not fit"):
+        load_export(out)
+    (out / "config.json").write_text(json.dumps(config))
+    (out / "playground.json").write_text(json.dumps({"config": {"model": {"n_layers": 2}}}))
+    with pytest.raises(UserError, match="playground.json"):
+        load_export(out)
+    (out / "playground.json").write_text(json.dumps({"config": {"model": {
+        **{k: v for k, v in tiny_model().config.__dict__.items()}, "arch": "llama"}}}))
+    with pytest.raises(UserError, match="config.json says"):
+        load_export(out)

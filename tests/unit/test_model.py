@@ -47,7 +47,7 @@ def randint(shape, seed=1, high=VOCAB):
 @pytest.mark.parametrize("kwargs, field", [
     ({"n_embd": 30, "n_head": 4}, "n_embd"),
     ({"arch": "llama", "n_head": 4, "n_kv_head": 3}, "n_kv_head"),
-    ({"arch": "gpt2", "n_head": 4, "n_kv_head": 2}, "n_kv_head"),
+    ({"arch": "gpt2", "n_head": 4, "n_kv_head": 3}, "n_kv_head"),
     ({"vocab_size": 0}, "vocab_size"),
     ({"block_size": -1}, "block_size"),
     ({"n_layer": 0}, "n_layer"),
