@@ -7,6 +7,7 @@
     POST   /api/deployments          {"model": id}: serve a model (reconfigures only the LLM app)
     DELETE /api/deployments/{model}  stop serving it
     /api/tokenizers/...              the tokenizer lab (services/tokenizer_api.py)
+    /api/architecture, /api/inspect  the architecture lab (services/inspector.py)
     GET    /api/docs                 OpenAPI docs
 
 Everything is read from the workspace, so runs submitted as Ray jobs, the CLI and the
@@ -27,20 +28,23 @@ from ray import serve
 
 from services.llm import harden, openai_error
 from services.schemas import APIAppArgs, DeployRequest
+from services.inspector import router as inspector_router
 from services.tokenizer_api import router as tokenizer_router
 from training.workspace import Workspace, read_jsonl, run_summary
 
 app = FastAPI(title="LLM Playground API", docs_url="/docs", openapi_url="/openapi.json")
 app.include_router(tokenizer_router)
+app.include_router(inspector_router)
 
 
 @serve.deployment(name="PlaygroundAPI", ray_actor_options={"num_cpus": 0})
 @serve.ingress(app)
 class PlaygroundAPI:
-    def __init__(self, args: dict):
+    def __init__(self, args: dict, inspector=None):
         self.args = APIAppArgs.model_validate(args)
         self.ws = Workspace.resolve(self.args.workspace)
-        app.state.workspace, app.state.dashboard_url = self.ws, self.args.dashboard_url  # for the routers
+        # What the routers (tokenizer lab, architecture lab) read from the app.
+        app.state.workspace, app.state.dashboard_url, app.state.inspector = self.ws, self.args.dashboard_url, inspector
         harden(app, set(), self.args.api_key or os.environ.get("PLAYGROUND_API_KEY") or None)
 
     # ----------------------------------------------------------------- reads

@@ -3,7 +3,8 @@
     serve run configs/serve/local.yaml        # or `serve deploy`, or `playground up`
 
 - `services.app:build_llm_app`  -> the OpenAI-compatible vLLM application (route `/`)
-- `services.app:build_api_app`  -> the playground API (route `/api`)
+- `services.app:build_api_app`  -> the playground API (route `/api`), with the `Inspector`
+                                   deployment (our PyTorch model, for the architecture lab)
 
 The numbers (CPUs per engine, context length, KV cache) live in the YAML's `args`.
 """
@@ -24,5 +25,7 @@ def build_llm_app(args: dict):
 def build_api_app(args: dict):
     """Args: the `args` block of the `playground` application (see `APIAppArgs`)."""
     from services.api import PlaygroundAPI
+    from services.inspector import Inspector
 
-    return PlaygroundAPI.bind(APIAppArgs.model_validate(args).model_dump())
+    parsed = APIAppArgs.model_validate(args)
+    return PlaygroundAPI.bind(parsed.model_dump(), Inspector.bind(parsed.workspace))

@@ -106,11 +106,13 @@ class TrainRequest(_Strict):
 
 def user_error(e: UserError) -> JSONResponse:
     """A `UserError` as a 4xx: 404 for something that does not exist, else 400; the field
-    is the message's leading `field:` (tokenlab's convention)."""
+    is the message's leading `field:` (or `field must ...`)."""
     message = str(e)
     if message.startswith("unknown tokenizer"):
         return openai_error(404, message, "tokenizer", "not_found")
-    named = re.match(r"([A-Za-z_][\w.\[\]]*): ", message)
+    if message.startswith("model: no exported model"):
+        return openai_error(404, message, "model", "model_not_found")
+    named = re.match(r"([A-Za-z_][\w.\[\]]*)(?:: | must )", message)
     return openai_error(400, message, named.group(1) if named else None)
 
 

@@ -183,6 +183,22 @@ class PlaygroundClient:
         """A training job's status and progress (merges done / total)."""
         return self._request("GET", f"/api/tokenizers/jobs/{quote(job_id, safe='')}")
 
+    # ---- architecture lab ------------------------------------------------------------
+
+    def architecture_presets(self) -> dict:
+        """Preset model shapes, the GPU peak table, precisions and optimizers."""
+        return self._request("GET", "/api/architecture/presets")
+
+    def architecture(self, model: str | dict, **options: Any) -> dict:
+        """Parameters by component, memory, FLOPs per token, training time and the block diagram."""
+        return self._request("POST", "/api/architecture", json={"model": model, **options})
+
+    def inspect(self, model: str, prompt: str, top_k: int = 5, layer: int | None = None,
+                head: int | None = None) -> dict:
+        """Attention maps, activation flow, logit lens and next-token probabilities of a prompt."""
+        body = {"model": model, "prompt": prompt, "top_k": top_k, "layer": layer, "head": head}
+        return self._request("POST", "/api/inspect", json={k: v for k, v in body.items() if v is not None})
+
     # ---- OpenAI-compatible API ------------------------------------------------------
 
     def served_models(self) -> list[str]:

@@ -238,6 +238,30 @@ def test_streamlit_tokenizer_page_trains_on_a_dataset(stack, monkeypatch):
     assert "ui-trained" in [t["name"] for t in httpx.get(f"{stack['base']}/api/tokenizers").json()]
 
 
+def test_inspector_deployment_through_the_api(stack):
+    """POST /api/inspect runs our PyTorch model in the Inspector deployment."""
+    base = stack["base"]
+    r = httpx.post(f"{base}/api/inspect", json={"model": "tiny-a", "prompt": "Once upon a time", "top_k": 3},
+                   timeout=120)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    n_tokens = len(out["ids"])
+    assert len(out["attention"]) == out["n_layer"] == 2 and len(out["attention"][0]) == out["n_head"]
+    assert all(abs(sum(row) - 1) < 1e-3 for row in out["attention"][1][0])
+    assert len(out["logit_lens"]) == out["n_layer"] + 1 and len(out["next_token"]) == n_tokens
+    assert len(out["head_patterns"]) == out["n_layer"] * out["n_head"] and out["timings_ms"]["api"] > 0
+    one = httpx.post(f"{base}/api/inspect", json={"model": "tiny-a", "prompt": "Once upon", "layer": 1, "head": 0})
+    assert one.json()["attention"]["layer"] == 1
+    for body, status, param in [
+        ({"model": "nope", "prompt": "x"}, 404, "model"),
+        ({"model": "tiny-a", "prompt": "word " * 200}, 400, "prompt"),  # tiny context is 64 tokens
+        ({"model": "tiny-a", "prompt": "hi", "layer": 5, "head": 0}, 400, "layer"),
+        ({"model": "tiny-a", "prompt": "hi", "layer": 0, "head": 9}, 400, "head"),
+    ]:
+        bad = httpx.post(f"{base}/api/inspect", json=body, timeout=60)
+        assert bad.status_code == status and bad.json()["error"]["param"] == param, (body, bad.text)
+
+
 def test_streamlit_chat_page_against_the_live_endpoint(stack, oai):
     """The real Chat page (Streamlit AppTest) talking to the real Serve HTTP endpoint."""
     import sys
@@ -260,7 +284,8 @@ def test_streamlit_chat_page_against_the_live_endpoint(stack, oai):
 def test_browser_chat_streams_an_answer(stack, tmp_path):
     """Headless Chromium (Debian's package, installed by `make install`) opens the real UI,
     sends a chat message, sees the streamed answer, then tokenizes text on the Tokenizer
-    page and sees coloured tokens; it saves a screenshot of each."""
+    page and sees coloured tokens, then inspects a prompt on the Architecture page and
+    sees the attention heatmap; it saves a screenshot of each."""
     import shutil
     import subprocess
     import sys
@@ -304,12 +329,25 @@ def test_browser_chat_streams_an_answer(stack, tmp_path):
             n_tokens, tok_text = tokens.count(), page.locator("div.tokens").first.inner_text()
             tok_shot = tmp_path / "tokenizer.png"
             page.screenshot(path=str(tok_shot), full_page=True)
+
+            # The Architecture page: inspect a prompt on the served model, see the heatmap.
+            page.goto(f"http://127.0.0.1:{port}/Architecture")
+            page.get_by_role("tab", name="Inside the model").click(timeout=60_000)
+            page.get_by_role("button", name="Inspect").click(timeout=60_000)
+            heatmap = page.locator("[data-testid=stVegaLiteChart]").first
+            heatmap.wait_for(timeout=60_000)
+            page.wait_for_timeout(1000)  # let Vega draw
+            arch_shot = tmp_path / "architecture.png"
+            page.screenshot(path=str(arch_shot), full_page=True)
+            arch_text = page.locator("[data-testid=stMain]").inner_text()
             browser.close()
         assert text.strip() and "Traceback" not in text
         assert shot.stat().st_size > 10_000
         assert n_tokens > 5 and "Tokenizers" in tok_text.replace("·", " ")
         assert tok_shot.stat().st_size > 10_000
-        print(f"screenshots: {shot} {tok_shot}")
+        assert "Head patterns" in arch_text and "Traceback" not in arch_text
+        assert arch_shot.stat().st_size > 10_000
+        print(f"screenshots: {shot} {tok_shot} {arch_shot}")
     finally:
         ui.terminate()
         ui.wait(timeout=30)

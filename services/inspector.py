@@ -1,0 +1,135 @@
+"""The architecture lab over HTTP: the configurator and the `Inspector` deployment.
+
+    GET  /api/architecture/presets   preset model shapes, GPUs, precisions
+    POST /api/architecture           {"model": preset name | fields, batch_size, seq_len, precision, ...}
+                                     -> parameters by component, memory, FLOPs per token, training time, diagram
+    POST /api/inspect                {"model": exported model id, "prompt", "top_k", "layer"?, "head"?}
+                                     -> attention maps, activation flow, logit lens, next-token
+                                        probabilities, head pattern labels (training/inspection.py)
+
+`Inspector` is its own Serve deployment: it holds our PyTorch model (not vLLM's) for the
+exported checkpoints it was asked about, so the API replica stays light and the model
+stays loaded between requests. The API calls it through a deployment handle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import OrderedDict
+from typing import Any, Optional, Union
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field
+from ray import serve
+
+from services.tokenizer_api import user_error
+from training.errors import UserError
+from training.workspace import Workspace
+
+router = APIRouter()
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ArchitectureRequest(_Strict):
+    model: Union[str, dict[str, Any]] = Field("micro", description="a preset name or ModelConfig fields")
+    batch_size: int = Field(8, gt=0)
+    seq_len: Optional[int] = Field(None, gt=0, description="default: the model's block_size")
+    precision: str = "bf16"
+    optimizer: str = "adamw"
+    tokens: Optional[float] = Field(None, gt=0, description="training budget; default 20 tokens per parameter")
+    gpu: str = "h100-sxm"
+    mfu: float = Field(0.4, gt=0, le=1)
+    n_gpus: int = Field(1, gt=0)
+
+
+class InspectRequest(_Strict):
+    model: str = Field(..., min_length=1, description="an exported model id (GET /api/models)")
+    prompt: str
+    top_k: int = Field(5, ge=1, le=50)
+    layer: Optional[int] = Field(None, description="with head: return only this head's attention map")
+    head: Optional[int] = None
+
+
+@serve.deployment(name="Inspector", ray_actor_options={"num_cpus": 0}, max_ongoing_requests=4)
+class Inspector:
+    """Runs `training.inspection.inspect_prompt` on exported checkpoints, keeping the two
+    most recently used models loaded (reloaded when the export changes on disk)."""
+
+    CACHE = 2
+
+    def __init__(self, workspace: Optional[str] = None):
+        self.ws = Workspace.resolve(workspace)
+        self._models: OrderedDict = OrderedDict()
+        # Inspection hooks live on the model object during a call: one call at a time.
+        self._lock = threading.Lock()
+
+    def _load(self, model_id: str):
+        from training.export import load_export
+        from training.tokenizer import load_tokenizer
+
+        path = self.ws.model(model_id)
+        if "/" in model_id or ".." in model_id or not (path / "config.json").is_file():
+            raise UserError(f"model: no exported model {model_id!r} (see GET /api/models)")
+        key = (model_id, (path / "config.json").stat().st_mtime_ns)
+        if key not in self._models:
+            self._models[key] = (load_export(path), load_tokenizer(path))
+            while len(self._models) > self.CACHE:
+                self._models.popitem(last=False)
+        self._models.move_to_end(key)
+        return self._models[key]
+
+    def inspect(self, model_id: str, prompt: str, top_k: int = 5, layer: Optional[int] = None,
+                head: Optional[int] = None) -> dict:
+        """The report, or {"error": one line} for a user mistake (a handle call returns it as is)."""
+        from training.inspection import attention_for, inspect_prompt
+
+        t0 = time.perf_counter()
+        try:
+            with self._lock:
+                model, tokenizer = self._load(model_id)
+                result = inspect_prompt(model, tokenizer, prompt, top_k=top_k)
+            if layer is not None or head is not None:
+                if layer is None or head is None:
+                    raise UserError(f"{'head' if layer is not None else 'layer'}: give both layer and head")
+                result["attention"] = {"layer": layer, "head": head, "weights": attention_for(result, layer, head)}
+        except UserError as e:
+            return {"error": str(e)}
+        result["model"] = model_id
+        result["timings_ms"]["inspector"] = round(1000 * (time.perf_counter() - t0), 3)
+        return result
+
+
+@router.get("/architecture/presets")
+async def presets() -> dict:
+    from training import configurator
+
+    return {"presets": configurator.PRESETS, "gpus": configurator.GPUS, "precisions": list(configurator.PRECISIONS),
+            "optimizers": list(configurator.OPTIMIZERS)}
+
+
+@router.post("/architecture")
+async def architecture(req: ArchitectureRequest):
+    from training import configurator
+
+    try:
+        return await asyncio.to_thread(
+            configurator.summary, req.model, batch_size=req.batch_size, seq_len=req.seq_len,
+            precision=req.precision, optimizer=req.optimizer, tokens=req.tokens, gpu=req.gpu, mfu=req.mfu,
+            n_gpus=req.n_gpus)
+    except UserError as e:
+        return user_error(e)
+
+
+@router.post("/inspect")
+async def inspect(req: InspectRequest, request: Request):
+    t0 = time.perf_counter()
+    result = await request.app.state.inspector.inspect.remote(req.model, req.prompt, req.top_k, req.layer, req.head)
+    if "error" in result:
+        return user_error(UserError(result["error"]))
+    result["timings_ms"]["api"] = round(1000 * (time.perf_counter() - t0), 3)
+    return result
