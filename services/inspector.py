@@ -3,7 +3,7 @@
     GET  /api/architecture/presets   preset model shapes, GPUs, precisions
     POST /api/architecture           {"model": preset name | fields, batch_size, seq_len, precision, ...}
                                      -> parameters by component, memory, FLOPs per token, training time, diagram
-    POST /api/inspect                {"model": exported model id, "prompt", "top_k", "layer"?, "head"?}
+    POST /api/inspect                {"model": exported model or run id, "prompt", "top_k", "layer"?, "head"?}
                                      -> attention maps, activation flow, logit lens, next-token
                                         probabilities, head pattern labels (training/inspection.py)
 
@@ -48,7 +48,7 @@ class ArchitectureRequest(_Strict):
 
 
 class InspectRequest(_Strict):
-    model: str = Field(..., min_length=1, description="an exported model id (GET /api/models)")
+    model: str = Field(..., min_length=1, description="an exported model id (GET /api/models) or a run id")
     prompt: str
     top_k: int = Field(5, ge=1, le=50)
     layer: Optional[int] = Field(None, description="with head: return only this head's attention map")
@@ -69,15 +69,30 @@ class Inspector:
         self._lock = threading.Lock()
 
     def _load(self, model_id: str):
+        """An exported model (workspace/models/<id>), else a run's latest checkpoint
+        (workspace/runs/<id>): runs whose variant has no Hugging Face export can be inspected too."""
+        from training import checkpoint
         from training.export import load_export
         from training.tokenizer import load_tokenizer
 
-        path = self.ws.model(model_id)
-        if "/" in model_id or ".." in model_id or not (path / "config.json").is_file():
-            raise UserError(f"model: no exported model {model_id!r} (see GET /api/models)")
-        key = (model_id, (path / "config.json").stat().st_mtime_ns)
+        if "/" in model_id or ".." in model_id:
+            raise UserError(f"model: no exported model or run {model_id!r} (see GET /api/models)")
+        export = self.ws.model(model_id)
+        if (export / "config.json").is_file():
+            key = (model_id, (export / "config.json").stat().st_mtime_ns)
+            loader = lambda: (load_export(export), load_tokenizer(export))  # noqa: E731
+        else:
+            run_dir = self.ws.run(model_id)
+            ckpt = checkpoint.latest(run_dir) if run_dir.is_dir() else None
+            if ckpt is None:
+                raise UserError(f"model: no exported model or run {model_id!r} (see GET /api/models)")
+            key = (model_id, str(ckpt))
+
+            def loader():
+                model, _, meta, _, _ = checkpoint.load_model(ckpt, self.ws.runs)
+                return model, load_tokenizer(meta["tokenizer_dir"])
         if key not in self._models:
-            self._models[key] = (load_export(path), load_tokenizer(path))
+            self._models[key] = loader()
             while len(self._models) > self.CACHE:
                 self._models.popitem(last=False)
         self._models.move_to_end(key)

@@ -110,7 +110,7 @@ def user_error(e: UserError) -> JSONResponse:
     message = str(e)
     if message.startswith("unknown tokenizer"):
         return openai_error(404, message, "tokenizer", "not_found")
-    if message.startswith("model: no exported model"):
+    if message.startswith("model: no exported model"):  # (or run)
         return openai_error(404, message, "model", "model_not_found")
     named = re.match(r"([A-Za-z_][\w.\[\]]*)(?:: | must )", message)
     return openai_error(400, message, named.group(1) if named else None)

@@ -3,6 +3,7 @@ the Architecture page's configurator on AppTest against them. /api/inspect needs
 Inspector deployment: the integration tests call it inside Serve."""
 
 import pytest
+import torch
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from ui_stub import start_stub
@@ -60,3 +61,30 @@ def test_architecture_page_configurator(app, monkeypatch):
         assert at.error and "n_head" in at.error[0].value and "Traceback" not in at.error[0].value
     finally:
         server.stop()
+
+
+def test_inspector_reads_a_run_checkpoint_when_there_is_no_export(tmp_path):
+    """A GPT-2 layout with RoPE has no Hugging Face export; its run checkpoint is inspected.
+    (The Inspector class itself, without Serve; /api/inspect through Serve is in the
+    integration tests.)"""
+    from dataclasses import asdict
+
+    from services.inspector import Inspector
+    from training import checkpoint, tokenlab
+    from training.workspace import Workspace
+
+    ws = Workspace(tmp_path)
+    tok = tokenlab.train(ws, "the quick brown fox jumps over the lazy dog. " * 40, trainer="scratch",
+                         vocab_size=300, name="tok")
+    cfg = model_config({"arch": "gpt2", "pos_embedding": "rope", "n_layer": 2, "n_head": 2, "n_embd": 32,
+                        "vocab_size": 300, "block_size": 32})
+    model = Transformer(cfg)
+    checkpoint.save(ws.run("rope-run") / "checkpoint_000002", model=model,
+                    optimizer=torch.optim.AdamW(model.parameters()), step=2, config={"model": asdict(cfg)},
+                    rng_states=[], meta={"tokenizer_dir": tok["path"]})
+    inspector = Inspector.func_or_class(str(ws.root))
+    out = inspector.inspect("rope-run", "the quick fox", top_k=3)
+    assert "error" not in out, out
+    assert out["n_layer"] == 2 and len(out["attention"][0][0]) == len(out["ids"])
+    assert "no exported model or run" in inspector.inspect("nope", "x")["error"]
+    assert "layer" in inspector.inspect("rope-run", "the fox", layer=7, head=0)["error"]
