@@ -262,16 +262,9 @@ def _check_train(ws: Workspace, req: TrainRequest) -> str:
         tokenlab.read_upload(ws, req.source.upload, "source.upload")
         tag = req.source.upload[:8]
     else:
-        if "/" in req.source.dataset or ".." in req.source.dataset or \
-                not (ws.dataset(req.source.dataset) / "manifest.json").is_file():
-            raise UserError(f"source.dataset: no dataset {req.source.dataset!r} in {ws.datasets}")
-        tag = req.source.dataset
+        tag = tokenlab.dataset_path(ws, req.source.dataset, "source.dataset").name
     name = req.name or f"lab-{req.model}{req.vocab_size}{'s' if req.trainer == 'scratch' else ''}-{tag}"
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", name):
-        raise UserError(f"name: use letters, digits, '.', '_' and '-' (at most 128), got {name!r}")
-    if ws.tokenizer(name).exists() and not req.overwrite:
-        raise UserError(f"name: a tokenizer called {name!r} already exists; pick another name or overwrite it")
-    return name
+    return tokenlab.check_new_name(ws, name, req.overwrite)
 
 
 @router.get("/tokenizers/jobs/{job_id}")

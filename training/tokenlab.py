@@ -183,14 +183,28 @@ def read_upload(ws: Workspace, upload_id: str, field: str = "upload") -> str:
     return path.read_text(encoding="utf-8")
 
 
+def dataset_path(ws: Workspace, dataset_id: str, field: str = "dataset") -> Path:
+    """The folder of a registered dataset (UserError naming `field` if there is none)."""
+    path = ws.dataset(dataset_id) if isinstance(dataset_id, str) else None
+    if path is None or "/" in dataset_id or ".." in dataset_id or not (path / "manifest.json").is_file():
+        raise UserError(f"{field}: no dataset {dataset_id!r} in {ws.datasets}")
+    return path
+
+
 def read_dataset(ws: Workspace, dataset_id: str, field: str = "dataset") -> list[str]:
     """The documents of a registered dataset's train split (UserError naming `field` if unknown)."""
     from training.prepare import iter_split
 
-    path = ws.dataset(dataset_id) if isinstance(dataset_id, str) else None
-    if path is None or "/" in dataset_id or ".." in dataset_id or not (path / "manifest.json").is_file():
-        raise UserError(f"{field}: no dataset {dataset_id!r} in {ws.datasets}")
-    return check_texts(list(iter_split(path)), field)
+    return check_texts(list(iter_split(dataset_path(ws, dataset_id, field))), field)
+
+
+def check_new_name(ws: Workspace, name: Any, overwrite: bool = False) -> str:
+    """A valid folder name for a new tokenizer, not taken unless `overwrite` (UserError naming `name`)."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
+        raise UserError(f"name: use letters, digits, '.', '_' and '-' (at most 128), got {name!r}")
+    if ws.tokenizer(name).exists() and not overwrite:
+        raise UserError(f"name: a tokenizer called {name!r} already exists; pick another name or overwrite it")
+    return name
 
 
 # ---- the lab tokenizer -----------------------------------------------------
@@ -762,11 +776,7 @@ def train(
     if name is None:
         digest = hashlib.sha256("\x00".join(items).encode("utf-8")).hexdigest()[:8]
         name = f"lab-{model}{vocab_size}{'s' if trainer == 'scratch' else ''}-{digest}"
-    if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
-        raise UserError(f"name: use letters, digits, '.', '_' and '-' (at most 128), got {name!r}")
-    out = ws.tokenizer(name)
-    if out.exists() and not overwrite:
-        raise UserError(f"name: a tokenizer called {name!r} already exists; pick another name or overwrite it")
+    out = ws.tokenizer(check_new_name(ws, name, overwrite))
     if trainer == "scratch":
         from training.bpe import train_bpe_folder
 
@@ -788,10 +798,12 @@ __all__ = [
     "MIN_COMPARE",
     "PRICE_NOTE",
     "LabTokenizer",
+    "check_new_name",
     "check_text",
     "check_texts",
     "compare",
     "cost",
+    "dataset_path",
     "decode_upload",
     "describe_folder",
     "inspect",

@@ -11,6 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from ui.client import ApiError, PlaygroundClient
+from ui.widgets import call
 from ui.format import token_html, visible
 
 st.set_page_config(page_title="Tokenizer · LLM Playground", page_icon="🔤", layout="wide")
@@ -28,15 +29,6 @@ except ApiError as e:
 
 names = [t["name"] for t in tokenizers]
 described = {t["name"]: f"{t['name']}  ({t['model']}, {t['trainer']}, {t['vocab_size']:,} tokens)" for t in tokenizers}
-
-
-def call(fn, *args, **kwargs):
-    """Call the API; on failure show its one-line error and return None."""
-    try:
-        return fn(*args, **kwargs)
-    except ApiError as e:
-        st.error(str(e))
-        return None
 
 
 def pick(label: str, key: str) -> str | None:

@@ -10,21 +10,13 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from ui.client import ApiError, PlaygroundClient
+from ui.client import PlaygroundClient
+from ui.widgets import call
 from ui.format import human_bytes, visible
 
 st.set_page_config(page_title="Architecture · LLM Playground", page_icon="🧠", layout="wide")
 client = PlaygroundClient()
 st.title("🧠 Architecture lab")
-
-
-def call(fn, *args, **kwargs):
-    """Call the API; on failure show its one-line error and return None."""
-    try:
-        return fn(*args, **kwargs)
-    except ApiError as e:
-        st.error(str(e))
-        return None
 
 
 info = call(client.architecture_presets)
