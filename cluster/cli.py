@@ -1,6 +1,8 @@
 """`playground`: one command line for every stage.
 
     playground data prepare   --config configs/pretrain/micro.yaml
+    playground data run       --config configs/data/starter.yaml [--workers N] [key=value ...]
+    playground data list | show ID | diff A B
     playground tokenizer train --config configs/pretrain/micro.yaml [--trainer hf|scratch]
     playground tokenizer lab-train --upload ID | --dataset ID [--model unigram] [--vocab-size 1024]
     playground pretrain       --config configs/pretrain/micro.yaml [--dry-run] [--resume RUN] [key=value ...]
@@ -8,7 +10,7 @@
     playground sample RUN     --prompt "Once upon a time"
     playground runs
     playground up [--model ID] | down | status
-    playground bench train | serve | tokenizer | inspect
+    playground bench train | serve | tokenizer | inspect | data
 
 User mistakes print one line on stderr and exit with code 2. Heavy imports (torch,
 ray) happen inside the subcommands so `playground --help` answers at once.
@@ -40,6 +42,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = data.add_parser("prepare", help="gather, split and (if the tokenizer exists) tokenize the run's data")
     _add_config_args(p)
     p.set_defaults(func=cmd_data_prepare)
+    p = data.add_parser("run", help="clean, dedup and split sources on Ray Data into a versioned snapshot")
+    p.add_argument("--workers", type=int, help="read/clean tasks at once (default: one per CPU)")
+    _add_config_args(p)
+    p.set_defaults(func=cmd_data_run)
+    p = data.add_parser("list", help="the snapshots in the workspace, newest first")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_data_list)
+    p = data.add_parser("show", help="a snapshot's manifest and what each stage removed")
+    p.add_argument("snapshot")
+    p.add_argument("--json", action="store_true", help="print the manifest and stats as JSON")
+    p.set_defaults(func=cmd_data_show)
+    p = data.add_parser("diff", help="what changed between two snapshots (config, inputs, counts, outputs)")
+    p.add_argument("a")
+    p.add_argument("b")
+    p.set_defaults(func=cmd_data_diff)
 
     tok = sub.add_parser("tokenizer", help="tokenizers").add_subparsers(dest="action", required=True, metavar="ACTION")
     p = tok.add_parser("train", help="train the run's tokenizer (byte-level BPE unless tokenizer.model says otherwise)")
@@ -118,6 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=5, help="timed runs per figure; the best counts")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     p.set_defaults(func=cmd_bench_inspect)
+    p = bench.add_parser("data", help="the full data pipeline on a generated corpus with planted duplicates, "
+                                      "PII and languages: MB/s, 1 vs 2 workers, dup rate left, PII recall")
+    p.add_argument("--mb", type=int, default=200, help="corpus size in MB (at least 200 for the recorded figures)")
+    p.add_argument("--scaling-mb", type=int, default=50, help="MB used for the 1-vs-2-worker comparison")
+    p.set_defaults(func=cmd_bench_data)
     return parser
 
 
@@ -298,6 +320,93 @@ def cmd_status(args) -> int:
     from cluster import local
 
     return local.status(_workspace(args))
+
+
+def cmd_data_run(args) -> None:
+    from training.config import load_config
+    from training.datapipe import pipeline
+    from training.datapipe.config import PipelineConfig
+
+    if args.workers is not None and args.workers < 1:
+        raise UserError(f"--workers must be >= 1, got {args.workers}")
+    cfg = load_config(args.config, args.overrides, schema=PipelineConfig)
+
+    def progress(step: int, steps: int, name: str) -> None:
+        print(f"progress: {step - 1}/{steps} {name}", flush=True)  # the API's job view reads these lines
+
+    m = pipeline.run(cfg, _workspace(args), workers=args.workers, progress=progress)
+    print(f"progress: 4/4 done", flush=True)
+    counts = m["counts"]
+    for stage, c in counts.items():
+        print(f"  {stage:<12} {c['in']:>10,} -> {c['out']:>10,}")
+    print(f"{'reused' if m['reused'] else 'wrote'} snapshot {m['id']} at {_workspace(args).dataset(m['id'])}")
+    print(json.dumps({"snapshot": m["id"], "reused": m["reused"], "docs_in": counts["read"]["in"],
+                      "docs_out": counts["split"]["out"], "timings_s": m.get("timings")}))
+
+
+def cmd_data_list(args) -> None:
+    from training.datapipe.snapshot import list_snapshots
+
+    snaps = list_snapshots(_workspace(args))
+    if args.json:
+        print(json.dumps(snaps, indent=2))
+        return
+    if not snaps:
+        print("no snapshots yet: playground data run --config configs/data/starter.yaml")
+    for s in snaps:
+        parent = f"  parent {s['parent']}" if s["parent"] else ""
+        print(f"{s['id']:<28} {s['created_at']}  {s['docs_in']:>9,} -> {s['docs_out']:>9,} docs  "
+              f"{', '.join(s['sources'])}{parent}")
+
+
+def cmd_data_show(args) -> None:
+    from training.datapipe.snapshot import load_manifest, load_stats
+
+    ws = _workspace(args)
+    m, stats = load_manifest(ws, args.snapshot), load_stats(ws, args.snapshot)
+    if args.json:
+        print(json.dumps({"manifest": m, "stats": stats}, indent=2))
+        return
+    print(f"snapshot {m['id']}  created {m['created_at']}  parent {m['parent'] or '-'}  "
+          f"code {(m['code_version'].get('git') or '?')[:10]}")
+    for i in m["inputs"]:
+        print(f"  input  {i['path']}  {(i['sha256'] or '-')[:16]}")
+    for s in m.get("skipped_inputs", []):
+        print(f"  skipped {s['path']}: {s['reason']}")
+    print(f"  {'stage':<12} {'in':>10} {'out':>10}  removed because")
+    for row in stats["stages"]:
+        why = ", ".join(f"{r} {c:,}" for r, c in sorted(row["reasons"].items(), key=lambda x: -x[1])[:4])
+        replaced = ", ".join(f"{k} {v:,}" for k, v in (row.get("replaced") or {}).items() if v)
+        extra = f"  replaced: {replaced}" if replaced else ""
+        print(f"  {row['stage']:<12} {row['in']:>10,} {row['out']:>10,}  {why}{extra}")
+    for name, o in m["outputs"].items():
+        docs = f"{o['docs']:>9,} docs" if "docs" in o else " " * 14
+        print(f"  {name:<14} {docs}  {o['size']:>12,} bytes  sha256 {o['sha256'][:16]}")
+
+
+def cmd_data_diff(args) -> None:
+    from training.datapipe.snapshot import diff
+
+    d = diff(_workspace(args), args.a, args.b)
+    print(f"{d['a']} -> {d['b']}{'  (parent -> child)' if d['related'] else ''}")
+    for key, (a, b) in d["config"].items():
+        print(f"  config {key}: {a!r} -> {b!r}")
+    for kind, paths in d["inputs"].items():
+        for p in paths:
+            print(f"  input {kind}: {p}")
+    for stage, c in d["counts"].items():
+        if c["a"] != c["b"]:
+            print(f"  {stage:<12} {c['a']} -> {c['b']} docs")
+    for name, o in d["outputs"].items():
+        print(f"  {name:<12} {'same' if o['same'] else 'changed'} ({o['docs_a']} -> {o['docs_b']} docs)")
+
+
+def cmd_bench_data(args) -> None:
+    from training.datapipe.bench import bench_data
+
+    if args.mb < 1 or args.scaling_mb < 1:
+        raise UserError("--mb and --scaling-mb must be >= 1")
+    bench_data(mb=args.mb, scaling_mb=args.scaling_mb, workspace=_workspace(args))
 
 
 def cmd_bench_train(args) -> None:

@@ -7,6 +7,7 @@
     POST   /api/deployments          {"model": id}: serve a model (reconfigures only the LLM app)
     DELETE /api/deployments/{model}  stop serving it
     /api/tokenizers/...              the tokenizer lab (services/tokenizer_api.py)
+    /api/data/...                    data pipeline snapshots, samples, diffs, pipeline jobs (services/data_api.py)
     /api/architecture, /api/inspect  the architecture lab (services/inspector.py)
     GET    /api/docs                 OpenAPI docs
 
@@ -26,15 +27,17 @@ import yaml
 from fastapi import FastAPI
 from ray import serve
 
+from services.data_api import router as data_router
+from services.inspector import router as inspector_router
 from services.llm import harden, openai_error
 from services.schemas import APIAppArgs, DeployRequest
-from services.inspector import router as inspector_router
 from services.tokenizer_api import router as tokenizer_router
 from training.workspace import Workspace, read_jsonl, run_summary
 
 app = FastAPI(title="LLM Playground API", docs_url="/docs", openapi_url="/openapi.json")
 app.include_router(tokenizer_router)
 app.include_router(inspector_router)
+app.include_router(data_router)
 
 
 @serve.deployment(name="PlaygroundAPI", ray_actor_options={"num_cpus": 0})
@@ -43,7 +46,7 @@ class PlaygroundAPI:
     def __init__(self, args: dict, inspector=None):
         self.args = APIAppArgs.model_validate(args)
         self.ws = Workspace.resolve(self.args.workspace)
-        # What the routers (tokenizer lab, architecture lab) read from the app.
+        # What the routers (tokenizer lab, architecture lab, data) read from the app.
         app.state.workspace, app.state.dashboard_url, app.state.inspector = self.ws, self.args.dashboard_url, inspector
         harden(app, set(), self.args.api_key or os.environ.get("PLAYGROUND_API_KEY") or None)
 

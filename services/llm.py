@@ -151,7 +151,9 @@ def harden(app: FastAPI, model_ids: set[str], api_key: str | None) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):
         err = (exc.errors() or [{}])[0]
-        loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+        loc = [str(p) for p in err.get("loc", ())]
+        if loc and loc[0] in ("body", "query", "path", "header"):  # where it was is not the field's name
+            loc = loc[1:]
         param = ".".join(loc) or "body"
         return openai_error(400, f"{param}: {err.get('msg', 'invalid value')}", param)
 

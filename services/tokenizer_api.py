@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shlex
-import sys
 from typing import Literal, Optional
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from services.jobs import job_error, job_status, read_job, submit_cli_job
+from services.jobs import workspace as _ws
 from services.llm import openai_error
 from training import tokenlab
 from training.errors import UserError
@@ -114,10 +114,6 @@ def user_error(e: UserError) -> JSONResponse:
         return openai_error(404, message, "model", "model_not_found")
     named = re.match(r"([A-Za-z_][\w.\[\]]*)(?:: | must )", message)
     return openai_error(400, message, named.group(1) if named else None)
-
-
-def _ws(request: Request) -> Workspace:
-    return request.app.state.workspace
 
 
 def read_source(ws: Workspace, source: Source) -> list[str]:
@@ -239,11 +235,7 @@ async def train(req: TrainRequest, request: Request):
     args += ["--upload", req.source.upload] if req.source.upload else ["--dataset", req.source.dataset]
     if req.overwrite:
         args.append("--overwrite")
-    job_id = await asyncio.to_thread(
-        lambda: _jobs(request).submit_job(
-            entrypoint=shlex.join([sys.executable, "-m", "cluster.cli", *args]),
-            runtime_env={"env_vars": {"PLAYGROUND_WORKSPACE": str(ws.root)}},
-            metadata={"kind": "tokenizer", "tokenizer": name}))
+    job_id = await asyncio.to_thread(submit_cli_job, request, args, {"kind": "tokenizer", "tokenizer": name})
     return {"job_id": job_id, "tokenizer": name, "status": "PENDING"}
 
 
@@ -269,30 +261,12 @@ def _check_train(ws: Workspace, req: TrainRequest) -> str:
 
 @router.get("/tokenizers/jobs/{job_id}")
 async def job(job_id: str, request: Request):
-    def read():
-        client = _jobs(request)
-        try:
-            info = client.get_job_info(job_id)
-        except RuntimeError:  # the job client's "does not exist" (and other failures) are RuntimeErrors
-            return None
-        return info, client.get_job_logs(job_id)
-
-    found = await asyncio.to_thread(read)
-    if found is None or (found[0].metadata or {}).get("kind") != "tokenizer":
+    found = await asyncio.to_thread(read_job, request, job_id, "tokenizer")
+    if found is None:
         return openai_error(404, f"no tokenizer training job {job_id!r}", "job_id", "not_found")
     info, logs = found
     steps = _PROGRESS.findall(logs)
     done, total = (int(steps[-1][0]), int(steps[-1][1])) if steps else (0, 0)
-    status = str(getattr(info.status, "value", info.status))
-    error = None
-    if status == "FAILED":  # the job's own one-line error (its last line), not Ray's wrapper
-        lines = [ln for ln in logs.strip().splitlines() if ln.strip()]
-        error = lines[-1] if lines else (info.message or "the job failed")
+    status = job_status(info)
     return {"job_id": job_id, "tokenizer": (info.metadata or {}).get("tokenizer"), "status": status,
-            "progress": {"done": done, "total": total}, "error": error}
-
-
-def _jobs(request: Request):
-    from ray.job_submission import JobSubmissionClient
-
-    return JobSubmissionClient(request.app.state.dashboard_url)
+            "progress": {"done": done, "total": total}, "error": job_error(status, info, logs)}

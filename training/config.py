@@ -52,6 +52,9 @@ class DataConfig(_Strict):
     text_field: str = "text"
     val_fraction: float = Field(0.05, gt=0.0, lt=0.5)
     split_seed: int = 1337
+    snapshot: Optional[str] = Field(
+        None, description="a snapshot id from `playground data run`: train on its splits as they are "
+                          "(sources and the split settings above are then not used); the run records it")
 
     @field_validator("sources")
     @classmethod
@@ -61,7 +64,9 @@ class DataConfig(_Strict):
         return v
 
     def dataset_id(self) -> str:
-        """A stable, readable id: the explicit name, or a slug of the sources plus a short hash."""
+        """A stable, readable id: the snapshot, the explicit name, or a slug of the sources plus a short hash."""
+        if self.snapshot:
+            return self.snapshot
         if self.name:
             return self.name
         key = json.dumps(self.model_dump(exclude={"name"}), sort_keys=True)

@@ -28,7 +28,6 @@ import numpy as np
 from training import corpus
 from training.atomic import atomic_dir
 from training.errors import UserError
-from training.tokenizer import load_tokenizer
 
 TEXT_EXTS = (".txt", ".jsonl", ".parquet")
 SPLITS = ("train", "val")
@@ -330,10 +329,12 @@ def tokenize_dataset(dataset_dir: Path, tokenizer_dir: Path, tokenizer_id: str, 
     """
     dataset_dir, tokenizer_dir = Path(dataset_dir), Path(tokenizer_dir)
     text = _read_json(dataset_dir / "manifest.json")
-    if not text or text.get("kind") != "text":
+    if not text or text.get("kind") not in ("text", "snapshot"):  # prepare_text's, or a pipeline snapshot
         raise UserError(f"no prepared text dataset at {dataset_dir} (run data prepare first)")
     if not tokenizer_id or tokenizer_id in (".", "..") or "/" in tokenizer_id or "\\" in tokenizer_id:
         raise UserError(f"tokenizer_id must be a plain folder name, got {tokenizer_id!r}")
+    from training.tokenizer import load_tokenizer  # here: transformers is slow to import, most callers skip it
+
     tok = load_tokenizer(str(tokenizer_dir))  # a str, so a Hub id works too (when online)
     if tok.eos_token_id is None:
         raise UserError(f"tokenizer {tokenizer_dir} has no eos token")
@@ -356,7 +357,8 @@ def tokenize_dataset(dataset_dir: Path, tokenizer_dir: Path, tokenizer_id: str, 
             outputs[f"{s}.bin"] = {"sha256": sha, "size": (tmp / f"{s}.bin").stat().st_size}
         manifest = {
             "kind": "tokens", "inputs": inputs, "outputs": outputs, "tokens": counts,
-            "chars": {s: text["counts"][s]["chars"] for s in SPLITS}, "dtype": np.dtype(dtype).name,
+            "chars": {s: (text["counts"].get(s) or text["outputs"][f"{s}.jsonl"])["chars"] for s in SPLITS},
+            "dataset": dataset_dir.name, "dtype": np.dtype(dtype).name,
             "tokenizer_path": str(tokenizer_dir), "tokenizer_id": tokenizer_id, "vocab_size": vocab_size,
             "eos_token_id": tok.eos_token_id, "split_seed": text["split"]["seed"], "created_at": _now(),
         }

@@ -30,8 +30,16 @@ class Inputs:
 
 
 def prepare_text(cfg: PretrainConfig, ws: Workspace, progress: bool = False) -> dict:
-    """Gather, clean and split the text of `cfg.data` into the workspace."""
+    """Gather, clean and split the text of `cfg.data` into the workspace (or check its snapshot)."""
     d = cfg.data
+    if d.snapshot:
+        from training.datapipe.snapshot import load_manifest
+
+        manifest = load_manifest(ws, d.snapshot, "data.snapshot")
+        if not manifest["outputs"]["val.jsonl"]["docs"]:
+            raise UserError(f"data.snapshot: {d.snapshot} has an empty val split; rerun the pipeline with "
+                            "more documents or a larger split.val")
+        return {**manifest, "reused": True}
     return data_lib.prepare_text(
         d.sources, ws.dataset(d.dataset_id()), val_fraction=d.val_fraction, split_seed=d.split_seed,
         text_field=d.text_field, synthetic_chars=d.synthetic_chars, synthetic_seed=d.synthetic_seed,

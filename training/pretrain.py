@@ -121,7 +121,8 @@ def train_loop_per_worker(config: dict) -> None:
                 ckpt_lib.save(tmp, model=model, optimizer=optimizer, scaler=scaler, step=step,
                               config=cfg.model_dump(mode="json"), rng_states=rng_states,
                               meta={"run_id": paths["run_id"], "tokenizer_dir": paths["tokenizer_dir"],
-                                    "tokens_dir": paths["tokens_dir"], "val_loss": metrics.get("val_loss")})
+                                    "tokens_dir": paths["tokens_dir"], "dataset_id": paths.get("dataset_id"),
+                                    "val_loss": metrics.get("val_loss")})
                 # [4] Ray: report metrics and persist the checkpoint into the run's storage.
                 ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp),
                                  checkpoint_dir_name=f"checkpoint_{step:06d}")
@@ -188,6 +189,7 @@ class _Tracker:
             if run_id is None:
                 id_file.write_text(run.info.run_id)
                 mlflow.log_params(_flatten(cfg.model_dump(mode="json")))
+                mlflow.set_tags({"dataset": paths.get("dataset_id"), "snapshot": paths.get("snapshot") or "-"})
             self.mlflow = mlflow
 
     def log(self, metrics: dict) -> None:
@@ -252,6 +254,8 @@ def plan(cfg: PretrainConfig, ws: Workspace, *, run_id: str, resume: bool, progr
     return {
         "run_id": run_id, "run_dir": str(run_dir), "tokens_dir": str(inputs.tokens_dir),
         "tokenizer_dir": str(inputs.tokenizer_dir), "resume_from": resume_from,
+        # Lineage: which dataset (a pipeline snapshot, when data.snapshot is set) the run reads.
+        "dataset_id": cfg.data.dataset_id(), "snapshot": cfg.data.snapshot,
         "mlflow_uri": cfg.tracking.tracking_uri or ws.mlflow_uri(),
     }
 

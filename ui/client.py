@@ -183,6 +183,33 @@ class PlaygroundClient:
         """A training job's status and progress (merges done / total)."""
         return self._request("GET", f"/api/tokenizers/jobs/{quote(job_id, safe='')}")
 
+    # ---- data pipeline ---------------------------------------------------------------
+
+    def snapshots(self) -> list[dict]:
+        """Every dataset snapshot, newest first: id, name, parent, sources, documents per split."""
+        return self._request("GET", "/api/data/snapshots")
+
+    def snapshot(self, snapshot_id: str) -> dict:
+        """One snapshot: its `manifest` (inputs, config, counts, outputs) and `stats` (removed by stage ...)."""
+        return self._request("GET", f"/api/data/snapshots/{quote(snapshot_id, safe='')}")
+
+    def snapshot_samples(self, snapshot_id: str, **filters: Any) -> dict:
+        """Sample documents (`total`, `items`), filtered by status, stage, reason; limit and offset page."""
+        params = {k: v for k, v in filters.items() if v is not None}
+        return self._request("GET", f"/api/data/snapshots/{quote(snapshot_id, safe='')}/samples", params=params)
+
+    def snapshot_diff(self, a: str, b: str) -> dict:
+        """What changed from snapshot `a` to `b`: config keys, inputs, counts per stage, outputs."""
+        return self._request("GET", "/api/data/diff", params={"a": a, "b": b})
+
+    def run_data_pipeline(self, config: dict) -> dict:
+        """Start the data pipeline (a Ray job) on a pipeline config; returns its `job_id`."""
+        return self._request("POST", "/api/data/jobs", json={"config": config})
+
+    def data_job(self, job_id: str) -> dict:
+        """A pipeline job's status, progress (stages done / total), new `snapshot` id and error."""
+        return self._request("GET", f"/api/data/jobs/{quote(job_id, safe='')}")
+
     # ---- architecture lab ------------------------------------------------------------
 
     def architecture_presets(self) -> dict:

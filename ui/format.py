@@ -6,6 +6,7 @@ Kept apart from the pages so they can be unit-tested without running an app.
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -166,3 +167,49 @@ def token_html(tokens: list[dict]) -> str:
                      f'border-radius:3px;padding:1px 2px;margin:0 1px;line-height:2">{text}</span>')
     return '<div class="tokens" style="font-family:monospace;white-space:pre-wrap;word-break:break-all">' \
         + "".join(spans) + "</div>"
+
+
+# ---- data pipeline page ---------------------------------------------------------------
+
+
+def short_number(x: float | None) -> str:
+    """1234 -> "1.2k", 2000000 -> "2M", 10 -> "10": for axis labels."""
+    if x is None:
+        return "?"
+    for limit, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= limit:
+            return f"{x / limit:.3g}{suffix}"
+    return f"{x:.3g}" if isinstance(x, float) and not float(x).is_integer() else str(int(x))
+
+
+def bin_labels(edges: list[float]) -> list[str]:
+    """Readable labels for histogram bins between consecutive (log-spaced) edges: "100–1k"."""
+    return [f"{short_number(lo)}+" if hi is None else f"{short_number(lo)}–{short_number(hi)}"
+            for lo, hi in itertools.pairwise(edges)]  # the last edge is None: no upper bound
+
+
+def histogram_rows(hist: dict) -> list[dict]:
+    """{"edges", "kept", "removed"} -> one row per bin and status, in bin order, for a bar chart."""
+    labels = bin_labels(hist.get("edges") or [])
+    return [{"bin": label, "order": i, "status": status, "documents": int(hist[status][i])}
+            for status in ("kept", "removed") if hist.get(status)
+            for i, label in enumerate(labels[:len(hist[status])])]
+
+
+def top_reasons(reasons: dict[str, int] | None, k: int = 3) -> str:
+    """The `k` most frequent removal reasons: "min_words 6, dup_lines 4 (+1 more)"."""
+    ranked = sorted((reasons or {}).items(), key=lambda kv: (-kv[1], kv[0]))
+    text = ", ".join(f"{r} {n:,}" for r, n in ranked[:k])
+    return text + (f" (+{len(ranked) - k} more)" if len(ranked) > k else "")
+
+
+def stage_rows(stages: list[dict]) -> list[dict]:
+    """The removed-by-stage table: stage, in, out, removed, % removed, top reasons."""
+    return [{"stage": s["stage"], "in": s["in"], "out": s["out"], "removed": s["removed"],
+             "% removed": round(100 * s["removed"] / s["in"], 2) if s["in"] else 0.0,
+             "top reasons": top_reasons(s.get("reasons"))} for s in stages]
+
+
+def parse_sources(text: str) -> list[str]:
+    """Pipeline sources from a text box: one per line; blank lines and `#` comments skipped."""
+    return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]

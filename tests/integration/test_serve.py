@@ -219,6 +219,42 @@ def test_tokenizer_lab_api_and_a_training_job(stack):
     assert missing.status_code == 404
 
 
+@pytest.fixture(scope="module")
+def data_job(stack) -> dict:
+    """A data pipeline job submitted through POST /api/data/jobs, waited for; its last status."""
+    base = stack["base"]
+    resp = httpx.post(f"{base}/api/data/jobs", timeout=60, json={"config": {
+        "name": "apijob", "sources": ["planted:1"], "stages": {"quality": {"min_words": 30}}}})
+    assert resp.status_code == 202, resp.text
+    job_id, status = resp.json()["job_id"], {}
+
+    def finished() -> bool:
+        status.update(httpx.get(f"{base}/api/data/jobs/{job_id}", timeout=30).json())
+        return status["status"] in ("SUCCEEDED", "FAILED", "STOPPED")
+
+    wait_for(finished, 300, "the data pipeline job")
+    return status
+
+
+def test_data_pipeline_job_through_the_api(stack, data_job):
+    """POST /api/data/jobs runs `playground data run` as a real Ray job (Ray Data inside the
+    session's cluster); the API reports its progress and the snapshot it wrote, whose
+    statistics and samples it then serves. (The browser test shows this snapshot.)"""
+    base, status = stack["base"], data_job
+    bad = httpx.post(f"{base}/api/data/jobs", json={"config": {"sources": ["planted:1"],
+                                                                 "stages": {"near_dedup": {"threshold": 2}}}})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "config.stages.near_dedup.threshold"
+    assert status["status"] == "SUCCEEDED", status
+    assert status["progress"]["done"] == status["progress"]["total"] == 4 and status["snapshot"].startswith("apijob-")
+    detail = httpx.get(f"{base}/api/data/snapshots/{status['snapshot']}").json()
+    stages = {row["stage"]: row for row in detail["stats"]["stages"]}
+    assert stages["exact_dedup"]["removed"] > 0 and stages["near_dedup"]["removed"] > 0
+    assert sum(stages["pii"]["replaced"].values()) > 0 and detail["manifest"]["counts"]["split"]["out"] > 100
+    removed = httpx.get(f"{base}/api/data/snapshots/{status['snapshot']}/samples",
+                        params={"status": "removed", "stage": "language"}).json()
+    assert removed["total"] > 0 and all(s["reason"].startswith("lang:") for s in removed["items"])
+
+
 def test_streamlit_tokenizer_page_trains_on_a_dataset(stack, monkeypatch):
     """The Tokenizer page's Train tab against the live API: a registered dataset, a Ray job,
     the progress bar, and the new tokenizer in the lists."""
@@ -281,11 +317,12 @@ def test_streamlit_chat_page_against_the_live_endpoint(stack, oai):
     assert answer.split() == expected.split()  # the page renders Markdown: compare the words
 
 
-def test_browser_chat_streams_an_answer(stack, tmp_path):
+def test_browser_chat_streams_an_answer(stack, data_job, tmp_path):
     """Headless Chromium (Debian's package, installed by `make install`) opens the real UI,
     sends a chat message, sees the streamed answer, then tokenizes text on the Tokenizer
     page and sees coloured tokens, then inspects a prompt on the Architecture page and
-    sees the attention heatmap; it saves a screenshot of each."""
+    sees the attention heatmap, then sees a snapshot's statistics on the Data page; it
+    saves a screenshot of each."""
     import shutil
     import subprocess
     import sys
@@ -340,6 +377,15 @@ def test_browser_chat_streams_an_answer(stack, tmp_path):
             arch_shot = tmp_path / "architecture.png"
             page.screenshot(path=str(arch_shot), full_page=True)
             arch_text = page.locator("[data-testid=stMain]").inner_text()
+
+            # The Data page: the newest snapshot's statistics (the API job's, above).
+            page.goto(f"http://127.0.0.1:{port}/Data")
+            page.get_by_text("Removed by stage").first.wait_for(timeout=60_000)
+            page.locator("[data-testid=stVegaLiteChart]").first.wait_for(timeout=60_000)
+            page.wait_for_timeout(1000)  # let Vega draw
+            data_shot = tmp_path / "data.png"
+            page.screenshot(path=str(data_shot), full_page=True)
+            data_text = page.locator("[data-testid=stMain]").inner_text()
             browser.close()
         assert text.strip() and "Traceback" not in text
         assert shot.stat().st_size > 10_000
@@ -347,7 +393,10 @@ def test_browser_chat_streams_an_answer(stack, tmp_path):
         assert tok_shot.stat().st_size > 10_000
         assert "Head patterns" in arch_text and "Traceback" not in arch_text
         assert arch_shot.stat().st_size > 10_000
-        print(f"screenshots: {shot} {tok_shot} {arch_shot}")
+        assert "sources: planted:1" in data_text and "Traceback" not in data_text  # (tables draw on a canvas)
+        assert "Documents kept" in data_text and "Removed by stage" in data_text and "Personal data" in data_text
+        assert data_shot.stat().st_size > 10_000
+        print(f"screenshots: {shot} {tok_shot} {arch_shot} {data_shot}")
     finally:
         ui.terminate()
         ui.wait(timeout=30)

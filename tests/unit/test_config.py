@@ -35,8 +35,16 @@ def test_every_serve_config_validates(path):
     assert deploy.http_options.host == "127.0.0.1"
 
 
+@pytest.mark.parametrize("path", sorted((ROOT / "configs/data").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_data_config_validates(path):
+    from training.datapipe.config import PipelineConfig
+
+    cfg = load_config(path, schema=PipelineConfig)
+    assert cfg.sources and abs(cfg.split.train + cfg.split.val + cfg.split.test - 1) < 1e-9
+
+
 def test_covers_every_config_folder():
-    assert {p.relative_to(ROOT / "configs").parts[0] for p in ALL_YAML} == {"pretrain", "serve"}
+    assert {p.relative_to(ROOT / "configs").parts[0] for p in ALL_YAML} == {"pretrain", "serve", "data"}
 
 
 def test_layering_defaults_then_yaml_then_overrides(tmp_path):

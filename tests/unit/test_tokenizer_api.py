@@ -5,6 +5,7 @@ is left out (the integration tests run them inside Serve and submit a real train
 """
 
 import pytest
+from apihelp import assert_error
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -32,14 +33,6 @@ def api(ws):
     harden(app, set(), None)
     app.state.workspace, app.state.dashboard_url = ws, "http://127.0.0.1:1"
     return TestClient(app)
-
-
-def _error(resp, status: int, param: str) -> str:
-    assert resp.status_code == status, resp.text
-    err = resp.json()["error"]
-    assert err["param"] == param, err
-    assert "\n" not in err["message"] and "Traceback" not in err["message"]
-    return err["message"]
 
 
 def test_list_and_presets(api):
@@ -83,21 +76,21 @@ def test_upload_then_stats_and_cost(api, ws):
 
 
 def test_bad_input_is_a_4xx_naming_the_field(api, ws, monkeypatch):
-    _error(api.post("/api/tokenizers/encode", json={"tokenizer": "ours", "text": ""}), 400, "text")
-    _error(api.post("/api/tokenizers/encode", json={"tokenizer": "nope", "text": "x"}), 404, "tokenizer")
-    _error(api.post("/api/tokenizers/encode", json={"tokenizer": "ours"}), 400, "text")
-    _error(api.post("/api/tokenizers/compare", json={"tokenizers": ["ours"], "text": "x"}), 400, "tokenizers")
-    _error(api.post("/api/uploads", content=b"ok \xff\xfe bad"), 400, "file")
-    _error(api.post("/api/tokenizers/stats", json={"tokenizer": "ours", "upload": "0" * 16}), 400, "upload")
-    _error(api.post("/api/tokenizers/stats", json={"tokenizer": "ours", "text": "a", "upload": "b"}), 400, "body")
+    assert_error(api.post("/api/tokenizers/encode", json={"tokenizer": "ours", "text": ""}), 400, "text")
+    assert_error(api.post("/api/tokenizers/encode", json={"tokenizer": "nope", "text": "x"}), 404, "tokenizer")
+    assert_error(api.post("/api/tokenizers/encode", json={"tokenizer": "ours"}), 400, "text")
+    assert_error(api.post("/api/tokenizers/compare", json={"tokenizers": ["ours"], "text": "x"}), 400, "tokenizers")
+    assert_error(api.post("/api/uploads", content=b"ok \xff\xfe bad"), 400, "file")
+    assert_error(api.post("/api/tokenizers/stats", json={"tokenizer": "ours", "upload": "0" * 16}), 400, "upload")
+    assert_error(api.post("/api/tokenizers/stats", json={"tokenizer": "ours", "text": "a", "upload": "b"}), 400, "body")
     up = api.post("/api/uploads", content=TEXT.encode()).json()["upload"]
-    msg = _error(api.post("/api/tokenizers/train", json={"source": {"upload": up}, "vocab_size": 100}),
+    msg = assert_error(api.post("/api/tokenizers/train", json={"source": {"upload": up}, "vocab_size": 100}),
                  400, "vocab_size")
     assert "256" in msg
-    _error(api.post("/api/tokenizers/train", json={"source": {"upload": up}, "trainer": "scratch",
+    assert_error(api.post("/api/tokenizers/train", json={"source": {"upload": up}, "trainer": "scratch",
                                                    "model": "unigram"}), 400, "model")
-    _error(api.post("/api/tokenizers/train", json={"source": {"upload": up}, "name": "ours"}), 400, "name")
-    _error(api.post("/api/tokenizers/train", json={"source": {"dataset": "nope"}}), 400, "source.dataset")
+    assert_error(api.post("/api/tokenizers/train", json={"source": {"upload": up}, "name": "ours"}), 400, "name")
+    assert_error(api.post("/api/tokenizers/train", json={"source": {"dataset": "nope"}}), 400, "source.dataset")
     monkeypatch.setattr(tokenlab, "MAX_TEXT_BYTES", 100)
-    _error(api.post("/api/uploads", content=b"x" * 101), 413, "file")
+    assert_error(api.post("/api/uploads", content=b"x" * 101), 413, "file")
     assert not any(p.name.startswith(".") for p in (ws.root / "uploads").iterdir())  # no half-written file

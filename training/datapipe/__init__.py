@@ -1,0 +1,1 @@
+"""The data pipeline: sources, cleaning stages, splits and versioned snapshots (see pipeline.py)."""
