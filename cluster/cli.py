@@ -6,6 +6,8 @@
     playground tokenizer train --config configs/pretrain/micro.yaml [--trainer hf|scratch]
     playground tokenizer lab-train --upload ID | --dataset ID [--model unigram] [--vocab-size 1024]
     playground pretrain       --config configs/pretrain/micro.yaml [--dry-run] [--resume RUN] [key=value ...]
+    playground pretrain       --from-run RUN [key=value ...]     # the same config again, as a new run
+    playground mlflow         [--port 5000]                      # the MLflow UI on the workspace's runs
     playground export RUN     [--out DIR]
     playground sample RUN     --prompt "Once upon a time"
     playground runs
@@ -82,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pretrain", help="pretrain a transformer from scratch on Ray Train")
     p.add_argument("--dry-run", action="store_true", help="print the model's parameter counts and exit")
     p.add_argument("--resume", metavar="RUN", help="continue RUN from its latest checkpoint")
+    p.add_argument("--from-run", metavar="RUN", help="train again with RUN's recorded config (run.json) as a new "
+                                                     "run; overrides still apply")
     _add_config_args(p)
     p.set_defaults(func=cmd_pretrain)
 
@@ -99,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("mlflow", help="the MLflow UI on this workspace's runs and trials (127.0.0.1:5000)")
+    p.add_argument("--port", type=int, default=5000)
+    p.set_defaults(func=cmd_mlflow)
 
     p = sub.add_parser("runs", help="list runs and their last metrics")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -212,14 +220,40 @@ def cmd_tokenizer_lab_train(args) -> None:
           f"{entry['vocab_size']} tokens)")
 
 
+def _config_from_run(args, ws):
+    """The config recorded in a run's run.json (else its config.yaml), a new run name, plus overrides."""
+    from training.config import (
+        PretrainConfig,
+        deep_merge,
+        parse_overrides,
+        read_yaml,
+        validate,
+    )
+
+    if args.config or args.resume:
+        raise UserError("--from-run takes the whole config from the run: leave out --config and --resume")
+    run_dir = ws.run(args.from_run)
+    record = run_dir / "run.json"
+    if record.is_file():
+        base = json.loads(record.read_text())["config"]
+    elif (run_dir / "config.yaml").is_file():
+        base = read_yaml(run_dir / "config.yaml")
+    else:
+        raise UserError(f"--from-run: no run {args.from_run!r} in {ws.runs} (see `playground runs`)")
+    base["run_name"] = None  # a new run beside the old one
+    return validate(PretrainConfig, deep_merge(base, parse_overrides(list(args.overrides))), source=str(record))
+
+
 def cmd_pretrain(args) -> None:
-    cfg, ws = _config(args), _workspace(args)
+    ws = _workspace(args)
+    cfg = _config_from_run(args, ws) if args.from_run else _config(args)
     if args.dry_run:
         _print_param_table(cfg)
         return
     from training import pretrain
 
-    run_id = args.resume or cfg.run_name or pretrain.new_run_id(args.config)
+    run_id = args.resume or cfg.run_name or pretrain.new_run_id(
+        f"{args.from_run}-again" if args.from_run else args.config)
     result = pretrain.run(cfg, ws, run_id=run_id, resume=bool(args.resume), progress=True)
     if result.error:
         raise SystemExit(f"training failed: {result.error}")
@@ -322,6 +356,22 @@ def cmd_status(args) -> int:
     return local.status(_workspace(args))
 
 
+def cmd_mlflow(args) -> None:
+    import os
+    import shutil
+
+    ws = _workspace(args)
+    exe = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or shutil.which("mlflow")
+    if exe is None:
+        raise UserError("mlflow is not installed in this environment (make install installs it)")
+    if not 0 < args.port < 65536:
+        raise UserError(f"--port must be 1-65535, got {args.port}")
+    ws.runs.mkdir(parents=True, exist_ok=True)
+    print(f"MLflow UI on http://127.0.0.1:{args.port} for {ws.mlflow_uri()} (Ctrl-C stops it)", flush=True)
+    os.execv(exe, [exe, "ui", "--backend-store-uri", ws.mlflow_uri(), "--host", "127.0.0.1",
+                   "--port", str(args.port)])
+
+
 def cmd_data_run(args) -> None:
     from training.config import load_config
     from training.datapipe import pipeline
@@ -335,7 +385,7 @@ def cmd_data_run(args) -> None:
         print(f"progress: {step - 1}/{steps} {name}", flush=True)  # the API's job view reads these lines
 
     m = pipeline.run(cfg, _workspace(args), workers=args.workers, progress=progress)
-    print(f"progress: 4/4 done", flush=True)
+    print("progress: 4/4 done", flush=True)
     counts = m["counts"]
     for stage, c in counts.items():
         print(f"  {stage:<12} {c['in']:>10,} -> {c['out']:>10,}")

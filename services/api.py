@@ -9,6 +9,7 @@
     /api/tokenizers/...              the tokenizer lab (services/tokenizer_api.py)
     /api/data/...                    data pipeline snapshots, samples, diffs, pipeline jobs (services/data_api.py)
     /api/architecture, /api/inspect  the architecture lab (services/inspector.py)
+    /api/jobs/...                    training, tokenizer and data jobs on Ray (services/jobs_api.py)
     GET    /api/docs                 OpenAPI docs
 
 Everything is read from the workspace, so runs submitted as Ray jobs, the CLI and the
@@ -29,6 +30,7 @@ from ray import serve
 
 from services.data_api import router as data_router
 from services.inspector import router as inspector_router
+from services.jobs_api import router as jobs_router
 from services.llm import harden, openai_error
 from services.schemas import APIAppArgs, DeployRequest
 from services.tokenizer_api import router as tokenizer_router
@@ -37,6 +39,7 @@ from training.workspace import Workspace, read_jsonl, run_summary
 app = FastAPI(title="LLM Playground API", docs_url="/docs", openapi_url="/openapi.json")
 app.include_router(tokenizer_router)
 app.include_router(inspector_router)
+app.include_router(jobs_router)
 app.include_router(data_router)
 
 

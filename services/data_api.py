@@ -16,18 +16,22 @@ writes the resolved config to `workspace/jobs/` and reads the job's logs back.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
-import os
 import re
-import threading
 from pathlib import Path
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
-from services.jobs import job_error, job_status, read_job, submit_cli_job, workspace
+from services.jobs import (
+    job_error,
+    job_status,
+    read_job,
+    submit_cli_job,
+    workspace,
+    write_job_config,
+)
 from services.llm import openai_error
 from services.tokenizer_api import user_error
 from training import tokenlab
@@ -160,17 +164,6 @@ def check_config(ws: Workspace, cfg: PipelineConfig) -> PipelineConfig:
     return cfg.model_copy(update={"sources": resolve_sources(ws, cfg.sources)})
 
 
-def write_job_config(ws: Workspace, cfg: PipelineConfig) -> Path:
-    """`workspace/jobs/data-<sha8>.json`: the resolved config, written aside then renamed."""
-    text = json.dumps(cfg.model_dump(mode="json"), indent=2) + "\n"
-    path = ws.root / "jobs" / f"data-{hashlib.sha256(text.encode()).hexdigest()[:8]}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
-
-
 def parse_job_logs(logs: str) -> dict:
     """The last `progress: done/total stage` line and the snapshot id of the final JSON line."""
     progress = {"done": 0, "total": 0, "stage": None}
@@ -194,7 +187,7 @@ async def run_pipeline(req: DataJobRequest, request: Request):
     """Check the config here, write it to the workspace, then run `playground data run` as a Ray job."""
     ws = workspace(request)
     try:
-        path = await asyncio.to_thread(lambda: write_job_config(ws, check_config(ws, req.config)))
+        path = await asyncio.to_thread(lambda: write_job_config(ws, "data", check_config(ws, req.config)))
     except UserError as e:
         return error_response(e)
     job_id = await asyncio.to_thread(submit_cli_job, request, ["data", "run", "--config", str(path)],

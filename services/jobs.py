@@ -8,8 +8,12 @@ logs: the CLI prints `progress ...` lines and, on a user error, one `error: ...`
 
 from __future__ import annotations
 
+import hashlib
+import os
 import shlex
 import sys
+import threading
+from pathlib import Path
 from typing import Any
 
 from fastapi import Request
@@ -25,6 +29,20 @@ def job_client(request: Request):
     from ray.job_submission import JobSubmissionClient
 
     return JobSubmissionClient(request.app.state.dashboard_url)
+
+
+def write_job_config(ws: Workspace, kind: str, cfg: Any) -> Path:
+    """`workspace/jobs/<kind>-<sha8>.yaml`: a resolved pydantic config for a job (written aside, then
+    renamed), named by its content so the same config is one file."""
+    import yaml
+
+    text = yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+    path = ws.root / "jobs" / f"{kind}-{hashlib.sha256(text.encode()).hexdigest()[:8]}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
 
 
 def submit_cli_job(request: Request, args: list[str], metadata: dict[str, str]) -> str:

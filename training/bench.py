@@ -36,7 +36,8 @@ REPORT_DIR = PROJECT_ROOT / "reports" / "bench"
 def matmul_peak(dtype: torch.dtype, threads: int, n: int = 2048, iters: int = 10) -> float:
     """Best FLOP/s of an n x n matmul: the ceiling MFU is measured against."""
     torch.set_num_threads(threads)
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    g = torch.Generator().manual_seed(0)  # its own: a training run's RNG stream stays untouched (bit-exact resume)
+    a, b = torch.randn(n, n, dtype=dtype, generator=g), torch.randn(n, n, dtype=dtype, generator=g)
     for _ in range(3):
         a @ b
     best = 0.0

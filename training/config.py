@@ -140,6 +140,8 @@ class ScaleConfig(_Strict):
 
     num_workers: int = Field(1, gt=0)
     threads_per_worker: int = Field(2, gt=0, description="torch intra-op threads (and Ray CPUs) per worker")
+    max_failures: int = Field(2, ge=0, description="times Ray Train restarts the workers from the latest "
+                                                   "checkpoint after one dies (0: fail at once)")
     use_gpu: bool = False
 
 

@@ -30,7 +30,7 @@ from training import loop
 from training.config import PretrainConfig, dump_config
 from training.data import TokenData
 from training.errors import UserError
-from training.model import Transformer
+from training.model import Transformer, flops_per_token
 from training.prepare import ensure_inputs
 from training.tokenizer import load_tokenizer
 from training.workspace import Workspace
@@ -78,6 +78,8 @@ def train_loop_per_worker(config: dict) -> None:
     tokenizer = load_tokenizer(paths["tokenizer_dir"]) if rank == 0 and tc.sample_tokens else None
     tracker = _Tracker(cfg, paths) if rank == 0 else None
     tokens_per_step = tc.batch_size * cfg.model.block_size * tc.grad_accum * world
+    peak = _peak_flops(device, precision) if rank == 0 else None  # for MFU, per worker
+    fpt = flops_per_token(cfg.model)
     last = min(tc.max_steps, tc.stop_at or tc.max_steps)
     window_time, window_steps = 0.0, 0
 
@@ -104,7 +106,10 @@ def train_loop_per_worker(config: dict) -> None:
             "tokens_per_s": tokens_per_step * window_steps / max(window_time, 1e-9),
             "tokens_seen": tokens_per_step * step,
             "precision": precision,
+            "memory_mb": _memory_mb(device),
         }
+        if peak:
+            metrics["mfu"] = fpt * metrics["tokens_per_s"] / (peak * world)
         window_time, window_steps = 0.0, 0
         if do_eval:
             metrics.update(loop.evaluate(model, eval_batches, autocast))
@@ -133,9 +138,37 @@ def train_loop_per_worker(config: dict) -> None:
         tracker.close()
 
 
+def _peak_flops(device, precision: str) -> float | None:
+    """One device's peak FLOP/s: a known GPU's bf16 datasheet figure (what MFU is quoted
+    against, as in nanoGPT and llm.c), or on CPU a matmul measured in the run's precision
+    on this worker's threads (about half a second, once)."""
+    from training.bench import matmul_peak
+    from training.configurator import GPUS
+
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device).lower()
+        for key, gpu in GPUS.items():
+            if key != "this-cpu" and key.split("-")[0] in name and ("pcie" in name) == ("pcie" in key):
+                return gpu["bf16_tflops"] * 1e12
+        return None  # an unknown GPU: no MFU rather than a wrong one
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    return matmul_peak(dtype, torch.get_num_threads(), n=1024, iters=5)
+
+
+def _memory_mb(device) -> float:
+    """Peak memory: GPU memory allocated by torch, or this process's peak RSS on CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 1e6
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3  # Linux reports KiB
+
+
 def _progress_line(m: dict, last: int) -> str:
     line = (f"step {m['step']:>6}/{last}  loss {m['loss']:.4f}  lr {m['lr']:.2e}  "
             f"grad_norm {m['grad_norm']:.2f}  {m['tokens_per_s']:,.0f} tok/s")
+    if "mfu" in m:
+        line += f"  mfu {100 * m['mfu']:.1f}%"
     if "val_loss" in m:
         line += f"  val_loss {m['val_loss']:.4f}  ppl {m['perplexity']:.2f}"
     for s in m.get("samples", []):
@@ -260,6 +293,36 @@ def plan(cfg: PretrainConfig, ws: Workspace, *, run_id: str, resume: bool, progr
     }
 
 
+def _write_run_record(run_dir: Path, cfg: PretrainConfig, paths: dict) -> None:
+    """run.json: what it takes to reproduce the run (`playground pretrain --from-run RUN`)."""
+    import platform
+    import subprocess
+    from importlib.metadata import PackageNotFoundError, version
+
+    def pkg(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    try:
+        git = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                             check=False, text=True, timeout=5).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        git = None
+    record = {
+        "run_id": paths["run_id"], "created_at": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "config": cfg.model_dump(mode="json"), "seed": cfg.train.seed,
+        "dataset": paths["dataset_id"], "snapshot": paths["snapshot"],
+        "tokenizer": Path(paths["tokenizer_dir"]).name, "git_commit": git,
+        "python": platform.python_version(),
+        "packages": {n: pkg(n) for n in ("torch", "ray", "transformers", "tokenizers", "numpy", "llm-playground")},
+    }
+    tmp = run_dir / ".run.json.tmp"
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(tmp, run_dir / "run.json")
+
+
 def run(cfg: PretrainConfig, ws: Workspace, *, run_id: str, resume: bool = False, progress: bool = False):
     """Prepare inputs, then train on Ray. Returns Ray Train's `Result`."""
     paths = plan(cfg, ws, run_id=run_id, resume=resume, progress=progress)
@@ -268,6 +331,8 @@ def run(cfg: PretrainConfig, ws: Workspace, *, run_id: str, resume: bool = False
     tmp = run_dir / ".config.yaml.tmp"
     tmp.write_text(dump_config(cfg))
     os.replace(tmp, run_dir / "config.yaml")
+    if not resume:
+        _write_run_record(run_dir, cfg, paths)
 
     sc = cfg.scale
     if not ray.is_initialized():
@@ -289,6 +354,8 @@ def run(cfg: PretrainConfig, ws: Workspace, *, run_id: str, resume: bool = False
         run_config=ray.train.RunConfig(
             name=run_id, storage_path=str(ws.runs),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.train.keep_checkpoints),
+            # [7] Ray: a dead worker (OOM kill, lost node) restarts the group from the latest checkpoint.
+            failure_config=ray.train.FailureConfig(max_failures=sc.max_failures),
         ),
     )
     return trainer.fit()

@@ -183,6 +183,26 @@ class PlaygroundClient:
         """A training job's status and progress (merges done / total)."""
         return self._request("GET", f"/api/tokenizers/jobs/{quote(job_id, safe='')}")
 
+    # ---- jobs (training, tokenizer, data) ------------------------------------------
+
+    def jobs(self) -> list[dict]:
+        """The playground's Ray jobs, newest first: id, kind, name, status, times."""
+        return self._request("GET", "/api/jobs")
+
+    def job(self, job_id: str) -> dict:
+        return self._request("GET", f"/api/jobs/{quote(job_id, safe='')}")
+
+    def job_logs(self, job_id: str, tail: int = 200) -> dict:
+        """The last `tail` lines of a job's output (`lines`), and its status."""
+        return self._request("GET", f"/api/jobs/{quote(job_id, safe='')}/logs", params={"tail": tail})
+
+    def submit_job(self, kind: str, config: dict) -> dict:
+        """Start `playground pretrain|tokenizer train|data run` with `config` as a Ray job."""
+        return self._request("POST", "/api/jobs", json={"kind": kind, "config": config})
+
+    def stop_job(self, job_id: str) -> dict:
+        return self._request("POST", f"/api/jobs/{quote(job_id, safe='')}/stop")
+
     # ---- data pipeline ---------------------------------------------------------------
 
     def snapshots(self) -> list[dict]:

@@ -19,9 +19,10 @@ def test_ddp_two_workers_checkpoint_metrics_mlflow(ray_cluster, workspace, tiny_
                       "train.log_interval=2", "train.eval_interval=3", "train.checkpoint_interval=3")
     result = run(cfg, workspace, run_id="ddp")
     assert result.error is None
-    for key in ("loss", "val_loss", "perplexity", "lr", "grad_norm", "tokens_per_s"):
+    for key in ("loss", "val_loss", "perplexity", "lr", "grad_norm", "tokens_per_s", "mfu", "memory_mb"):
         assert key in result.metrics, key
     assert result.metrics["step"] == 6
+    assert 0 < result.metrics["mfu"] < 1 and result.metrics["memory_mb"] > 100  # vs a measured CPU matmul peak
     run_dir = workspace.run("ddp")
     assert sorted(p.name for p in run_dir.glob("checkpoint_*") if p.is_dir()) == ["checkpoint_000003", "checkpoint_000006"]
     state = checkpoint.load(checkpoint.latest(run_dir))
@@ -57,3 +58,52 @@ def test_resume_is_bit_exact(ray_cluster, workspace, tiny_config):
         if "val_loss" in ra:
             assert abs(ra["val_loss"] - rb["val_loss"]) <= 1e-6
     assert a[0]["loss"] - a[-1]["loss"] > 0.1  # and it is actually learning
+
+
+def test_from_run_reproduces_the_losses(ray_cluster, workspace, tiny_config):
+    """run.json records what the run needs; `playground pretrain --from-run` trains it again
+    as a new run, with the same losses at every step (CPU, fp32)."""
+    from cluster.cli import main
+
+    cfg = tiny_config("train.max_steps=5", "train.log_interval=1", "train.eval_interval=5", "tracking.mlflow=false")
+    assert run(cfg, workspace, run_id="original").error is None
+    record = json.loads((workspace.run("original") / "run.json").read_text())
+    assert record["seed"] == cfg.train.seed and record["config"] == cfg.model_dump(mode="json")
+    assert record["dataset"] == cfg.data.dataset_id() and record["packages"]["torch"] and record["tokenizer"]
+    assert main(["--workspace", str(workspace.root), "pretrain", "--from-run", "original"]) == 0
+    again = [p.name for p in workspace.runs.iterdir() if p.name.startswith("original-again-")]
+    assert len(again) == 1
+    assert [r["loss"] for r in metrics(workspace, "original")] == [r["loss"] for r in metrics(workspace, again[0])]
+
+
+def test_killed_worker_resumes_from_its_last_checkpoint(ray_cluster, workspace, tiny_config):
+    """SIGKILL a Ray Train worker mid-run: FailureConfig restarts the group, the loop resumes
+    from the latest checkpoint, and the run finishes with every step logged (none missing)."""
+    import os
+    import signal
+    import threading
+    import time
+
+    import psutil
+
+    # Each logged step is a ray.train.report (about a second here): log every 10 steps.
+    cfg = tiny_config("train.max_steps=300", "train.log_interval=10", "train.checkpoint_interval=50",
+                      "train.eval_interval=300", "train.sample_tokens=0", "tracking.mlflow=false",
+                      "scale.max_failures=1")
+    out = {}
+    thread = threading.Thread(target=lambda: out.update(result=run(cfg, workspace, run_id="killed")))
+    thread.start()
+    log = workspace.run("killed") / "metrics.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and not (log.is_file() and len(log.read_text().splitlines()) >= 8):
+        time.sleep(0.2)
+    workers = [p for p in psutil.process_iter(["cmdline"]) if "RayTrainWorker" in " ".join(p.info["cmdline"] or [])]
+    assert workers, "no Ray Train worker process found"
+    os.kill(workers[0].pid, signal.SIGKILL)
+    killed_at = len(log.read_text().splitlines())
+    thread.join(timeout=400)
+    assert not thread.is_alive() and out["result"].error is None
+    steps = [r["step"] for r in metrics(workspace, "killed")]
+    assert steps[-1] == 300 and killed_at < 30
+    assert sorted(set(steps)) == list(range(10, 301, 10))  # no gap
+    assert len(steps) > len(set(steps))  # the steps after the last checkpoint ran twice

@@ -255,6 +255,31 @@ def test_data_pipeline_job_through_the_api(stack, data_job):
     assert removed["total"] > 0 and all(s["reason"].startswith("lang:") for s in removed["items"])
 
 
+def test_jobs_api_submits_tails_and_stops_a_training_run(stack, tiny_config):
+    """POST /api/jobs starts `playground pretrain` as a real Ray job with the posted config;
+    its log lines come back through /logs while it trains, and /stop ends it."""
+    base = stack["base"]
+    config = tiny_config("train.max_steps=100000", "train.eval_interval=1000", "train.log_interval=1",
+                         "tracking.mlflow=false", "run_name=api-job").model_dump(mode="json")
+    resp = httpx.post(f"{base}/api/jobs", json={"kind": "pretrain", "config": config}, timeout=60)
+    assert resp.status_code == 202, resp.text
+    job_id = resp.json()["job_id"]
+    logs = {}
+
+    def training() -> bool:
+        logs.update(httpx.get(f"{base}/api/jobs/{job_id}/logs", params={"tail": 50}, timeout=30).json())
+        assert logs["status"] in ("PENDING", "RUNNING"), logs
+        return any("loss" in line and "step" in line for line in logs["lines"])
+
+    wait_for(training, 240, "the training job's first steps")
+    assert job_id in [j["job_id"] for j in httpx.get(f"{base}/api/jobs", timeout=30).json()]
+    assert httpx.post(f"{base}/api/jobs/{job_id}/stop", timeout=30).json()["stopped"] is True
+    wait_for(lambda: httpx.get(f"{base}/api/jobs/{job_id}", timeout=30).json()["status"] == "STOPPED", 120,
+             "the job to stop")
+    bad = httpx.post(f"{base}/api/jobs", json={"kind": "pretrain", "config": {"train": {"lr": "fast"}}})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "config.train.lr"
+
+
 def test_streamlit_tokenizer_page_trains_on_a_dataset(stack, monkeypatch):
     """The Tokenizer page's Train tab against the live API: a registered dataset, a Ray job,
     the progress bar, and the new tokenizer in the lists."""

@@ -245,3 +245,15 @@ def test_bench_inspect(ws, capsys, monkeypatch):
         assert figures[key] > 0 and key in figures["details"]
     assert figures["goal_met"] is (figures["ms_64_tokens_micro"] < 500)
     assert "goal (micro, 64 tokens < 500 ms)" in out
+
+
+def test_from_run_errors(ws, capsys):
+    code, _, err = run_cli(capsys, "pretrain", "--from-run", "nosuch")
+    assert_user_error(code, err, "--from-run: no run 'nosuch'")
+    code, _, err = run_cli(capsys, "pretrain", "--from-run", "x", "--config", "tiny.yaml")
+    assert_user_error(code, err, "leave out --config and --resume")
+
+
+def test_mlflow_bad_port(ws, capsys):
+    code, _, err = run_cli(capsys, "mlflow", "--port", "70000")
+    assert_user_error(code, err, "--port must be 1-65535")

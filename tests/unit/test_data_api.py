@@ -13,6 +13,7 @@ from types import SimpleNamespace
 from typing import ClassVar
 
 import pytest
+import yaml
 from apihelp import assert_error
 from datafix import READ, write_fixture_snapshot
 from fastapi import FastAPI
@@ -170,8 +171,8 @@ def test_run_pipeline_writes_the_config_and_submits_the_cli(api, ws, jobs, tmp_p
     assert sub["runtime_env"] == {"env_vars": {"PLAYGROUND_WORKSPACE": str(ws.root)}}
     assert sub["metadata"] == {"kind": "data", "name": "mix"} and sub["address"] == "http://127.0.0.1:1"
     text = path.read_text()
-    assert path.name == f"data-{hashlib.sha256(text.encode()).hexdigest()[:8]}.json"
-    written = PipelineConfig.model_validate(json.loads(text))  # the resolved config, complete
+    assert path.name == f"data-{hashlib.sha256(text.encode()).hexdigest()[:8]}.yaml"
+    written = PipelineConfig.model_validate(yaml.safe_load(text))  # the resolved config, complete
     assert written.sources == [f"upload:{upload}", f"snapshot:{A}", str(local.resolve()), "synthetic"]
     assert written.stages.near_dedup.threshold == 0.7 and written.stages.language.keep == ["en", "de"]
     assert written.stages.quality.min_words == PipelineConfig().stages.quality.min_words

@@ -90,7 +90,9 @@ def test_runs_page_charts_samples_and_config_diff(stub_env):  # noqa: F811
     at = open_page("pages/2_Runs.py")
     _clean(at)
     assert at.selectbox(key="runs_selected").value == "run-a"
-    assert len(at.get("vega_lite_chart")) == 4  # loss & val_loss, lr, tokens/s, grad norm
+    # loss & val_loss, perplexity, lr, grad norm, tokens/s, MFU, memory
+    assert len(at.get("vega_lite_chart")) == 7
+    assert at.toggle(key="live_run-a").value is False  # its last metrics are old: no auto-refresh
     steps = [e.label for e in at.expander]
     assert steps == ["Step 200", "Step 100"]  # newest first
     assert [c.value for c in at.code] == ["newest words", "old words"]

@@ -28,7 +28,8 @@ CONFIG_A = {"model": {"n_layer": 2, "n_embd": 64}, "train": {"lr": 0.001, "steps
 CONFIG_B = {"model": {"n_layer": 4, "n_embd": 64}, "train": {"lr": 0.001, "steps": 400}}
 RUNS = {
     "run-a": {"config": CONFIG_A, "metrics": [
-        {"step": s, "loss": 5.0 - s / 100, "lr": 1e-3, "grad_norm": 1.0, "tokens_per_s": 1000.0 + s, "time": s / 10}
+        {"step": s, "loss": 5.0 - s / 100, "lr": 1e-3, "grad_norm": 1.0, "tokens_per_s": 1000.0 + s, "time": s / 10,
+         "mfu": 0.1, "memory_mb": 900.0 + s}
         for s in (0, 100, 200)] + [{"step": 200, "val_loss": 3.2, "perplexity": 24.5}],
         "samples": [{"step": 100, "samples": [{"prompt": "ROMEO:", "text": "old words"}]},
                     {"step": 200, "samples": [{"prompt": "ROMEO:", "text": "newest words"}]}]},

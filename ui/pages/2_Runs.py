@@ -2,6 +2,8 @@
 generated as it trained, and what differs between two runs' configs.
 """
 
+import time
+
 import pandas as pd
 import streamlit as st
 
@@ -47,20 +49,18 @@ def _metric_frame(metrics: list[dict]) -> pd.DataFrame:
     return df
 
 
-detail = _load(run_id)
-if detail is not None:
-    df = _metric_frame(detail.get("metrics") or [])
-    if df.empty:
-        st.info("This run has logged no metrics yet.")
-    else:
-        charts = [("Loss", [c for c in ("loss", "val_loss") if c in df]), ("Learning rate", ["lr"]),
-                  ("Tokens / s", ["tokens_per_s"]), ("Gradient norm", ["grad_norm"])]
-        cols = st.columns(2)
-        for i, (title, columns) in enumerate((t, c) for t, c in charts if c and all(x in df for x in c)):
-            with cols[i % 2]:
-                st.markdown(f"**{title}** vs step")
-                st.line_chart(df[columns])
+def _charts(df: pd.DataFrame) -> None:
+    charts = [("Loss", [c for c in ("loss", "val_loss") if c in df]), ("Perplexity (validation)", ["perplexity"]),
+              ("Learning rate", ["lr"]), ("Gradient norm", ["grad_norm"]), ("Tokens / s", ["tokens_per_s"]),
+              ("MFU (share of the device's peak FLOP/s)", ["mfu"]), ("Peak memory (MB)", ["memory_mb"])]
+    cols = st.columns(2)
+    for i, (title, columns) in enumerate((t, c) for t, c in charts if c and all(x in df for x in c)):
+        with cols[i % 2]:
+            st.markdown(f"**{title}** vs step")
+            st.line_chart(df[columns].dropna(how="all"))
 
+
+def _samples(detail: dict) -> None:
     st.subheader("Generated samples")
     samples = sorted(detail.get("samples") or [], key=lambda s: s.get("step", 0), reverse=True)
     if not samples:
@@ -71,6 +71,32 @@ if detail is not None:
             for s in group.get("samples") or []:
                 st.text(f"prompt: {s.get('prompt', '')}")
                 st.code(s.get("text", ""), language=None, wrap_lines=True)
+
+
+def show_run(run: str) -> dict | None:
+    """Everything about one run, read fresh from the server (so a reload loses nothing)."""
+    detail = _load(run)
+    if detail is None:
+        return None
+    metrics = detail.get("metrics") or []
+    df = _metric_frame(metrics)
+    if df.empty:
+        st.info("This run has logged no metrics yet.")
+    else:
+        last = metrics[-1]
+        age = time.time() - last["time"] if last.get("time") else None
+        st.caption(f"step {int(df.index[-1])}, last logged "
+                   + (f"{age:.0f} s ago" if age is not None else "at an unknown time"))
+        _charts(df)
+    _samples(detail)
+    return detail
+
+
+metrics_now = (_load(run_id) or {}).get("metrics") or []
+recent = bool(metrics_now) and time.time() - (metrics_now[-1].get("time") or 0) < 120
+live = st.toggle("Live: refresh every 2 s while it trains", value=recent, key=f"live_{run_id}")
+# A fragment reruns on its own timer without rerunning the whole page.
+detail = st.fragment(show_run, run_every=2 if live else None)(run_id)
 
 # ---- config diff ---------------------------------------------------------------------
 st.subheader("Compare configs")
