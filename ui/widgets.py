@@ -1,5 +1,8 @@
 """Small Streamlit helpers shared by the pages (the network stays in ui/client.py)."""
 
+import time
+from typing import Callable
+
 import streamlit as st
 
 from ui.client import ApiError
@@ -12,3 +15,31 @@ def call(fn, *args, **kwargs):
     except ApiError as e:
         st.error(str(e))
         return None
+
+
+DONE_STATES = ("SUCCEEDED", "FAILED", "STOPPED")
+
+
+def follow_job(state_key: str, fetch: Callable[[str], dict], progress_text: Callable[[dict], str],
+               on_success: Callable[[dict], str], failed: str) -> None:
+    """Poll the job whose id is in `st.session_state[state_key]` with a progress bar until it
+    ends (about 10 minutes at most; rerunning the page looks again), then say how it ended."""
+    job_id = st.session_state.get(state_key)
+    if not job_id:
+        return
+    bar = st.progress(0.0, text=f"job {job_id}: starting")
+    for _ in range(1200):
+        status = call(fetch, job_id)
+        if status is None:
+            return
+        p = status["progress"]
+        bar.progress(min(p["done"] / p["total"], 1.0) if p["total"] else 0.0,
+                     text=f"job {job_id}: {status['status']}, {progress_text(status)}")
+        if status["status"] in DONE_STATES:
+            if status["status"] == "SUCCEEDED":
+                st.success(on_success(status))
+            else:
+                st.error(f"{failed}: {status.get('error') or status['status']}")
+            del st.session_state[state_key]
+            return
+        time.sleep(0.5)

@@ -5,13 +5,12 @@ replayed), compare 2-4 tokenizers, corpus statistics, a cost estimate, and train
 new tokenizer as a Ray job. All through /api/tokenizers (see services/tokenizer_api.py).
 """
 
-import time
 
 import pandas as pd
 import streamlit as st
 
 from ui.client import ApiError, PlaygroundClient
-from ui.widgets import call
+from ui.widgets import call, follow_job
 from ui.format import token_html, visible
 
 st.set_page_config(page_title="Tokenizer · LLM Playground", page_icon="🔤", layout="wide")
@@ -19,7 +18,6 @@ client = PlaygroundClient()
 st.title("🔤 Tokenizer lab")
 
 SAMPLE = "Tokenizers split text into pieces: \"unbelievable\" -> un-believ-able? Prices: $4.99, 2026-11-21. 東京 🙂"
-DONE_STATES = ("SUCCEEDED", "FAILED", "STOPPED")
 
 try:
     tokenizers = client.tokenizers()
@@ -169,21 +167,6 @@ with tab_train:
                        min_frequency=int(min_frequency), name=new_name or None)
             if job:
                 st.session_state["tok_train_job"] = job["job_id"]
-    job_id = st.session_state.get("tok_train_job")
-    if job_id:
-        bar = st.progress(0.0, text=f"job {job_id}: starting")
-        for _ in range(1200):  # up to ~10 minutes, then the user can press Train again to look
-            status = call(client.tokenizer_job, job_id)
-            if status is None:
-                break
-            p = status["progress"]
-            frac = p["done"] / p["total"] if p["total"] else 0.0
-            bar.progress(min(frac, 1.0), text=f"job {job_id}: {status['status']}, merges {p['done']:,}/{p['total']:,}")
-            if status["status"] in DONE_STATES:
-                if status["status"] == "SUCCEEDED":
-                    st.success(f"Trained {status['tokenizer']}. It is now in the lists above.")
-                else:
-                    st.error(f"Training failed: {status.get('error') or status['status']}")
-                del st.session_state["tok_train_job"]
-                break
-            time.sleep(0.5)
+    follow_job("tok_train_job", client.tokenizer_job,
+               lambda s: f"merges {s['progress']['done']:,}/{s['progress']['total']:,}",
+               lambda s: f"Trained {s['tokenizer']}. It is now in the lists above.", "Training failed")

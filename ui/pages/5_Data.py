@@ -6,7 +6,6 @@ another snapshot, and running the pipeline as a Ray job. All through /api/data (
 services/data_api.py). Texts from the data are shown as text, never as Markdown or HTML.
 """
 
-import time
 
 import altair as alt
 import pandas as pd
@@ -14,13 +13,12 @@ import streamlit as st
 
 from ui.client import ApiError, PlaygroundClient
 from ui.format import histogram_rows, parse_sources, show_value, stage_rows
-from ui.widgets import call
+from ui.widgets import call, follow_job
 
 st.set_page_config(page_title="Data · LLM Playground", page_icon="📚", layout="wide")
 client = PlaygroundClient()
 st.title("📚 Data")
 
-DONE_STATES = ("SUCCEEDED", "FAILED", "STOPPED")
 STAGES = ("normalize", "language", "quality", "pii", "exact_dedup", "near_dedup")
 
 
@@ -68,24 +66,10 @@ def run_form() -> None:
             job = call(client.run_data_pipeline, config)
             if job:
                 st.session_state["data_job"] = job["job_id"]
-    job_id = st.session_state.get("data_job")
-    if job_id:
-        bar = st.progress(0.0, text=f"job {job_id}: starting")
-        for _ in range(1200):  # up to ~10 minutes, then the user can rerun the page to look again
-            status = call(client.data_job, job_id)
-            if status is None:
-                break
-            p = status["progress"]
-            bar.progress(min(p["done"] / p["total"], 1.0) if p["total"] else 0.0,
-                         text=f"job {job_id}: {status['status']}, {p['stage'] or 'starting'} {p['done']}/{p['total']}")
-            if status["status"] in DONE_STATES:
-                if status["status"] == "SUCCEEDED":
-                    st.success(f"Made snapshot {status['snapshot']}. Pick it above (rerun the page to list it).")
-                else:
-                    st.error(f"The pipeline failed: {status.get('error') or status['status']}")
-                del st.session_state["data_job"]
-                break
-            time.sleep(0.5)
+    follow_job("data_job", client.data_job,
+               lambda s: f"{s['progress']['stage'] or 'starting'} {s['progress']['done']}/{s['progress']['total']}",
+               lambda s: f"Made snapshot {s['snapshot']}. Pick it above (rerun the page to list it).",
+               "The pipeline failed")
 
 
 try:
