@@ -89,6 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.set_defaults(func=cmd_pretrain)
 
+    p = sub.add_parser("tune", help="sweep pretraining hyperparameters with Ray Tune (ASHA), e.g. "
+                                    "--config configs/tune/lr.yaml")
+    p.add_argument("--config", "-c", required=True, help="a sweep YAML in configs/tune/")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="dotted overrides of the sweep file, e.g. num_samples=8 fixed.train.max_steps=100")
+    p.set_defaults(func=cmd_tune)
+
     p = sub.add_parser("export", help="export a checkpoint to Hugging Face format (transformers, vLLM)")
     p.add_argument("run", help="run id, run folder or checkpoint folder")
     p.add_argument("--out", help="output folder (default: workspace/models/<run id>)")
@@ -256,10 +263,31 @@ def cmd_pretrain(args) -> None:
         f"{args.from_run}-again" if args.from_run else args.config)
     result = pretrain.run(cfg, ws, run_id=run_id, resume=bool(args.resume), progress=True)
     if result.error:
+        user_error = pretrain.user_error_from(result.error)
+        if user_error is not None:  # e.g. out of memory, naming what to change: one line, exit code 2
+            raise user_error
         raise SystemExit(f"training failed: {result.error}")
     m = result.metrics or {}
     print(f"run {run_id}: step {m.get('step')}  loss {m.get('loss', float('nan')):.4f}  "
           f"val_loss {m.get('val_loss', float('nan')):.4f}  checkpoint {result.checkpoint.path if result.checkpoint else None}")
+
+
+def cmd_tune(args) -> None:
+    from training import sweep
+
+    ws = _workspace(args)
+    cfg, base, name = sweep.load_sweep(args.config, args.overrides)
+    record = sweep.run(cfg, base, ws, name=name, progress=True)
+    for t in sorted(record["trials"].values(), key=lambda t: t["trial"]):
+        params = "  ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in t["params"].items())
+        best = f"{t['best_metric']:.4f}" if t["best_metric"] is not None else "-"
+        print(f"{t['trial']}  {t['status']:<13} step {t['step']}  best {record['metric']} {best}  {params}")
+    reg = record.get("registered") or {}
+    if reg.get("model"):
+        print(f"best checkpoint exported to {reg['path']}"
+              + (f" and registered as MLflow model {reg['mlflow_model']} v{reg['mlflow_version']}"
+                 if reg.get("mlflow_version") else ""))
+    print(json.dumps(sweep.summary_line(record)))
 
 
 def _print_param_table(cfg) -> None:
@@ -276,8 +304,12 @@ def _print_param_table(cfg) -> None:
         share = 100.0 * n / counts["total"]
         print(f"  {name:<20}{n:>14,}  {share:5.1f}%")
     tc, sc = cfg.train, cfg.scale
-    tokens = tc.batch_size * mc.block_size * tc.grad_accum * sc.num_workers
-    print(f"training FLOPs/token {flops_per_token(mc):,.0f}; tokens/step {tokens:,}; "
+    if tc.batch_size == "auto":  # the micro-batch is measured when training starts
+        batch, sequences = f"batch auto (global {tc.global_batch}); ", tc.global_batch
+    else:
+        batch, sequences = "", tc.batch_size * tc.grad_accum * sc.num_workers
+    tokens = sequences * mc.block_size
+    print(f"training FLOPs/token {flops_per_token(mc):,.0f}; {batch}tokens/step {tokens:,}; "
           f"total tokens {tokens * tc.max_steps:,}")
 
 

@@ -33,6 +33,7 @@ from services.inspector import router as inspector_router
 from services.jobs_api import router as jobs_router
 from services.llm import harden, openai_error
 from services.schemas import APIAppArgs, DeployRequest
+from services.sweeps_api import router as sweeps_router
 from services.tokenizer_api import router as tokenizer_router
 from training.workspace import Workspace, read_jsonl, run_summary
 
@@ -41,6 +42,7 @@ app.include_router(tokenizer_router)
 app.include_router(inspector_router)
 app.include_router(jobs_router)
 app.include_router(data_router)
+app.include_router(sweeps_router)
 
 
 @serve.deployment(name="PlaygroundAPI", ray_actor_options={"num_cpus": 0})

@@ -1,6 +1,6 @@
 """Training, tokenizer and data jobs over HTTP, through the Ray Jobs API.
 
-    POST   /api/jobs                      {"kind": "pretrain" | "tokenizer" | "data", "config": {...}} -> 202
+    POST   /api/jobs                      {"kind": "pretrain" | "tokenizer" | "data" | "tune", "config": {...}} -> 202
     GET    /api/jobs                      the playground's jobs, newest first (kind, name, status, times)
     GET    /api/jobs/{job_id}             one job: status, its config file, Ray's message
     GET    /api/jobs/{job_id}/logs?tail=  the last lines of its output
@@ -41,14 +41,14 @@ from training.errors import UserError
 
 router = APIRouter()
 
-KINDS = ("pretrain", "tokenizer", "data")
+KINDS = ("pretrain", "tokenizer", "data", "tune")
 DONE = ("SUCCEEDED", "FAILED", "STOPPED")
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 
 class JobRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    kind: Literal["pretrain", "tokenizer", "data"]
+    kind: Literal["pretrain", "tokenizer", "data", "tune"]
     config: dict[str, Any] = {}
 
 
@@ -66,6 +66,13 @@ def _schema(kind: str):
 
 def check_config(kind: str, config: dict) -> BaseModel:
     """The config validated against its kind's schema (UserError naming `config.<dotted key>`)."""
+    if kind == "tune":  # a sweep: its base config and every value it searches are checked too
+        from training.sweep import load_sweep
+
+        try:
+            return load_sweep(None, data=config)[0]
+        except UserError as e:
+            raise UserError(f"config.{str(e).removeprefix('sweep: ')}") from None
     try:
         return _schema(kind).model_validate(config)
     except ValidationError as e:
@@ -75,7 +82,8 @@ def check_config(kind: str, config: dict) -> BaseModel:
 
 
 def _args(kind: str, path: Path) -> list[str]:
-    return {"pretrain": ["pretrain"], "tokenizer": ["tokenizer", "train"], "data": ["data", "run"]}[kind] + [
+    return {"pretrain": ["pretrain"], "tokenizer": ["tokenizer", "train"], "data": ["data", "run"],
+            "tune": ["tune"]}[kind] + [
         "--config", str(path)]
 
 

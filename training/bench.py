@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from training import loop
+from training import loop, memory
 from training.config import PretrainConfig, load_config
 from training.data import TokenData
 from training.model import Transformer, flops_per_token
@@ -48,6 +48,64 @@ def matmul_peak(dtype: torch.dtype, threads: int, n: int = 2048, iters: int = 10
     return best
 
 
+def device_peak_flops(device, precision: str, cpu_n: int = 2048, cpu_iters: int = 10) -> float | None:
+    """One device's peak FLOP/s: a known GPU's bf16 datasheet figure (what MFU is quoted
+    against, as in nanoGPT and llm.c), or on CPU a matmul measured in `precision` on this
+    process's threads. None for a GPU not in configurator.GPUS: no MFU rather than a wrong one."""
+    from training.configurator import GPUS
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device).lower()
+        for key, gpu in GPUS.items():
+            if key != "this-cpu" and key.split("-")[0] in name and ("pcie" in name) == ("pcie" in key):
+                return gpu["bf16_tflops"] * 1e12
+        return None
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    return matmul_peak(dtype, torch.get_num_threads(), n=cpu_n, iters=cpu_iters)
+
+
+def step_mfu(model_cfg, device, *, batch_size: int, steps: int = 20, warmup: int = 5, precision: str = "bf16",
+             compile_model: bool = False) -> dict:
+    """The pure-PyTorch training step (training/loop.py) of `model_cfg` on random tokens:
+    tokens/s and MFU on `device`. `playground bench train` runs it for gpt2-small when a GPU
+    is present (bf16 autocast, fused AdamW, SDPA attention, optionally torch.compile)."""
+    from training.config import TrainConfig
+
+    device = torch.device(device)
+    torch.manual_seed(0)
+    model = Transformer(model_cfg).to(device)
+    if compile_model:
+        model = torch.compile(model)
+    optimizer = loop.build_optimizer(model, TrainConfig(), device.type)
+    autocast = loop.autocast_factory(precision, device.type)
+    g = torch.Generator(device=device).manual_seed(0)
+    shape = (batch_size, model_cfg.block_size)
+    x = torch.randint(0, model_cfg.vocab_size, shape, device=device, generator=g)
+    y = torch.randint(0, model_cfg.vocab_size, shape, device=device, generator=g)
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    for _ in range(warmup):
+        loop.train_step(model, optimizer, [(x, y)], lr=1e-4, grad_clip=1.0, autocast=autocast)
+    sync()
+    t = time.perf_counter()
+    for _ in range(steps):
+        loop.train_step(model, optimizer, [(x, y)], lr=1e-4, grad_clip=1.0, autocast=autocast)
+    sync()
+    seconds = time.perf_counter() - t
+    tps = steps * batch_size * model_cfg.block_size / seconds
+    peak = device_peak_flops(device, precision)
+    fpt = flops_per_token(model_cfg)
+    return {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "precision": precision, "compiled": compile_model, "batch": list(shape), "steps": steps,
+            "ms_per_step": round(1000 * seconds / steps, 2), "tokens_per_s": round(tps, 1),
+            "flops_per_token": fpt, "peak_tflops": round(peak / 1e12, 1) if peak else None,
+            "mfu": round(fpt * tps / peak, 4) if peak else None}
+
+
 def plain_loop(cfg: PretrainConfig, tokens_dir: Path, steps: int, warmup: int, threads: int,
                precision: str | None = None) -> float:
     """Tokens/s of the loop with no Ray at all (in `precision`, default the config's)."""
@@ -55,19 +113,25 @@ def plain_loop(cfg: PretrainConfig, tokens_dir: Path, steps: int, warmup: int, t
     torch.manual_seed(cfg.train.seed)
     tc = cfg.train
     model = Transformer(cfg.model)
+    model.set_grad_checkpointing(tc.grad_checkpointing)
     optimizer = loop.build_optimizer(model, tc)
     precision = precision or loop.resolve_precision(tc.precision, "cpu")
     autocast = loop.autocast_factory(precision, "cpu")
+    micro_bs, grad_accum = tc.batch_size, tc.grad_accum
+    if micro_bs == "auto":  # one process holds the whole global batch
+        found = memory.find_micro_batch(model, block_size=cfg.model.block_size, global_batch=tc.global_batch,
+                                        autocast=autocast, budget_mb=tc.memory_budget_mb)
+        micro_bs, grad_accum = found.micro_batch, found.grad_accum
     data = TokenData(tokens_dir)
     t0 = None
     for step in range(warmup + steps):
         if step == warmup:
             t0 = time.perf_counter()
-        micro = [data.batch("train", tc.batch_size, cfg.model.block_size, seed=tc.seed, step=step, micro_step=m)
-                 for m in range(tc.grad_accum)]
+        micro = [data.batch("train", micro_bs, cfg.model.block_size, seed=tc.seed, step=step, micro_step=m)
+                 for m in range(grad_accum)]
         loop.train_step(model, optimizer, micro, lr=loop.get_lr(step, tc), grad_clip=tc.grad_clip, autocast=autocast)
     elapsed = time.perf_counter() - t0
-    return steps * tc.batch_size * tc.grad_accum * cfg.model.block_size / elapsed
+    return steps * micro_bs * grad_accum * cfg.model.block_size / elapsed
 
 
 def ray_recipe(cfg: PretrainConfig, ws: Workspace, workers: int, threads: int, steps: int, warmup: int) -> float:
@@ -135,7 +199,8 @@ def bench_train(config_path: str, overrides=(), steps: int = 30, warmup: int = 5
         "model": f"{Path(config_path).stem} ({cfg.model.arch})",
         "precision": precision,
         "steps": steps,
-        "tokens_per_step": cfg.train.batch_size * cfg.train.grad_accum * cfg.model.block_size,
+        "tokens_per_step": (cfg.train.global_batch if cfg.train.batch_size == "auto"
+                            else cfg.train.batch_size * cfg.train.grad_accum) * cfg.model.block_size,
         "tokens_per_s": {k: round(v, 1) for k, v in results.items()},
         "plain_before_after": [round(plain_before, 1), round(plain_after, 1)],
         "ray_vs_plain": round(best_ray / results["plain_1x2"], 3),
@@ -150,6 +215,12 @@ def bench_train(config_path: str, overrides=(), steps: int = 30, warmup: int = 5
         "mfu_bf16": round(fpt * (results["plain_1x2"] if precision == "bf16" else other_tps) / peaks["bf16"], 4),
         "host": f"{platform.machine()} {os.cpu_count()} cpus, torch {torch.__version__}",
     }
+    if torch.cuda.is_available():  # the GPU figure: gpt2-small's training step in bf16, compiled
+        gpt2 = load_config(PROJECT_ROOT / "configs/pretrain/gpt2-small.yaml").model
+        print("measuring gpt2-small's training step on the GPU (bf16, torch.compile) ...", flush=True)
+        figures["gpu_gpt2_small"] = step_mfu(gpt2, "cuda", batch_size=16, compile_model=True)
+        print(f"gpt2-small on {figures['gpu_gpt2_small']['device']}: "
+              f"{figures['gpu_gpt2_small']['tokens_per_s']:,.0f} tokens/s, MFU {figures['gpu_gpt2_small']['mfu']}")
     print_table(figures)
     emit("train", figures)
     return figures

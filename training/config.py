@@ -112,8 +112,23 @@ class TrainConfig(_Strict):
     stop_at: Optional[int] = Field(
         None, gt=0, description="stop (with a checkpoint) after this step; the schedule still runs to max_steps"
     )
-    batch_size: int = Field(16, gt=0, description="sequences per micro-batch per worker")
-    grad_accum: int = Field(1, gt=0, description="micro-batches per optimizer step")
+    batch_size: int | Literal["auto"] = Field(
+        16, description="sequences per micro-batch per worker, or 'auto': measure the largest micro-batch "
+                        "that fits in memory and accumulate up to train.global_batch (training/memory.py)"
+    )
+    grad_accum: int = Field(1, gt=0, description="micro-batches per optimizer step (chosen by the finder "
+                                                 "when batch_size is auto)")
+    global_batch: int | None = Field(
+        None, gt=0, description="sequences per optimizer step across all workers; required with batch_size=auto"
+    )
+    memory_budget_mb: int | None = Field(
+        None, gt=0, description="per-worker memory the micro-batch finder may plan for (default: 90% of free "
+                                "GPU memory, or half the available RAM shared by the node's workers)"
+    )
+    grad_checkpointing: bool = Field(
+        False, description="recompute each block's activations in backward instead of storing them: "
+                           "much less activation memory for ~30% more compute"
+    )
     lr: float = Field(1e-3, gt=0)
     min_lr: float = Field(1e-4, ge=0)
     schedule: Literal["cosine", "linear", "constant"] = "cosine"
@@ -134,6 +149,31 @@ class TrainConfig(_Strict):
     sample_prompts: list[str] = Field(default_factory=lambda: ["Once upon a time", "Q: What is 3 plus 4?"])
     sample_tokens: int = Field(48, ge=0)
 
+    @field_validator("batch_size", mode="before")
+    @classmethod
+    def _batch_size_or_auto(cls, v):
+        # One clear message instead of pydantic's two (one per member of the union).
+        if isinstance(v, str) and v.strip().isdigit():
+            v = int(v)
+        if v == "auto":
+            return v
+        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+            raise ValueError(f"must be a positive integer or 'auto', got {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _auto_batch_needs_global_batch(self) -> TrainConfig:
+        if self.batch_size == "auto":
+            if self.global_batch is None:
+                raise ValueError("train.batch_size=auto needs train.global_batch (sequences per optimizer "
+                                 "step across all workers); the finder then picks micro-batch x grad_accum")
+            if self.grad_accum != 1:
+                raise ValueError("train.batch_size=auto chooses train.grad_accum itself; leave grad_accum out")
+        elif self.global_batch is not None:
+            raise ValueError("train.global_batch is only used with train.batch_size=auto (otherwise the "
+                             "global batch is batch_size x grad_accum x scale.num_workers)")
+        return self
+
 
 class ScaleConfig(_Strict):
     """How Ray Train runs the loop."""
@@ -143,12 +183,29 @@ class ScaleConfig(_Strict):
     max_failures: int = Field(2, ge=0, description="times Ray Train restarts the workers from the latest "
                                                    "checkpoint after one dies (0: fail at once)")
     use_gpu: bool = False
+    strategy: Literal["ddp", "fsdp", "deepspeed_zero2", "deepspeed_zero3"] = Field(
+        "ddp", description="how workers share the model (training/strategies.py). ddp: a full copy each, "
+                           "gradients averaged; fsdp: parameters, gradients and optimizer state sharded "
+                           "(FSDP2; CPU too); deepspeed_zero2: optimizer state and gradients sharded; "
+                           "deepspeed_zero3: parameters too. The deepspeed ones need GPUs"
+    )
+
+    @model_validator(mode="after")
+    def _strategy_fits_device(self) -> ScaleConfig:
+        if self.strategy.startswith("deepspeed") and not self.use_gpu:
+            raise ValueError(f"scale.strategy={self.strategy} needs GPUs (scale.use_gpu=true); "
+                             f"on CPU use ddp or fsdp")
+        return self
 
 
 class TrackingConfig(_Strict):
     mlflow: bool = True
     tracking_uri: Optional[str] = Field(None, description="default: a local store under the runs directory")
     experiment: str = "pretrain"
+    log_model: bool = Field(True, description="log the final model to MLflow as a Hugging Face export")
+    wandb_project: Optional[str] = Field(
+        None, description="also log params, metrics and samples to Weights & Biases under this project "
+                          "(needs `wandb login` or WANDB_API_KEY; WANDB_MODE=offline keeps it local)")
 
 
 class PretrainConfig(_Strict):
@@ -161,6 +218,22 @@ class PretrainConfig(_Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     scale: ScaleConfig = Field(default_factory=ScaleConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    @model_validator(mode="after")
+    def _global_batch_splits_over_workers(self) -> PretrainConfig:
+        g, n = self.train.global_batch, self.scale.num_workers
+        if self.train.batch_size == "auto" and g % n:
+            raise ValueError(f"train.global_batch ({g}) must be divisible by scale.num_workers ({n}): "
+                             f"every worker takes the same share")
+        return self
+
+    @model_validator(mode="after")
+    def _fsdp_has_no_fp16(self) -> PretrainConfig:
+        # fp16 needs loss scaling across shards, which this project does not wire up for FSDP.
+        if self.scale.strategy == "fsdp" and self.train.precision == "fp16":
+            raise ValueError("scale.strategy=fsdp runs in bf16 or fp32, not train.precision=fp16; "
+                             "use bf16, or deepspeed_zero2/3 (their own loss scaling) on GPUs without bf16")
+        return self
 
 
 # --------------------------------------------------------------------------- loading

@@ -30,6 +30,7 @@ from typing import Literal, Optional
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torch.utils.checkpoint
 
 # --------------------------------------------------------------------------- config
 
@@ -427,12 +428,30 @@ class Transformer(nn.Module):
             # Weight tying: the matrix mapping a token to a vector is reused to score
             # vectors against every token. Saves vocab_size * n_embd parameters.
             self.lm_head.weight = self.tok_emb.weight
+        # Training-only switch (not part of ModelConfig: it changes memory and speed,
+        # never the function the model computes). See `set_grad_checkpointing`.
+        self.grad_checkpointing = False
         self.apply(self._init_weights)
         # GPT-2 paper: each block adds two outputs onto the residual stream, so its
         # variance grows with depth; scale those projections by 1/sqrt(2 * n_layer).
         for name, p in self.named_parameters():
             if name.endswith(("o_proj.weight", "down_proj.weight")):
                 nn.init.normal_(p, mean=0.0, std=cfg.init_std / math.sqrt(2 * cfg.n_layer))
+
+    def set_grad_checkpointing(self, enabled: bool = True) -> None:
+        """Gradient (activation) checkpointing: trade compute for memory in training.
+
+        Backward needs the intermediate activations of every block (attention scores,
+        MLP hidden states, ...), and keeping them all is usually what fills a GPU. With
+        checkpointing on, each block keeps only its input; backward re-runs the block's
+        forward to rebuild the rest, one block at a time. Memory for activations drops
+        from ~n_layer blocks' worth to ~n_layer block inputs plus one block, for about one
+        extra forward pass (~30% more compute). Results are the same: dropout masks are
+        replayed because the RNG state is saved and restored around the recomputation.
+        Only active in training mode with gradients enabled; evaluation and generation
+        are unaffected.
+        """
+        self.grad_checkpointing = enabled
 
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, (nn.Linear, nn.Embedding)):
@@ -469,8 +488,15 @@ class Transformer(nn.Module):
         # kind == "none": no position signal. The causal mask still lets the model work
         # out order (token i sees exactly i+1 tokens); Haviv et al. 2022, "NoPE".
         x = self.drop(x)
+        checkpointing = self.grad_checkpointing and self.training and torch.is_grad_enabled()
         for block in self.blocks:
-            x = block(x, rope, kv_cache, start_pos)  # (B, T, C)
+            if checkpointing and kv_cache is None:
+                # use_reentrant=False: the recommended implementation (works with DDP,
+                # keyword arguments and inputs that do not require grad).
+                x = torch.utils.checkpoint.checkpoint(block, x, rope, None, start_pos,
+                                                      use_reentrant=False)
+            else:
+                x = block(x, rope, kv_cache, start_pos)  # (B, T, C)
         x = self.norm_f(x)
         logits = self.lm_head(x)  # (B, T, V)
         loss = None

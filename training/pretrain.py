@@ -6,7 +6,8 @@
 Every Ray call is marked with a numbered banner `# [n] Ray: ...`; everything else
 is plain PyTorch. Each of N workers holds a full copy of the model (DDP: gloo on CPU,
 nccl on GPU), reads its own shard of the token stream, and averages gradients with
-the others once per optimizer step.
+the others once per optimizer step. `scale.strategy` fsdp or deepspeed_zero2/3 shard
+the model and optimizer across the workers instead (training/strategies.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import logging
 import os
 import tempfile
 import time
+import uuid
 from datetime import datetime
 from pathlib import Path
 
@@ -26,7 +28,7 @@ import torch
 import torch.distributed as dist
 
 from training import checkpoint as ckpt_lib
-from training import loop
+from training import loop, memory, strategies
 from training.config import PretrainConfig, dump_config
 from training.data import TokenData
 from training.errors import UserError
@@ -57,6 +59,9 @@ def train_loop_per_worker(config: dict) -> None:
     precision = loop.resolve_precision(tc.precision, device.type)
     autocast = loop.autocast_factory(precision, device.type)
     scaler = loop.make_scaler(precision, device.type)
+    model.set_grad_checkpointing(tc.grad_checkpointing)
+    # Sequences per micro-batch and micro-batches per step: the config's, or measured (batch_size=auto).
+    micro_bs, grad_accum = _micro_batch(cfg, model, device, autocast, rank, world, ctx.get_local_world_size())
     torch.manual_seed(tc.seed + rank)  # ...but different dropout masks per rank
     step = 0
 
@@ -69,15 +74,20 @@ def train_loop_per_worker(config: dict) -> None:
     elif paths.get("resume_from"):
         step = _restore(paths["resume_from"], model, optimizer, scaler, rank)
 
-    # [3] Ray: wrap the model in DistributedDataParallel (a no-op wrap for 1 worker).
-    ddp_model = ray.train.torch.prepare_model(model)
+    # [3] Ray: wrap the model in DistributedDataParallel (a no-op wrap for 1 worker), or,
+    # with scale.strategy fsdp / deepspeed_zero2/3, shard it (training/strategies.py).
+    strategy = strategies.wrap(model, optimizer, cfg, device, prepare_ddp=ray.train.torch.prepare_model,
+                               batch_size=micro_bs, grad_accum=grad_accum)
+    del optimizer  # from here on strategy.optimizer (fsdp/deepspeed build theirs over the shards)
 
     data = TokenData(paths["tokens_dir"])
     eval_batches = [(x.to(device), y.to(device)) for x, y in
-                    data.eval_batches(tc.batch_size, cfg.model.block_size, tc.eval_iters, seed=tc.seed)]
-    tokenizer = load_tokenizer(paths["tokenizer_dir"]) if rank == 0 and tc.sample_tokens else None
+                    data.eval_batches(micro_bs, cfg.model.block_size, tc.eval_iters, seed=tc.seed)]
+    # Sharded weights make every forward a collective: then every rank samples, rank 0 records.
+    sampling = rank == 0 or strategy.gathers_params
+    tokenizer = load_tokenizer(paths["tokenizer_dir"]) if sampling and tc.sample_tokens else None
     tracker = _Tracker(cfg, paths) if rank == 0 else None
-    tokens_per_step = tc.batch_size * cfg.model.block_size * tc.grad_accum * world
+    tokens_per_step = micro_bs * cfg.model.block_size * grad_accum * world
     peak = _peak_flops(device, precision) if rank == 0 else None  # for MFU, per worker
     fpt = flops_per_token(cfg.model)
     last = min(tc.max_steps, tc.stop_at or tc.max_steps)
@@ -85,17 +95,21 @@ def train_loop_per_worker(config: dict) -> None:
 
     while step < last:
         t0 = time.perf_counter()
-        micro = [data.batch("train", tc.batch_size, cfg.model.block_size, seed=tc.seed, step=step,
-                            micro_step=m, rank=rank, world_size=world) for m in range(tc.grad_accum)]
+        micro = [data.batch("train", micro_bs, cfg.model.block_size, seed=tc.seed, step=step,
+                            micro_step=m, rank=rank, world_size=world) for m in range(grad_accum)]
         micro = [(x.to(device), y.to(device)) for x, y in micro]
-        stats = loop.train_step(ddp_model, optimizer, micro, lr=loop.get_lr(step, tc),
-                                grad_clip=tc.grad_clip, autocast=autocast, scaler=scaler)
+        # Running out of memory becomes one line naming the settings to change.
+        with memory.oom_as_user_error(device, micro_batch=micro_bs, block_size=cfg.model.block_size,
+                                      auto=tc.batch_size == "auto", grad_checkpointing=tc.grad_checkpointing):
+            stats = strategy.train_step(micro, lr=loop.get_lr(step, tc), grad_clip=tc.grad_clip,
+                                        autocast=autocast, scaler=scaler)
         step += 1
         window_time += time.perf_counter() - t0
         window_steps += 1
 
-        do_eval = step % tc.eval_interval == 0 or step == last
         do_ckpt = step % tc.checkpoint_interval == 0 or step == last
+        # Every checkpoint gets a val_loss: Ray keeps the N best checkpoints by it.
+        do_eval = step % tc.eval_interval == 0 or do_ckpt
         if not (do_eval or do_ckpt or step % tc.log_interval == 0):
             continue
         metrics = {
@@ -114,16 +128,19 @@ def train_loop_per_worker(config: dict) -> None:
         if do_eval:
             metrics.update(loop.evaluate(model, eval_batches, autocast))
             if tokenizer is not None:
-                metrics["samples"] = loop.generate_samples(model, tokenizer, tc.sample_prompts, tc.sample_tokens,
-                                                           seed=tc.seed, device=device)
+                with strategy.generation():
+                    metrics["samples"] = loop.generate_samples(model, tokenizer, tc.sample_prompts,
+                                                               tc.sample_tokens, seed=tc.seed, device=device)
         rng_states = _gather_rng_states(world)
+        # Full (unsharded) state dicts; a sharded model is gathered, so every rank calls this.
+        model_state, optim_state = strategy.state_dicts() if do_ckpt else (None, None)
         if tracker:
             tracker.log(metrics)
             print(_progress_line(metrics, last), flush=True)
 
         if do_ckpt and rank == 0:
             with tempfile.TemporaryDirectory() as tmp:
-                ckpt_lib.save(tmp, model=model, optimizer=optimizer, scaler=scaler, step=step,
+                ckpt_lib.save(tmp, model=model_state, optimizer=optim_state, scaler=scaler, step=step,
                               config=cfg.model_dump(mode="json"), rng_states=rng_states,
                               meta={"run_id": paths["run_id"], "tokenizer_dir": paths["tokenizer_dir"],
                                     "tokens_dir": paths["tokens_dir"], "dataset_id": paths.get("dataset_id"),
@@ -134,25 +151,46 @@ def train_loop_per_worker(config: dict) -> None:
         else:
             # [4] Ray: report() is a barrier, so every worker calls it at the same steps.
             ray.train.report(metrics)
+    final = strategy.full_model()  # sharded: every rank joins the gather, rank 0 gets a plain copy
     if tracker:
-        tracker.close()
+        tracker.close(final)
+
+
+def _micro_batch(cfg: PretrainConfig, model, device, autocast, rank: int, world: int,
+                 local_world: int) -> tuple[int, int]:
+    """(micro-batch, grad_accum): the config's, or with train.batch_size=auto the finder's.
+
+    Every worker must use the same micro-batch (DDP averages equal shares), so rank 0
+    measures and sends its answer, or its UserError, to the others.
+    """
+    tc = cfg.train
+    if tc.batch_size != "auto":
+        return tc.batch_size, tc.grad_accum
+    answer: memory.BatchPlan | UserError | None = None
+    if rank == 0:
+        try:
+            answer = memory.find_micro_batch(
+                model, block_size=cfg.model.block_size, global_batch=tc.global_batch, world_size=world,
+                workers_per_node=local_world, device=device, autocast=autocast, budget_mb=tc.memory_budget_mb)
+        except UserError as e:
+            answer = e
+    if world > 1:
+        box = [answer]
+        dist.broadcast_object_list(box, src=0, device=device if device.type == "cuda" else None)
+        answer = box[0]
+    if isinstance(answer, UserError):
+        raise answer
+    if rank == 0:
+        print(answer, flush=True)
+    return answer.micro_batch, answer.grad_accum
 
 
 def _peak_flops(device, precision: str) -> float | None:
-    """One device's peak FLOP/s: a known GPU's bf16 datasheet figure (what MFU is quoted
-    against, as in nanoGPT and llm.c), or on CPU a matmul measured in the run's precision
-    on this worker's threads (about half a second, once)."""
-    from training.bench import matmul_peak
-    from training.configurator import GPUS
+    """One device's peak FLOP/s for MFU (training/bench.py: datasheet bf16 on a known GPU,
+    a measured matmul on CPU)."""
+    from training.bench import device_peak_flops
 
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device).lower()
-        for key, gpu in GPUS.items():
-            if key != "this-cpu" and key.split("-")[0] in name and ("pcie" in name) == ("pcie" in key):
-                return gpu["bf16_tflops"] * 1e12
-        return None  # an unknown GPU: no MFU rather than a wrong one
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-    return matmul_peak(dtype, torch.get_num_threads(), n=1024, iters=5)
+    return device_peak_flops(device, precision, cpu_n=1024, cpu_iters=5)
 
 
 def _memory_mb(device) -> float:
@@ -211,10 +249,20 @@ class _Tracker:
     def __init__(self, cfg: PretrainConfig, paths: dict):
         self.run_dir = Path(paths["run_dir"])
         self.mlflow = None
+        self.log_model, self.tokenizer_dir = cfg.tracking.log_model, paths["tokenizer_dir"]
+        self.wandb = _start_wandb(cfg, paths, self.run_dir) if cfg.tracking.wandb_project else None
         if cfg.tracking.mlflow:
             import mlflow
 
             mlflow.set_tracking_uri(paths["mlflow_uri"])
+            if paths.get("mlflow_artifacts") and mlflow.get_experiment_by_name(cfg.tracking.experiment) is None:
+                # With the local SQLite store MLflow would put artifacts in ./mlruns of whatever
+                # folder the Ray worker runs in; keep them in the workspace beside the database.
+                try:
+                    mlflow.create_experiment(cfg.tracking.experiment,
+                                             artifact_location=Path(paths["mlflow_artifacts"]).as_uri())
+                except mlflow.exceptions.MlflowException:  # another worker or trial made it first
+                    pass
             mlflow.set_experiment(cfg.tracking.experiment)
             id_file = self.run_dir / "mlflow_run_id"
             run_id = id_file.read_text().strip() if id_file.is_file() else None
@@ -222,7 +270,17 @@ class _Tracker:
             if run_id is None:
                 id_file.write_text(run.info.run_id)
                 mlflow.log_params(_flatten(cfg.model_dump(mode="json")))
-                mlflow.set_tags({"dataset": paths.get("dataset_id"), "snapshot": paths.get("snapshot") or "-"})
+                mlflow.set_tags({"dataset": paths.get("dataset_id"), "snapshot": paths.get("snapshot") or "-",
+                                 **paths.get("tags", {})})
+                # What it takes to read or redo the run: the resolved config, run.json, the data manifest.
+                for name in ("config.yaml", "run.json"):
+                    if (self.run_dir / name).is_file():
+                        mlflow.log_artifact(str(self.run_dir / name))
+                tokens = Path(paths["tokens_dir"])
+                for manifest, where in ((tokens.parent.parent / "manifest.json", "data"),
+                                        (tokens / "manifest.json", "data/tokens")):
+                    if manifest.is_file():
+                        mlflow.log_artifact(str(manifest), where)
             self.mlflow = mlflow
 
     def log(self, metrics: dict) -> None:
@@ -233,16 +291,54 @@ class _Tracker:
         if "samples" in metrics:
             with open(self.run_dir / "samples.jsonl", "a") as f:
                 f.write(json.dumps({"step": metrics["step"], "samples": metrics["samples"]}) + "\n")
+        numeric = {k: float(v) for k, v in row.items() if isinstance(v, (int, float)) and k not in ("step", "time")}
+        if self.wandb:
+            self.wandb.log(numeric | ({"samples": _wandb_samples(metrics["samples"])} if "samples" in metrics else {}),
+                           step=metrics["step"])
         if self.mlflow:
-            numeric = {k: float(v) for k, v in row.items() if isinstance(v, (int, float)) and k not in ("step", "time")}
             self.mlflow.log_metrics(numeric, step=metrics["step"])
             if "samples" in metrics:
                 text = "\n\n".join(f"{s['prompt']}{s['text']}" for s in metrics["samples"])
                 self.mlflow.log_text(text, f"samples/step_{metrics['step']:06d}.txt")
 
-    def close(self) -> None:
-        if self.mlflow:
-            self.mlflow.end_run()
+    def close(self, model=None) -> None:
+        """End the MLflow run; with tracking.log_model, log the trained model as a Hugging Face
+        export (artifacts/model: what `mlflow artifacts download` hands to transformers or vLLM)."""
+        if self.wandb:
+            self.wandb.finish()
+        if not self.mlflow:
+            return
+        if model is not None and self.log_model:
+            from training.export import export_hf
+
+            with tempfile.TemporaryDirectory() as tmp:
+                try:
+                    export_hf(model, Path(tmp) / "model", tokenizer_dir=self.tokenizer_dir)
+                except UserError as e:  # a lab variant Hugging Face has no class for
+                    self.mlflow.log_text(f"not exported: {e}\n", "model/NOT_EXPORTED.txt")
+                else:
+                    self.mlflow.log_artifacts(str(Path(tmp) / "model"), "model")
+        self.mlflow.end_run()
+
+
+def _start_wandb(cfg: PretrainConfig, paths: dict, run_dir: Path):
+    """A Weights & Biases run for this training run (resumed with it: the id is kept in the run folder)."""
+    try:
+        import wandb
+    except ImportError:
+        raise UserError("tracking.wandb_project is set but wandb is not installed (pip install wandb)") from None
+    id_file = run_dir / "wandb_run_id"
+    run_id = id_file.read_text().strip() if id_file.is_file() else uuid.uuid4().hex[:8]
+    id_file.write_text(run_id)
+    return wandb.init(project=cfg.tracking.wandb_project, name=paths["run_id"], id=run_id, resume="allow",
+                      dir=str(run_dir), config=cfg.model_dump(mode="json"),
+                      tags=[f"{k}:{v}" for k, v in paths.get("tags", {}).items()])
+
+
+def _wandb_samples(samples: list[dict]):
+    import wandb
+
+    return wandb.Table(columns=["prompt", "text"], data=[[s["prompt"], s["text"]] for s in samples])
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
@@ -272,7 +368,7 @@ def plan(cfg: PretrainConfig, ws: Workspace, *, run_id: str, resume: bool, progr
     if resume:
         latest = ckpt_lib.latest(run_dir)
         if latest is None:
-            raise UserError(f"cannot resume: no checkpoint in {run_dir}")
+            raise UserError(f"cannot resume: {ckpt_lib.no_checkpoint_reason(run_dir)}")
         state = ckpt_lib.load(latest)
         if state["config"]["model"] != cfg.model_dump(mode="json")["model"]:
             raise UserError(f"cannot resume {run_id}: model config differs from the checkpoint's")
@@ -290,6 +386,7 @@ def plan(cfg: PretrainConfig, ws: Workspace, *, run_id: str, resume: bool, progr
         # Lineage: which dataset (a pipeline snapshot, when data.snapshot is set) the run reads.
         "dataset_id": cfg.data.dataset_id(), "snapshot": cfg.data.snapshot,
         "mlflow_uri": cfg.tracking.tracking_uri or ws.mlflow_uri(),
+        "mlflow_artifacts": None if cfg.tracking.tracking_uri else str(ws.mlflow_artifacts()),
     }
 
 
@@ -323,9 +420,11 @@ def _write_run_record(run_dir: Path, cfg: PretrainConfig, paths: dict) -> None:
     os.replace(tmp, run_dir / "run.json")
 
 
-def run(cfg: PretrainConfig, ws: Workspace, *, run_id: str, resume: bool = False, progress: bool = False):
-    """Prepare inputs, then train on Ray. Returns Ray Train's `Result`."""
+def prepare_run(cfg: PretrainConfig, ws: Workspace, *, run_id: str, resume: bool = False, progress: bool = False,
+                tags: dict[str, str] | None = None) -> dict:
+    """Check and prepare everything (`plan`), then write the run folder's config.yaml and run.json."""
     paths = plan(cfg, ws, run_id=run_id, resume=resume, progress=progress)
+    paths["tags"] = dict(tags or {})  # extra MLflow tags, e.g. the sweep and trial of a Tune trial
     run_dir = Path(paths["run_dir"])
     run_dir.mkdir(parents=True, exist_ok=True)
     tmp = run_dir / ".config.yaml.tmp"
@@ -333,17 +432,14 @@ def run(cfg: PretrainConfig, ws: Workspace, *, run_id: str, resume: bool = False
     os.replace(tmp, run_dir / "config.yaml")
     if not resume:
         _write_run_record(run_dir, cfg, paths)
+    return paths
 
+
+def make_trainer(cfg: PretrainConfig, ws: Workspace, paths: dict, callbacks: list = ()):
+    """The Ray Train TorchTrainer for a prepared run (`prepare_run`); `.fit()` trains it."""
     sc = cfg.scale
-    if not ray.is_initialized():
-        # Inside `ray job submit` (or with RAY_ADDRESS set) this joins that cluster;
-        # otherwise it starts a local one with enough logical CPUs for the workers.
-        address = os.environ.get("RAY_ADDRESS")
-        ray.init(address=address, num_cpus=None if address else max(os.cpu_count() or 1,
-                                                                       sc.num_workers * sc.threads_per_worker),
-                 log_to_driver=True)
     # [5] Ray: N workers, each with `threads_per_worker` CPUs (and a GPU if asked).
-    trainer = ray.train.torch.TorchTrainer(
+    return ray.train.torch.TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"cfg": cfg.model_dump(mode="json"), "paths": paths},
         scaling_config=ray.train.ScalingConfig(
@@ -352,10 +448,58 @@ def run(cfg: PretrainConfig, ws: Workspace, *, run_id: str, resume: bool = False
         ),
         # [6] Ray: the run's storage is the workspace run folder (a shared or cloud path on a cluster).
         run_config=ray.train.RunConfig(
-            name=run_id, storage_path=str(ws.runs),
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.train.keep_checkpoints),
+            name=paths["run_id"], storage_path=str(ws.runs), callbacks=list(callbacks),
+            # Keep the N checkpoints with the lowest val_loss; Ray always keeps the latest too.
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.train.keep_checkpoints,
+                                                         checkpoint_score_attribute="val_loss",
+                                                         checkpoint_score_order="min"),
             # [7] Ray: a dead worker (OOM kill, lost node) restarts the group from the latest checkpoint.
             failure_config=ray.train.FailureConfig(max_failures=sc.max_failures),
         ),
     )
-    return trainer.fit()
+
+
+def run(cfg: PretrainConfig, ws: Workspace, *, run_id: str, resume: bool = False, progress: bool = False):
+    """Prepare inputs, then train on Ray. Returns Ray Train's `Result`."""
+    paths = prepare_run(cfg, ws, run_id=run_id, resume=resume, progress=progress)
+    sc = cfg.scale
+    if not ray.is_initialized():
+        # Inside `ray job submit` (or with RAY_ADDRESS set) this joins that cluster;
+        # otherwise it starts a local one with enough logical CPUs for the workers.
+        address = os.environ.get("RAY_ADDRESS")
+        ray.init(address=address, num_cpus=None if address else max(os.cpu_count() or 1,
+                                                                       sc.num_workers * sc.threads_per_worker),
+                 log_to_driver=True)
+    return make_trainer(cfg, ws, paths).fit()
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def user_error_from(error: BaseException | None) -> UserError | None:
+    """The UserError a worker raised, dug out of Ray's wrapping; None when there is none.
+
+    A worker's exception reaches the driver inside Ray Train's TrainingFailedError. A
+    WorkerGroupError maps each failed rank to its exception (`worker_failures`); that
+    is the original exception, or a RayTaskError holding it as `.cause` (Ray may also
+    build a RayTaskError that *subclasses* the original type, whose text is a whole
+    traceback: skipped for its `.cause`). Other wrappers chain it as `__cause__`.
+    Searching breadth-first, lowest rank first, the first plain UserError wins, so
+    `playground pretrain` prints it as one line (exit code 2) instead of a traceback.
+    """
+    from ray.exceptions import RayError
+
+    queue, seen = [error], set()
+    while queue:
+        e = queue.pop(0)
+        if not isinstance(e, BaseException) or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, UserError) and not isinstance(e, RayError):
+            return e
+        failures = getattr(e, "worker_failures", None)
+        if isinstance(failures, dict):
+            queue.extend(failures[rank] for rank in sorted(failures))
+        # RayTaskError.cause, Ray Train's UserExceptionWithTraceback._base_exc, ControllerError's, `raise ... from`
+        queue.extend(getattr(e, name, None) for name in ("cause", "_base_exc", "controller_failure", "__cause__"))
+    return None

@@ -7,6 +7,7 @@ workspace/
   runs/<run_id>/                    Ray Train storage for one run: checkpoint_*/, config.yaml,
                                     metrics.jsonl, samples.jsonl
   runs/mlflow.db                    the default MLflow store (SQLite)
+  runs/mlartifacts/                 its artifacts: configs, manifests, samples, exported models
   models/<run_id>/                  Hugging Face exports (what vLLM serves)
 ```
 
@@ -70,6 +71,10 @@ class Workspace:
     def mlflow_uri(self) -> str:
         # MLflow 3 refuses the plain-folder store; SQLite is its recommended local backend.
         return f"sqlite:///{self.runs / 'mlflow.db'}"
+
+    def mlflow_artifacts(self) -> Path:
+        """Where the local store's experiments keep their artifacts (configs, samples, models)."""
+        return self.runs / "mlartifacts"
 
     def list_runs(self) -> list[Path]:
         """Run folders, newest first (a run folder is one that has a config.yaml)."""

@@ -197,11 +197,21 @@ class PlaygroundClient:
         return self._request("GET", f"/api/jobs/{quote(job_id, safe='')}/logs", params={"tail": tail})
 
     def submit_job(self, kind: str, config: dict) -> dict:
-        """Start `playground pretrain|tokenizer train|data run` with `config` as a Ray job."""
+        """Start `playground pretrain|tokenizer train|data run|tune` with `config` as a Ray job."""
         return self._request("POST", "/api/jobs", json={"kind": kind, "config": config})
 
     def stop_job(self, job_id: str) -> dict:
         return self._request("POST", f"/api/jobs/{quote(job_id, safe='')}/stop")
+
+    # ---- sweeps (Ray Tune) -----------------------------------------------------------
+
+    def sweeps(self) -> list[dict]:
+        """Every sweep, newest first: id, status, number of trials, best trial and metric."""
+        return self._request("GET", "/api/sweeps")
+
+    def sweep(self, sweep_id: str) -> dict:
+        """One sweep in full: config, search keys, each trial (params, status, curve), best, registered model."""
+        return self._request("GET", f"/api/sweeps/{quote(sweep_id, safe='')}")
 
     # ---- data pipeline ---------------------------------------------------------------
 

@@ -213,3 +213,45 @@ def stage_rows(stages: list[dict]) -> list[dict]:
 def parse_sources(text: str) -> list[str]:
     """Pipeline sources from a text box: one per line; blank lines and `#` comments skipped."""
     return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+
+
+def trial_rows(record: dict) -> tuple[list[dict], list[str]]:
+    """A sweep's trials as table rows, and the searched parameter columns.
+
+    Params are flattened (a grid over a whole `model` mapping becomes model.n_layer,
+    model.n_embd...), so each searched setting is its own column, for the table and the plots.
+    """
+    rows, columns = [], []
+    for t in sorted(record.get("trials", {}).values(), key=lambda t: t["trial"]):
+        params = flatten(t.get("params") or {})
+        for key in params:
+            if key not in columns:
+                columns.append(key)
+        rows.append({"trial": t["trial"], "status": t["status"], "step": t.get("step"),
+                     f"best {record.get('metric', 'metric')}": t.get("best_metric"), **params,
+                     "run": t.get("run_id"), "best": t["trial"] == record.get("best_trial")})
+    return rows, columns
+
+
+def parallel_rows(rows: list[dict], columns: list[str], metric_col: str) -> list[dict]:
+    """Long-form rows for a parallel-coordinates chart: one point per (trial, axis), each axis
+    scaled to 0..1 (log scale for an axis spanning more than a factor of 20, like a learning rate),
+    the raw value kept for the tooltip."""
+    import math
+
+    out = []
+    for axis in [*columns, metric_col]:
+        values = [r.get(axis) for r in rows]
+        nums = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if not nums:
+            continue
+        lo, hi = min(nums), max(nums)
+        log = lo > 0 and hi / lo > 20
+        f = (lambda v: math.log(v)) if log else (lambda v: v)
+        span = f(hi) - f(lo)
+        for r, v in zip(rows, values):
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                out.append({"trial": r["trial"], "axis": axis + (" (log)" if log else ""),
+                            "scaled": (f(v) - f(lo)) / span if span else 0.5, "value": v,
+                            "metric": r.get(metric_col)})
+    return out

@@ -3,6 +3,8 @@
 import time
 from typing import Callable
 
+import yaml
+
 import streamlit as st
 
 from ui.client import ApiError
@@ -15,6 +17,20 @@ def call(fn, *args, **kwargs):
     except ApiError as e:
         st.error(str(e))
         return None
+
+
+def submit_yaml_job(submit: Callable[[str, dict], dict], kind: str, text: str) -> dict | None:
+    """Parse a YAML config typed in a text area and submit it as a `kind` job; a YAML or API
+    mistake is shown as one line. Returns the API's answer, or None."""
+    try:
+        config = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        st.error(f"config: not valid YAML ({str(e).splitlines()[0]})")
+        return None
+    if not isinstance(config, dict):
+        st.error("config: a YAML mapping of keys to values, like the files in configs/")
+        return None
+    return call(submit, kind, config)
 
 
 DONE_STATES = ("SUCCEEDED", "FAILED", "STOPPED")

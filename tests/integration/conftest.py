@@ -59,3 +59,38 @@ def workspace(tmp_path_factory):
 def tiny_config():
     """tiny_config("train.max_steps=4", ...) -> a validated PretrainConfig for the tiny model."""
     return lambda *overrides: load_config(None, [*TINY, *overrides])
+
+
+@pytest.fixture(scope="session")
+def sweep_result(ray_cluster, workspace, tmp_path_factory):
+    """`playground tune` once per session: 4 trials of the nano model with ASHA (for the sweep
+    test and the browser test of the Sweeps page). Returns its final JSON line."""
+    import json
+
+    import yaml
+
+    from cluster.cli import main
+
+    config = tmp_path_factory.mktemp("sweep") / "lr.yaml"
+    config.write_text(yaml.safe_dump({
+        "base": "configs/pretrain/nano.yaml",
+        "fixed": {  # the session's tiny dataset and tokenizer (made once); nano's model shape
+            "data.synthetic_chars": 150000, "tokenizer.vocab_size": 512, "model.vocab_size": 512,
+            "train.max_steps": 20, "train.warmup_steps": 2, "train.eval_interval": 5, "train.eval_iters": 2,
+            "train.checkpoint_interval": 10, "train.log_interval": 5, "train.sample_tokens": 0,
+            "train.precision": "fp32", "scale.threads_per_worker": 1, "tracking.experiment": "tests"},
+        # Two good rates first, two hopeless ones after: when the last two reach ASHA's first
+        # rung (step 5), the first two are already recorded there, so they are stopped.
+        "search": {"train.lr": {"grid": [3e-3, 1e-2, 1e-6, 1e-7]}},
+        "max_concurrent_trials": 2,
+        "scheduler": {"type": "asha", "grace_period": 5, "reduction_factor": 2},
+    }))
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["--workspace", str(workspace.root), "tune", "--config", str(config)])
+    assert code == 0, out.getvalue()[-2000:]
+    return {"workspace": workspace, "line": json.loads(out.getvalue().strip().splitlines()[-1]),
+            "stdout": out.getvalue()}

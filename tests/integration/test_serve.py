@@ -273,6 +273,25 @@ def test_jobs_api_submits_tails_and_stops_a_training_run(stack, tiny_config):
 
     wait_for(training, 240, "the training job's first steps")
     assert job_id in [j["job_id"] for j in httpx.get(f"{base}/api/jobs", timeout=30).json()]
+
+    # Restart the API deployment (kill its replica; Serve starts a new one): the job goes on,
+    # and the new replica finds it, because the jobs live in Ray's job table, not in the API.
+    import ray
+    from ray.util.state import list_actors
+
+    [replica] = [a for a in list_actors(filters=[("state", "=", "ALIVE")], limit=1000)
+                 if a.class_name.startswith("ServeReplica:playground:PlaygroundAPI")]
+    ray.kill(ray.get_actor(replica.name, namespace="serve"), no_restart=True)
+
+    def restarted() -> bool:
+        alive = [a for a in list_actors(filters=[("state", "=", "ALIVE")], limit=1000)
+                 if a.class_name.startswith("ServeReplica:playground:PlaygroundAPI")]
+        return bool(alive) and alive[0].actor_id != replica.actor_id and httpx.get(
+            f"{base}/api/jobs/{job_id}", timeout=10).status_code == 200
+
+    wait_for(restarted, 120, "a new API replica")
+    lines_before = logs["total_lines"]
+    wait_for(lambda: training() and logs["total_lines"] > lines_before, 120, "more log lines after the restart")
     assert httpx.post(f"{base}/api/jobs/{job_id}/stop", timeout=30).json()["stopped"] is True
     wait_for(lambda: httpx.get(f"{base}/api/jobs/{job_id}", timeout=30).json()["status"] == "STOPPED", 120,
              "the job to stop")
@@ -342,12 +361,13 @@ def test_streamlit_chat_page_against_the_live_endpoint(stack, oai):
     assert answer.split() == expected.split()  # the page renders Markdown: compare the words
 
 
-def test_browser_chat_streams_an_answer(stack, data_job, tmp_path):
+def test_browser_chat_streams_an_answer(stack, data_job, sweep_result, tmp_path):
     """Headless Chromium (Debian's package, installed by `make install`) opens the real UI,
     sends a chat message, sees the streamed answer, then tokenizes text on the Tokenizer
     page and sees coloured tokens, then inspects a prompt on the Architecture page and
-    sees the attention heatmap, then sees a snapshot's statistics on the Data page; it
-    saves a screenshot of each."""
+    sees the attention heatmap, then sees a snapshot's statistics on the Data page, a
+    trained run's curves on the Runs page and the session's real Tune sweep on the Sweeps
+    page; it saves a screenshot of each."""
     import shutil
     import subprocess
     import sys
@@ -411,6 +431,24 @@ def test_browser_chat_streams_an_answer(stack, data_job, tmp_path):
             data_shot = tmp_path / "data.png"
             page.screenshot(path=str(data_shot), full_page=True)
             data_text = page.locator("[data-testid=stMain]").inner_text()
+
+            # The Runs page: the newest run (a sweep trial) with its loss curves, from the server.
+            page.goto(f"http://127.0.0.1:{port}/Runs")
+            page.get_by_text("Perplexity (validation)").first.wait_for(timeout=60_000)
+            page.locator("[data-testid=stVegaLiteChart]").first.wait_for(timeout=60_000)
+            page.wait_for_timeout(1000)
+            runs_shot = tmp_path / "runs.png"
+            page.screenshot(path=str(runs_shot), full_page=True)
+            runs_text = page.locator("[data-testid=stMain]").inner_text()
+
+            # The Sweeps page: the session's 4-trial sweep, its best config and the plots.
+            page.goto(f"http://127.0.0.1:{port}/Sweeps")
+            page.get_by_text("Parallel coordinates").first.wait_for(timeout=60_000)
+            page.locator("[data-testid=stVegaLiteChart]").nth(2).wait_for(timeout=60_000)
+            page.wait_for_timeout(1000)
+            sweeps_shot = tmp_path / "sweeps.png"
+            page.screenshot(path=str(sweeps_shot), full_page=True)
+            sweeps_text = page.locator("[data-testid=stMain]").inner_text()
             browser.close()
         assert text.strip() and "Traceback" not in text
         assert shot.stat().st_size > 10_000
@@ -421,7 +459,13 @@ def test_browser_chat_streams_an_answer(stack, data_job, tmp_path):
         assert "sources: planted:1" in data_text and "Traceback" not in data_text  # (tables draw on a canvas)
         assert "Documents kept" in data_text and "Removed by stage" in data_text and "Personal data" in data_text
         assert data_shot.stat().st_size > 10_000
-        print(f"screenshots: {shot} {tok_shot} {arch_shot} {data_shot}")
+        assert "Loss vs step" in runs_text and "Traceback" not in runs_text
+        assert runs_shot.stat().st_size > 10_000
+        best = sweep_result["line"]
+        assert "Best val_loss" in sweeps_text and f"{best['best_metric']:.4f}" in sweeps_text
+        assert "4 of 4 trials finished" in sweeps_text and "Traceback" not in sweeps_text
+        assert sweeps_shot.stat().st_size > 10_000
+        print(f"screenshots: {shot} {tok_shot} {arch_shot} {data_shot} {runs_shot} {sweeps_shot}")
     finally:
         ui.terminate()
         ui.wait(timeout=30)

@@ -10,3 +10,14 @@ def _single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def _plain_main_module(monkeypatch):
+    # Streamlit's AppTest leaves a UI page as sys.modules["__main__"], and spawned processes
+    # (torch.multiprocessing, spawn pools) re-import the parent's __main__: give every test a
+    # plain one, so a page never runs inside a child process.
+    import sys
+    import types
+
+    monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))

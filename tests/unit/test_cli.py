@@ -59,6 +59,14 @@ def test_unknown_config_key(ws, capsys):
     assert_user_error(code, err, "train.lerning_rate: unknown key")
 
 
+def test_gpu_only_strategy_on_cpu(ws, capsys):
+    """DeepSpeed needs GPUs: refused while checking the config, before Ray or any data work."""
+    nano = Path(__file__).resolve().parents[2] / "configs/pretrain/nano.yaml"
+    code, _, err = run_cli(capsys, "pretrain", "--config", str(nano), "scale.strategy=deepspeed_zero2")
+    assert_user_error(code, err, "scale.strategy=deepspeed_zero2 needs GPUs (scale.use_gpu=true); on CPU use ddp")
+    assert not ws.exists()
+
+
 def test_missing_config_file(ws, capsys):
     code, _, err = run_cli(capsys, "pretrain", "--config", "nope.yaml")
     assert_user_error(code, err, "config file not found")
@@ -90,7 +98,7 @@ def test_resume_without_checkpoint(ws, capsys):
     assert_user_error(code, err, "cannot resume: no checkpoint")
 
 
-def _fake_run(ws: Path, name="r1") -> Path:
+def _fake_run(ws: Path, name="r1", tokenizer_dir="/nonexistent") -> Path:
     """A run folder with one real checkpoint, written by the project's own save()."""
     from training.config import load_config
 
@@ -99,7 +107,7 @@ def _fake_run(ws: Path, name="r1") -> Path:
     opt = torch.optim.AdamW(model.parameters())
     ckpt = ws / "runs" / name / "checkpoint_000004"
     checkpoint.save(ckpt, model=model, optimizer=opt, step=4, config=cfg.model_dump(mode="json"),
-                    rng_states=[torch.get_rng_state()], meta={"run_id": name, "tokenizer_dir": "/nonexistent"})
+                    rng_states=[torch.get_rng_state()], meta={"run_id": name, "tokenizer_dir": tokenizer_dir})
     (ws / "runs" / name / "config.yaml").write_text("x: 1\n")
     return ckpt
 
@@ -108,9 +116,12 @@ def test_corrupt_checkpoint(ws, capsys):
     ckpt = _fake_run(ws)
     data = (ckpt / "state.pt").read_bytes()
     (ckpt / "state.pt").write_bytes(data[: len(data) // 2])  # truncated, as by a crash mid-copy
-    for argv in (["export", "r1"], ["sample", "r1"], ["pretrain", "--config", "tiny.yaml", "--resume", "r1"]):
+    for argv in (["export", "r1"], ["sample", "r1"]):
         code, _, err = run_cli(capsys, *argv)
         assert_user_error(code, err, "corrupt checkpoint")
+    # The run's only checkpoint is incomplete, so there is nothing to resume from.
+    code, _, err = run_cli(capsys, "pretrain", "--config", "tiny.yaml", "--resume", "r1")
+    assert_user_error(code, err, "cannot resume: corrupt checkpoint")
     assert not (ws / "models").exists()
 
 
@@ -161,11 +172,8 @@ def test_runs_lists_nothing(ws, capsys):
 def test_sample_prompt_longer_than_context(ws, capsys, monkeypatch):
     import training.tokenizer as tok_lib
 
-    ckpt = _fake_run(ws)
     tok_dir = tok_lib.train_tokenizer(["hello world " * 50, "more text here"], 300, ws / "tok")
-    state = checkpoint.load(ckpt)
-    state["meta"]["tokenizer_dir"] = str(tok_dir)
-    torch.save(state, ckpt / "state.pt")
+    _fake_run(ws, tokenizer_dir=str(tok_dir))
     code, _, err = run_cli(capsys, "sample", "r1", "--prompt", "hello world " * 40)
     assert_user_error(code, err, "the model's context (model.block_size) is 32")
 

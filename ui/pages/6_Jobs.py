@@ -7,10 +7,9 @@ Ray dashboard show the same ones.
 
 import pandas as pd
 import streamlit as st
-import yaml
 
 from ui.client import PlaygroundClient
-from ui.widgets import call
+from ui.widgets import call, submit_yaml_job
 
 st.set_page_config(page_title="Jobs · LLM Playground", page_icon="🛠️", layout="wide")
 client = PlaygroundClient()
@@ -22,24 +21,18 @@ EXAMPLES = {
                 "train:\n  max_steps: 300\n  batch_size: 16\n",
     "tokenizer": "data:\n  synthetic_chars: 2000000\ntokenizer:\n  vocab_size: 2048\n",
     "data": "name: mydata\nsources: [synthetic, \"planted:2\"]\nstages:\n  near_dedup: {threshold: 0.8}\n",
+    "tune": "name: lr\nbase: configs/pretrain/nano.yaml\nfixed:\n  train.max_steps: 300\n  train.eval_interval: 50\n"
+            "search:\n  train.lr: {loguniform: [3.0e-4, 3.0e-2]}\nnum_samples: 8\nmax_concurrent_trials: 2\n",
 }
 
 with st.expander("Start a job", expanded=False):
     kind = st.selectbox("Kind", list(EXAMPLES), format_func={
         "pretrain": "pretrain (Ray Train)", "tokenizer": "train the run's tokenizer",
-        "data": "data pipeline (Ray Data)"}.get)
+        "data": "data pipeline (Ray Data)", "tune": "sweep (Ray Tune; see the Sweeps page)"}.get)
     text = st.text_area("Config (YAML; what you leave out keeps its default)", EXAMPLES[kind], height=260,
                         key=f"job_config_{kind}")
-    if st.button("Submit", type="primary"):
-        try:
-            config = yaml.safe_load(text) or {}
-        except yaml.YAMLError as e:
-            st.error(f"config: not valid YAML ({str(e).splitlines()[0]})")
-        else:
-            if not isinstance(config, dict):
-                st.error("config: a YAML mapping of keys to values, like the files in configs/")
-            elif (out := call(client.submit_job, kind, config)) is not None:
-                st.success(f"Submitted {out['job_id']} ({out['name']}); the config is in {out['config_file']}.")
+    if st.button("Submit", type="primary") and (out := submit_yaml_job(client.submit_job, kind, text)):
+        st.success(f"Submitted {out['job_id']} ({out['name']}); the config is in {out['config_file']}.")
 
 jobs = call(client.jobs)
 if jobs is None:

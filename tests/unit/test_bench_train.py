@@ -1,0 +1,22 @@
+"""The measuring parts of `playground bench train` that need no Ray.
+
+`step_mfu` is what the bench runs for gpt2-small when a GPU is present; no GPU was lent
+here, so it is exercised on CPU with a tiny model (same code path, minus CUDA syncs).
+"""
+
+import torch
+
+from training.bench import device_peak_flops, step_mfu
+from training.model import ModelConfig
+
+
+def test_step_mfu_on_cpu_with_a_tiny_model():
+    cfg = ModelConfig(vocab_size=256, block_size=32, n_layer=2, n_head=2, n_embd=64)
+    out = step_mfu(cfg, "cpu", batch_size=4, steps=3, warmup=1, precision="fp32")
+    assert out["batch"] == [4, 32] and out["tokens_per_s"] > 0 and out["device"] == "cpu"
+    assert 0 < out["mfu"] < 1 and out["peak_tflops"] is not None
+    assert out["ms_per_step"] * out["tokens_per_s"] / 1000 == __import__("pytest").approx(4 * 32, rel=1e-3)
+
+
+def test_cpu_peak_is_a_measured_matmul():
+    assert device_peak_flops(torch.device("cpu"), "fp32", cpu_n=256, cpu_iters=2) > 1e8
