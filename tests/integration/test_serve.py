@@ -361,7 +361,23 @@ def test_streamlit_chat_page_against_the_live_endpoint(stack, oai):
     assert answer.split() == expected.split()  # the page renders Markdown: compare the words
 
 
-def test_browser_chat_streams_an_answer(stack, data_job, sweep_result, tmp_path):
+@pytest.fixture(scope="module")
+def demo_model(stack) -> str:
+    """The demo model: `make demo`'s config (configs/pretrain/demo.yaml: GPT-2 layout, 4 layers x
+    256, context 128) through the same CLI stages, trained 30 steps on the session's small
+    dataset instead of 600 on 8 MB, exported as `demo`."""
+    from cluster.cli import main
+
+    ws = stack["workspace"]
+    quick = ["data.synthetic_chars=150000", "tokenizer.vocab_size=512", "train.max_steps=30",
+             "train.eval_interval=30", "train.checkpoint_interval=30", "train.sample_tokens=0",
+             "tracking.mlflow=false", "run_name=demo-brief"]
+    assert main(["--workspace", str(ws.root), "pretrain", "--config", "configs/pretrain/demo.yaml", *quick]) == 0
+    assert main(["--workspace", str(ws.root), "export", "demo-brief", "--out", str(ws.model("demo"))]) == 0
+    return "demo"
+
+
+def test_browser_chat_streams_an_answer(stack, data_job, sweep_result, demo_model, tmp_path):
     """Headless Chromium (Debian's package, installed by `make install`) opens the real UI,
     sends a chat message, sees the streamed answer, then tokenizes text on the Tokenizer
     page and sees coloured tokens, then inspects a prompt on the Architecture page and
@@ -412,9 +428,13 @@ def test_browser_chat_streams_an_answer(stack, data_job, sweep_result, tmp_path)
             tok_shot = tmp_path / "tokenizer.png"
             page.screenshot(path=str(tok_shot), full_page=True)
 
-            # The Architecture page: inspect a prompt on the served model, see the heatmap.
+            # The Architecture page: pick the demo model, inspect a prompt, see the heatmap.
             page.goto(f"http://127.0.0.1:{port}/Architecture")
             page.get_by_role("tab", name="Inside the model").click(timeout=60_000)
+            picker = page.locator("[data-testid=stSelectbox]").filter(has=page.get_by_text("Model", exact=True))
+            picker.locator("input").click(timeout=60_000)
+            page.get_by_role("option", name=demo_model, exact=True).click(timeout=60_000)
+            page.wait_for_timeout(500)
             page.get_by_role("button", name="Inspect").click(timeout=60_000)
             heatmap = page.locator("[data-testid=stVegaLiteChart]").first
             heatmap.wait_for(timeout=60_000)
@@ -455,6 +475,7 @@ def test_browser_chat_streams_an_answer(stack, data_job, sweep_result, tmp_path)
         assert n_tokens > 5 and "Tokenizers" in tok_text.replace("·", " ")
         assert tok_shot.stat().st_size > 10_000
         assert "Head patterns" in arch_text and "Traceback" not in arch_text
+        assert "4 layers × 4 heads" in arch_text  # the demo model's shape (the test models have 2 x 2)
         assert arch_shot.stat().st_size > 10_000
         assert "sources: planted:1" in data_text and "Traceback" not in data_text  # (tables draw on a canvas)
         assert "Documents kept" in data_text and "Removed by stage" in data_text and "Personal data" in data_text
