@@ -397,14 +397,11 @@ def _recorder(ws: Workspace, record: dict):
 def _close_mlflow_run(ws: Workspace, record: dict, run_id: str) -> None:
     """Mark an early-stopped trial's MLflow run KILLED (its workers were stopped mid-run, so
     they never ended it themselves)."""
-    id_file = ws.run(run_id) / "mlflow_run_id"
-    if not record["base"]["tracking"]["mlflow"] or not id_file.is_file():
+    client, mlflow_run = _mlflow(ws, record, run_id)
+    if not record["base"]["tracking"]["mlflow"] or mlflow_run is None:
         return
     try:
-        from mlflow.tracking import MlflowClient
-
-        uri = record["base"]["tracking"].get("tracking_uri") or ws.mlflow_uri()
-        MlflowClient(tracking_uri=uri).set_terminated(id_file.read_text().strip(), status="KILLED")
+        client.set_terminated(mlflow_run, status="KILLED")
     except Exception as e:  # noqa: BLE001 - bookkeeping only: the sweep goes on
         logging.getLogger(__name__).warning("could not mark MLflow run of %s KILLED: %s", run_id, e)
 
@@ -447,14 +444,19 @@ def register_best(ws: Workspace, record: dict, best: dict) -> dict:
     return out
 
 
-def _mlflow_register(ws: Workspace, record: dict, best: dict, out: dict) -> dict:
-    import mlflow
+def _mlflow(ws: Workspace, record: dict, run_id: str):
+    """(an MLflow client on the sweep's store, the MLflow run id of our run `run_id` or None)."""
     from mlflow.tracking import MlflowClient
 
+    id_file = ws.run(run_id) / "mlflow_run_id"
     uri = record["base"]["tracking"].get("tracking_uri") or ws.mlflow_uri()
-    client = MlflowClient(tracking_uri=uri)
-    id_file = ws.run(best["run_id"]) / "mlflow_run_id"
-    run_id = id_file.read_text().strip() if id_file.is_file() else None
+    return MlflowClient(tracking_uri=uri), id_file.read_text().strip() if id_file.is_file() else None
+
+
+def _mlflow_register(ws: Workspace, record: dict, best: dict, out: dict) -> dict:
+    import mlflow
+
+    client, run_id = _mlflow(ws, record, best["run_id"])
     name = f"sweep-{record['name']}"
     try:
         client.get_registered_model(name)

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from training.config import load_config
-from training.pretrain import _Tracker
+from training.tracking import Tracker
 
 
 def test_tracker_logs_metrics_and_samples_to_wandb_offline(tmp_path, monkeypatch):
@@ -16,7 +16,7 @@ def test_tracker_logs_metrics_and_samples_to_wandb_offline(tmp_path, monkeypatch
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     paths = {"run_id": "wb-run", "run_dir": str(run_dir), "tokenizer_dir": str(tmp_path), "tags": {"sweep": "s1"}}
-    tracker = _Tracker(cfg, paths)
+    tracker = Tracker(cfg, paths)
     tracker.log({"step": 1, "loss": 5.0, "lr": 1e-3, "precision": "fp32"})
     tracker.log({"step": 2, "loss": 4.0, "lr": 1e-3, "val_loss": 4.2,
                  "samples": [{"prompt": "Once", "text": " upon"}]})
@@ -40,4 +40,4 @@ def test_wandb_project_without_wandb_is_a_one_line_error(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "wandb", None)  # as if it were not installed
     cfg = load_config(None, ["tracking.mlflow=false", "tracking.wandb_project=p"])
     with pytest.raises(UserError, match="wandb is not installed"):
-        _Tracker(cfg, {"run_id": "r", "run_dir": str(tmp_path), "tokenizer_dir": str(tmp_path)})
+        Tracker(cfg, {"run_id": "r", "run_dir": str(tmp_path), "tokenizer_dir": str(tmp_path)})
