@@ -397,11 +397,12 @@ def _recorder(ws: Workspace, record: dict):
 def _close_mlflow_run(ws: Workspace, record: dict, run_id: str) -> None:
     """Mark an early-stopped trial's MLflow run KILLED (its workers were stopped mid-run, so
     they never ended it themselves)."""
-    client, mlflow_run = _mlflow(ws, record, run_id)
-    if not record["base"]["tracking"]["mlflow"] or mlflow_run is None:
+    if not record["base"]["tracking"]["mlflow"]:
         return
     try:
-        client.set_terminated(mlflow_run, status="KILLED")
+        client, mlflow_run = _mlflow(ws, record, run_id)
+        if mlflow_run is not None:
+            client.set_terminated(mlflow_run, status="KILLED")
     except Exception as e:  # noqa: BLE001 - bookkeeping only: the sweep goes on
         logging.getLogger(__name__).warning("could not mark MLflow run of %s KILLED: %s", run_id, e)
 
