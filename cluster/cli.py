@@ -138,7 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
                                          "bench-micro)")
     p.add_argument("--max-tokens", type=int, default=64, help="tokens generated per request (ignore_eos)")
     p.add_argument("--levels", default="1,4,16", help="comma-separated concurrency levels")
-    p.add_argument("--requests-per-level", type=int, help="requests at each level (default: max(4, 2 x level))")
+    p.add_argument("--requests-per-level", type=int,
+                   help="requests at each level (default: max(32, 2 x level); transformers: 4)")
     p.set_defaults(func=cmd_bench_serve)
     p = bench.add_parser("tokenizer", help="our BPE trainer vs Hugging Face tokenizers (time, parity), "
                                            "encode speed of ours, tokenizers and tiktoken")

@@ -9,8 +9,9 @@ after the other (never two engines alive at once):
 (b) the vLLM engine in this process: `AsyncLLM` (vLLM v1), c requests in flight at once
     from asyncio. TTFT is the first output that carries a token.
 (d) vLLM's own OpenAI server (`vllm.entrypoints.openai.api_server`, what `vllm serve`
-    runs), no Ray, same engine settings, same HTTP client as (a): the floor of any HTTP
-    path here, which splits (a)'s distance from (b) into "HTTP + OpenAI layer" and "Ray".
+    runs), no Ray, same engine settings, same HTTP client as (a) (httpx, one keep-alive
+    connection per client): the floor of any HTTP path here, which splits (a)'s distance
+    from (b) into "HTTP + OpenAI layer" and "Ray".
 (a) the same engine behind Ray Serve (`services.app.build_llm_app`, our OpenAI app,
     in a fresh local cluster with the environment of `services/serve_env.py`, as
     `playground up` runs it: HAProxy on the port, the vLLM replica as the ingress):
@@ -203,7 +204,8 @@ def measure_hf(path: Path, max_tokens: int, n: int, threads: int = HF_THREADS) -
 
 
 async def _measure_engine(path: Path, engine: dict, max_tokens: int, levels: list[int],
-                          requests_per_level: Optional[int]) -> tuple[dict, list[int]]:
+                          requests_per_level: Optional[int], engine_procs: list) -> tuple[dict, list[int]]:
+    import psutil
     from vllm import AsyncEngineArgs, SamplingParams
     from vllm.sampling_params import RequestOutputKind
     from vllm.v1.engine.async_llm import AsyncLLM
@@ -253,25 +255,30 @@ async def _measure_engine(path: Path, engine: dict, max_tokens: int, levels: lis
         warm = list(last_tokens)
         return await run_levels(send, levels, requests_per_level, "engine"), warm
     finally:
+        # The engine's processes, grandchildren included: when vLLM kills its EngineCore the
+        # worker below it is orphaned, and a child list taken after shutdown misses it.
+        engine_procs[:] = psutil.Process().children(recursive=True)
         llm.shutdown()
 
 
 def measure_engine(path: Path, engine: dict, max_tokens: int, levels: list[int],
                    requests_per_level: Optional[int]) -> tuple[dict, list[int]]:
+    procs: list = []
     with env(VLLM_CPU_KVCACHE_SPACE=str(int(engine["kv_cache_gib"]))):
-        result = asyncio.run(_measure_engine(path, engine, max_tokens, levels, requests_per_level))
+        result = asyncio.run(_measure_engine(path, engine, max_tokens, levels, requests_per_level, procs))
     gc.collect()
-    reap_children()
+    reap_children(procs)
     return result
 
 
-def reap_children(timeout: float = 30.0) -> None:
-    """Wait for the engine's worker processes to exit (kill them after `timeout`), so a
-    busy-polling leftover never steals a core from the next way's measurement."""
+def reap_children(procs: Optional[list] = None, timeout: float = 30.0) -> None:
+    """Wait for the engine's processes to exit (kill them after `timeout`), so a
+    busy-polling leftover never steals a core from the next way's measurement.
+    `procs`: psutil processes listed while they were still our descendants."""
     import psutil
 
-    children = psutil.Process().children(recursive=True)
-    _, alive = psutil.wait_procs(children, timeout=timeout)
+    children = {p.pid: p for p in (procs or []) + psutil.Process().children(recursive=True)}.values()
+    _, alive = psutil.wait_procs(list(children), timeout=timeout)
     for p in alive:
         p.kill()
 
@@ -308,10 +315,11 @@ async def _measure_http(base: str, model_id: str, max_tokens: int, levels: list[
                     raise RuntimeError(f"POST {url}: HTTP {r.status_code}: {(await r.aread())[:300]!r}")
                 async for line in r.aiter_lines():
                     event = parse_sse_line(line)
-                    if event is None:
+                    if event is None or event is DONE:
+                        # Read on to the end of the body even after [DONE]: a response left
+                        # unread closes its connection, and every request would pay a new
+                        # TCP connection in its TTFT (the engine way never does).
                         continue
-                    if event is DONE:
-                        break
                     k, carries = chunk_tokens(event)
                     if carries and ttft is None:
                         ttft = time.perf_counter() - t0
@@ -355,7 +363,11 @@ def measure_vllm_http(path: Path, model_id: str, engine: dict, max_tokens: int, 
     cmd += ["--max-model-len", str(engine["max_model_len"])] if engine.get("max_model_len") else []
     log = tempfile.NamedTemporaryFile(prefix="bench-vllm-http-", suffix=".log", delete=False)
     proc = subprocess.Popen(cmd, env={**os.environ, "VLLM_CPU_KVCACHE_SPACE": str(int(engine["kv_cache_gib"]))},
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                            # A process group of its own (so killpg reaches the engine's
+                            # processes), but not a session: with the kernel's autogroup
+                            # scheduling a new session would get its own CPU share apart
+                            # from the client's, and its TTFT p50 went to 250-290 ms.
+                            stdout=log, stderr=subprocess.STDOUT, process_group=0)
     try:
         return asyncio.run(_measure_http(f"http://127.0.0.1:{port}", model_id, max_tokens, levels,
                                          requests_per_level, progress="vllm http", startup_s=300))

@@ -43,8 +43,8 @@ def parse_levels(text: str) -> list[int]:
 
 
 def requests_for(concurrency: int, requests_per_level: Optional[int] = None) -> int:
-    """Requests at one level: max(16, 2c) by default (16 TTFTs for a stable p50), never fewer than c."""
-    n = requests_per_level if requests_per_level else max(16, 2 * concurrency)
+    """Requests at one level: max(32, 2c) by default (32 TTFTs for a stable p50), never fewer than c."""
+    n = requests_per_level if requests_per_level else max(32, 2 * concurrency)
     return max(n, concurrency)
 
 

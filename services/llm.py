@@ -220,7 +220,7 @@ def direct_llm_app(config, api_key: str | None):
 
     Ray Serve LLM builds this with RAY_SERVE_LLM_ENABLE_DIRECT_STREAMING=1; we build the
     same deployment without its experimental round-robin request router (a single
-    replica needs none, and HAProxy mode refuses it, see `services/fastpath.py`).
+    replica needs none, and HAProxy mode, see `services/serve_env.py`, refuses it).
     """
     from ray import serve
     from ray.serve.llm import build_llm_deployment

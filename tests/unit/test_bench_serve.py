@@ -32,7 +32,7 @@ def test_parse_levels():
 
 
 def test_requests_for_defaults_and_floor():
-    assert [bench_stats.requests_for(c) for c in (1, 4, 16)] == [16, 16, 32]
+    assert [bench_stats.requests_for(c) for c in (1, 4, 32)] == [32, 32, 64]
     assert bench_stats.requests_for(4, 10) == 10
     assert bench_stats.requests_for(16, 4) == 16  # never fewer requests than clients
 
