@@ -264,8 +264,16 @@ async def _measure_engine(path: Path, engine: dict, max_tokens: int, levels: lis
 def measure_engine(path: Path, engine: dict, max_tokens: int, levels: list[int],
                    requests_per_level: Optional[int]) -> tuple[dict, list[int]]:
     procs: list = []
-    with env(VLLM_CPU_KVCACHE_SPACE=str(int(engine["kv_cache_gib"]))):
-        result = asyncio.run(_measure_engine(path, engine, max_tokens, levels, requests_per_level, procs))
+    # vLLM edits this process's environment while it builds an engine (LD_PRELOAD,
+    # LOCAL_WORLD_SIZE, VLLM_WORKER_MULTIPROC_METHOD, ...); put it back, so the servers of
+    # (d) and (a) start from the environment a user's shell would give them.
+    saved = dict(os.environ)
+    try:
+        with env(VLLM_CPU_KVCACHE_SPACE=str(int(engine["kv_cache_gib"]))):
+            result = asyncio.run(_measure_engine(path, engine, max_tokens, levels, requests_per_level, procs))
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
     gc.collect()
     reap_children(procs)
     return result
@@ -367,7 +375,8 @@ def measure_vllm_http(path: Path, model_id: str, engine: dict, max_tokens: int, 
                             # processes), but not a session: with the kernel's autogroup
                             # scheduling a new session would get its own CPU share apart
                             # from the client's, and its TTFT p50 went to 250-290 ms.
-                            stdout=log, stderr=subprocess.STDOUT, process_group=0)
+                            stdout=log, stderr=subprocess.STDOUT,
+                            **({"process_group": 0} if sys.version_info >= (3, 11) else {"preexec_fn": os.setpgrp}))
     try:
         return asyncio.run(_measure_http(f"http://127.0.0.1:{port}", model_id, max_tokens, levels,
                                          requests_per_level, progress="vllm http", startup_s=300))

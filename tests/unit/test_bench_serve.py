@@ -3,6 +3,7 @@ the load loop and the figures. No engine, no Ray: the benchmark itself is run by
 
 import asyncio
 import json
+import os
 
 import pytest
 
@@ -161,3 +162,24 @@ def test_bad_levels_fail_before_anything_heavy(tmp_path):
         bench.bench_serve(levels="0", workspace=bench.Workspace.resolve(tmp_path))
     with pytest.raises(UserError, match="--max-tokens"):
         bench.bench_serve(max_tokens=0, workspace=bench.Workspace.resolve(tmp_path))
+
+
+def test_measure_engine_gives_back_the_environment_vllm_edited(monkeypatch):
+    # The engine itself is replaced here (a unit test builds no vLLM engine); what is
+    # checked is that (d) and (a) do not inherit what vLLM wrote into os.environ.
+    monkeypatch.delenv("LD_PRELOAD", raising=False)
+    monkeypatch.setenv("PLAYGROUND_TEST_KEPT", "1")
+
+    async def fake_engine(path, engine, max_tokens, levels, requests_per_level, procs):
+        os.environ["LD_PRELOAD"] = "/some/libgomp.so.1"
+        del os.environ["PLAYGROUND_TEST_KEPT"]
+        assert os.environ["VLLM_CPU_KVCACHE_SPACE"] == "1"
+        return {"1": {}}, [7]
+
+    monkeypatch.setattr(bench, "_measure_engine", fake_engine)
+    monkeypatch.setattr(bench, "reap_children", lambda procs: None)
+    before = os.environ.get("VLLM_CPU_KVCACHE_SPACE")
+    assert bench.measure_engine(None, {"kv_cache_gib": 1}, 4, [1], 1) == ({"1": {}}, [7])
+    assert "LD_PRELOAD" not in os.environ
+    assert os.environ["PLAYGROUND_TEST_KEPT"] == "1"
+    assert os.environ.get("VLLM_CPU_KVCACHE_SPACE") == before
