@@ -1,0 +1,88 @@
+"""`playground bench ...`: the benchmark commands (each measures against a baseline taken
+in the same run and writes its figures to reports/bench/). The heavy modules load only
+when their command runs."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+from training.errors import UserError
+
+
+def add_bench_parsers(sub, add_config_args: Callable[[argparse.ArgumentParser], None]) -> None:
+    bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="name", required=True, metavar="NAME")
+    p = bench.add_parser("train", help="plain PyTorch loop vs Ray Train (1x2 and 2x1), tokens/s and MFU")
+    p.add_argument("--steps", type=int, default=30, help="timed optimizer steps per setup")
+    p.add_argument("--warmup", type=int, default=5, help="untimed steps first")
+    add_config_args(p)
+    p.set_defaults(func=cmd_bench_train)
+    p = bench.add_parser("serve", help="TTFT and output tokens/s: transformers vs the vLLM engine vs Ray Serve HTTP")
+    p.add_argument("--model", "-m", help="exported model id (default: a random-init micro model, made once as "
+                                         "bench-micro)")
+    p.add_argument("--max-tokens", type=int, default=64, help="tokens generated per request (ignore_eos)")
+    p.add_argument("--levels", default="1,4,16", help="comma-separated concurrency levels")
+    p.add_argument("--requests-per-level", type=int,
+                   help="requests at each level (default: max(32, 2 x level); transformers: 4)")
+    p.set_defaults(func=cmd_bench_serve)
+    p = bench.add_parser("tokenizer", help="our BPE trainer vs Hugging Face tokenizers (time, parity), "
+                                           "encode speed of ours, tokenizers and tiktoken")
+    p.add_argument("--text", help="text file (default: tinyshakespeare.txt in ../shared/data)")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per figure; the best counts")
+    p.set_defaults(func=cmd_bench_tokenizer)
+    p = bench.add_parser("inspect", help="time a full model inspection (attention, logit lens) for 64 and "
+                                         "256 tokens on the micro and gpt2-small shapes")
+    p.add_argument("--repeats", type=int, default=5, help="timed runs per figure; the best counts")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    p.set_defaults(func=cmd_bench_inspect)
+    p = bench.add_parser("data", help="the full data pipeline on a generated corpus with planted duplicates, "
+                                      "PII and languages: MB/s, 1 vs 2 workers, dup rate left, PII recall")
+    p.add_argument("--mb", type=int, default=200, help="corpus size in MB (at least 200 for the recorded figures)")
+    p.add_argument("--scaling-mb", type=int, default=50, help="MB used for the 1-vs-2-worker comparison")
+    p.set_defaults(func=cmd_bench_data)
+
+
+def _workspace(args):
+    from cluster.cli import _workspace  # cli imports this module: import at call time
+
+    return _workspace(args)
+
+
+def cmd_bench_data(args) -> None:
+    from training.datapipe.bench import bench_data
+
+    if args.mb < 1 or args.scaling_mb < 1:
+        raise UserError("--mb and --scaling-mb must be >= 1")
+    bench_data(mb=args.mb, scaling_mb=args.scaling_mb, workspace=_workspace(args))
+
+
+def cmd_bench_train(args) -> None:
+    from training.bench import bench_train
+
+    bench_train(config_path=args.config or "configs/pretrain/micro.yaml", overrides=args.overrides,
+                steps=args.steps, warmup=args.warmup, workspace=_workspace(args))
+
+
+def cmd_bench_serve(args) -> None:
+    from services.bench import bench_serve
+
+    bench_serve(model=args.model, max_tokens=args.max_tokens, levels=args.levels,
+                requests_per_level=args.requests_per_level, workspace=_workspace(args))
+
+
+def cmd_bench_tokenizer(args) -> None:
+    from training.bench_tokenizer import bench_tokenizer
+
+    if args.repeats < 1:
+        raise UserError(f"--repeats must be >= 1, got {args.repeats}")
+    bench_tokenizer(args.text, repeats=args.repeats)
+
+
+def cmd_bench_inspect(args) -> None:
+    from training.bench_inspect import bench_inspect
+
+    if args.repeats < 1:
+        raise UserError(f"--repeats must be >= 1, got {args.repeats}")
+    if args.threads is not None and args.threads < 1:
+        raise UserError(f"--threads must be >= 1, got {args.threads}")
+    bench_inspect(repeats=args.repeats, threads=args.threads)
