@@ -186,10 +186,10 @@ def cmd_tokenizer_train(args) -> None:
 
 
 def cmd_tokenizer_lab_train(args) -> None:
-    from training import tokenlab
+    from training import tokenlab, uploads
 
     ws = _workspace(args)
-    texts = [tokenlab.read_upload(ws, args.upload)] if args.upload else tokenlab.read_dataset(ws, args.dataset)
+    texts = [uploads.read_upload(ws, args.upload)] if args.upload else uploads.read_dataset(ws, args.dataset)
 
     def progress(done: int, total: int) -> None:
         print(f"progress {done}/{total}", flush=True)  # the API reads these lines from the job's logs

@@ -34,7 +34,7 @@ from services.jobs import (
 )
 from services.llm import openai_error
 from services.tokenizer_api import user_error
-from training import tokenlab
+from training import uploads
 from training.datapipe import snapshot
 from training.datapipe.config import PipelineConfig
 from training.errors import UserError
@@ -133,7 +133,7 @@ def resolve_sources(ws: Workspace, sources: list[str]) -> list[str]:
         elif src.startswith("upload:"):
             upload_id = src[len("upload:"):]
             # read_upload's rules, without reading the file
-            if not tokenlab._UPLOAD_ID.fullmatch(upload_id):
+            if not uploads.UPLOAD_ID.fullmatch(upload_id):
                 raise UserError(f"{field}: not an upload id: {upload_id!r} (POST the file to /api/uploads)")
             if not (ws.root / "uploads" / f"{upload_id}.txt").is_file():
                 raise UserError(f"{field}: no upload {upload_id!r} (POST the file to /api/uploads first)")

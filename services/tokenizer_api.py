@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from services.jobs import job_error, job_status, read_job, submit_cli_job
 from services.jobs import workspace as _ws
 from services.llm import openai_error
-from training import tokenlab
+from training import tokenlab, uploads
 from training.errors import UserError
 from training.workspace import Workspace
 
@@ -119,10 +119,10 @@ def user_error(e: UserError) -> JSONResponse:
 def read_source(ws: Workspace, source: Source) -> list[str]:
     """The texts of a corpus source (UserError naming the field when it is not there)."""
     if source.text is not None:
-        return [tokenlab.check_text(source.text, "text")]
+        return [uploads.check_text(source.text, "text")]
     if source.upload is not None:
-        return [tokenlab.read_upload(ws, source.upload)]
-    return tokenlab.read_dataset(ws, source.dataset)
+        return [uploads.read_upload(ws, source.upload)]
+    return uploads.read_dataset(ws, source.dataset)
 
 
 async def _run(fn, *args, **kwargs):
@@ -157,7 +157,7 @@ async def datasets(request: Request) -> list[dict]:
 @router.get("/tokenizers/presets")
 async def presets() -> dict:
     return {"presets": tokenlab.DEFAULT_PRICE_PRESETS, "note": tokenlab.PRICE_NOTE,
-            "limits": {"text_bytes": tokenlab.MAX_TEXT_BYTES, "compare": [tokenlab.MIN_COMPARE, tokenlab.MAX_COMPARE],
+            "limits": {"text_bytes": uploads.MAX_TEXT_BYTES, "compare": [tokenlab.MIN_COMPARE, tokenlab.MAX_COMPARE],
                        "replay_chars": tokenlab.MAX_REPLAY_CHARS},
             "byte_fallback": tokenlab.BYTE_FALLBACK_DEFINITIONS}
 
@@ -166,7 +166,7 @@ async def presets() -> dict:
 async def encode(req: EncodeRequest, request: Request):
     ws = _ws(request)
     return await _run(lambda: tokenlab.inspect(tokenlab.open_tokenizer(ws, req.tokenizer),
-                                               tokenlab.check_text(req.text, "text")))
+                                               uploads.check_text(req.text, "text")))
 
 
 @router.post("/tokenizers/replay")
@@ -179,7 +179,7 @@ async def replay(req: ReplayRequest, request: Request):
 async def compare(req: CompareRequest, request: Request):
     ws = _ws(request)
     return await _run(lambda: tokenlab.compare([tokenlab.open_tokenizer(ws, t) for t in req.tokenizers],
-                                               tokenlab.check_text(req.text, "text")))
+                                               uploads.check_text(req.text, "text")))
 
 
 @router.post("/tokenizers/stats")
@@ -194,7 +194,7 @@ async def cost(req: CostRequest, request: Request):
     ws = _ws(request)
 
     def work():
-        text = tokenlab.check_text(req.text) if req.text is not None else tokenlab.read_upload(ws, req.upload)
+        text = uploads.check_text(req.text) if req.text is not None else uploads.read_upload(ws, req.upload)
         return tokenlab.cost(tokenlab.open_tokenizer(ws, req.tokenizer), text, req.presets)
 
     return await _run(work)
@@ -205,17 +205,17 @@ async def upload(request: Request, name: str = Query("upload.txt", max_length=20
     """Keep a UTF-8 text file (the raw request body) for stats, cost and training."""
     ws = _ws(request)
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > tokenlab.MAX_TEXT_BYTES:
+    if declared and declared.isdigit() and int(declared) > uploads.MAX_TEXT_BYTES:
         return openai_error(413, f"file: {int(declared) / 1e6:.1f} MB, the limit is "
-                                 f"{tokenlab.MAX_TEXT_BYTES / 1e6:.1f} MB", "file", "too_large")
+                                 f"{uploads.MAX_TEXT_BYTES / 1e6:.1f} MB", "file", "too_large")
     data = bytearray()
     async for chunk in request.stream():
         data += chunk
-        if len(data) > tokenlab.MAX_TEXT_BYTES:
-            return openai_error(413, f"file: over the limit of {tokenlab.MAX_TEXT_BYTES / 1e6:.1f} MB", "file",
+        if len(data) > uploads.MAX_TEXT_BYTES:
+            return openai_error(413, f"file: over the limit of {uploads.MAX_TEXT_BYTES / 1e6:.1f} MB", "file",
                                 "too_large")
     try:
-        saved = await asyncio.to_thread(tokenlab.save_upload, ws, bytes(data), "file")
+        saved = await asyncio.to_thread(uploads.save_upload, ws, bytes(data), "file")
     except UserError as e:
         return user_error(e)
     return {**saved, "name": name}
@@ -251,10 +251,10 @@ def _check_train(ws: Workspace, req: TrainRequest) -> str:
     except UserError as e:
         raise UserError(f"vocab_size: {e}") from None
     if req.source.upload is not None:
-        tokenlab.read_upload(ws, req.source.upload, "source.upload")
+        uploads.read_upload(ws, req.source.upload, "source.upload")
         tag = req.source.upload[:8]
     else:
-        tag = tokenlab.dataset_path(ws, req.source.dataset, "source.dataset").name
+        tag = uploads.dataset_path(ws, req.source.dataset, "source.dataset").name
     name = req.name or f"lab-{req.model}{req.vocab_size}{'s' if req.trainer == 'scratch' else ''}-{tag}"
     return tokenlab.check_new_name(ws, name, req.overwrite)
 

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from training.errors import UserError
+from training.uploads import check_text, check_texts
 from training.workspace import Workspace
 
 if TYPE_CHECKING:  # imported lazily: `tokenizers` and training.bpe cost ~0.2 s to import
@@ -50,7 +51,6 @@ if TYPE_CHECKING:  # imported lazily: `tokenizers` and training.bpe cost ~0.2 s 
 
 # ---- limits and tables -----------------------------------------------------
 
-MAX_TEXT_BYTES = 5_000_000  # 5 MB of UTF-8, for one text or all texts of one call together
 MAX_REPLAY_CHARS = 256  # `replay` shows one step per merge: a word, not a document
 MAX_INSPECT_TOKENS = 5_000  # `inspect` lists at most this many tokens (the counts cover all)
 MIN_COMPARE, MAX_COMPARE = 2, 4
@@ -82,120 +82,7 @@ _MODEL_NAMES = {"BPE": "bpe", "WordPiece": "wordpiece", "Unigram": "unigram", "W
 HF_FILE, BPE_FILE, META_FILE = "tokenizer.json", "bpe.json", "training_meta.json"
 
 
-# ---- validation ------------------------------------------------------------
-
-
-def check_text(text: Any, field: str = "text") -> str:
-    """Return `text` if it is a non-empty string of at most `MAX_TEXT_BYTES` UTF-8 bytes.
-
-    Raises:
-        UserError: naming `field`, for a non-string, an empty string, a string
-            over the limit, or one that cannot be UTF-8 (a lone surrogate).
-    """
-    if not isinstance(text, str):
-        raise UserError(f"{field}: expected text, got {type(text).__name__}")
-    if not text:
-        raise UserError(f"{field}: the text is empty")
-    if len(text) > MAX_TEXT_BYTES:  # a char is >= 1 byte: too long without encoding it
-        raise UserError(f"{field}: more than {MAX_TEXT_BYTES:,} characters, the limit is {_mb(MAX_TEXT_BYTES)}")
-    try:
-        size = len(text.encode("utf-8"))
-    except UnicodeEncodeError as e:
-        raise UserError(f"{field}: not valid Unicode text (a lone surrogate at character {e.start})") from None
-    if size > MAX_TEXT_BYTES:
-        raise UserError(f"{field}: {_mb(size)} of text, the limit is {_mb(MAX_TEXT_BYTES)}")
-    return text
-
-
-def check_texts(texts: str | Iterable[str], field: str = "texts") -> list[str]:
-    """`check_text` for a list of texts: each a string, not all empty, at most `MAX_TEXT_BYTES` together."""
-    items = [texts] if isinstance(texts, str) else list(texts)
-    for i, text in enumerate(items):
-        if not isinstance(text, str):
-            raise UserError(f"{field}[{i}]: expected text, got {type(text).__name__}")
-    if not any(items):
-        raise UserError(f"{field}: no text")
-    check_text("".join(items), field)  # the size limit and valid Unicode, over all texts
-    return items
-
-
-def decode_upload(data: bytes, field: str = "file") -> str:
-    """Decode an uploaded file as UTF-8 text (a leading byte-order mark is dropped).
-
-    Args:
-        data: the raw bytes.
-        field: the form field's name, for the error message.
-
-    Raises:
-        UserError: naming `field`, for an empty file, one over `MAX_TEXT_BYTES`, or
-            bytes that are not UTF-8 (with the offset of the first bad byte).
-    """
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise UserError(f"{field}: expected bytes, got {type(data).__name__}")
-    data = bytes(data)
-    if len(data) > MAX_TEXT_BYTES:
-        raise UserError(f"{field}: the file is {_mb(len(data))}, the limit is {_mb(MAX_TEXT_BYTES)}")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise UserError(f"{field}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); "
-                        "save the file as UTF-8") from None
-    return check_text(text, field)
-
-
-def _mb(n_bytes: int) -> str:
-    return f"{n_bytes / 1e6:.1f} MB"
-
-
-# ---- corpora: uploads and registered datasets ---------------------------------
-
-_UPLOAD_ID = re.compile(r"[0-9a-f]{16}")
-
-
-def save_upload(ws: Workspace, data: bytes, field: str = "file") -> dict:
-    """Keep an uploaded UTF-8 text in `ws.root/uploads/<id>.txt`; the id is its content hash.
-
-    Returns:
-        {"upload": id, "bytes", "chars"}. The same bytes always get the same id, and the
-        file appears under its name only once complete (written aside, then renamed).
-
-    Raises:
-        UserError: naming `field`, as `decode_upload` does.
-    """
-    import os
-
-    text = decode_upload(data, field)
-    upload_id = hashlib.sha256(bytes(data)).hexdigest()[:16]
-    target = ws.root / "uploads" / f"{upload_id}.txt"
-    if not target.is_file():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, target)
-    return {"upload": upload_id, "bytes": len(data), "chars": len(text)}
-
-
-def read_upload(ws: Workspace, upload_id: str, field: str = "upload") -> str:
-    """The text of an upload made by `save_upload` (UserError naming `field` if there is none)."""
-    path = ws.root / "uploads" / f"{upload_id}.txt"
-    if not isinstance(upload_id, str) or not _UPLOAD_ID.fullmatch(upload_id) or not path.is_file():
-        raise UserError(f"{field}: no upload {upload_id!r} (POST the file to /api/uploads first)")
-    return path.read_text(encoding="utf-8")
-
-
-def dataset_path(ws: Workspace, dataset_id: str, field: str = "dataset") -> Path:
-    """The folder of a registered dataset (UserError naming `field` if there is none)."""
-    path = ws.dataset(dataset_id) if isinstance(dataset_id, str) else None
-    if path is None or "/" in dataset_id or ".." in dataset_id or not (path / "manifest.json").is_file():
-        raise UserError(f"{field}: no dataset {dataset_id!r} in {ws.datasets}")
-    return path
-
-
-def read_dataset(ws: Workspace, dataset_id: str, field: str = "dataset") -> list[str]:
-    """The documents of a registered dataset's train split (UserError naming `field` if unknown)."""
-    from training.prepare import iter_split
-
-    return check_texts(list(iter_split(dataset_path(ws, dataset_id, field))), field)
+# ---- names -------------------------------------------------------------------
 
 
 def check_new_name(ws: Workspace, name: Any, overwrite: bool = False) -> str:
@@ -607,7 +494,7 @@ def stats(tok: LabTokenizer, texts: str | Iterable[str], *, top_k: int = DEFAULT
 
     Args:
         tok: the tokenizer.
-        texts: one text or several (each encoded on its own); `MAX_TEXT_BYTES` in all.
+        texts: one text or several (each encoded on its own); `uploads.MAX_TEXT_BYTES` in all.
         top_k: how many of the most frequent tokens to list (0..1000).
 
     Returns:
@@ -746,7 +633,7 @@ def train(
 
     Args:
         ws: the workspace; the folder is `ws.tokenizers/<name>`.
-        texts: one text or several documents (`MAX_TEXT_BYTES` in all).
+        texts: one text or several documents (`uploads.MAX_TEXT_BYTES` in all).
         model: "bpe", "wordpiece" or "unigram".
         trainer: "hf" (Hugging Face `tokenizers`) or "scratch" (our `RegexBPE`; bpe only).
         vocab_size: the vocabulary size, at least 256 + the special tokens.
@@ -794,26 +681,18 @@ __all__ = [
     "MAX_COMPARE",
     "MAX_INSPECT_TOKENS",
     "MAX_REPLAY_CHARS",
-    "MAX_TEXT_BYTES",
     "MIN_COMPARE",
     "PRICE_NOTE",
     "LabTokenizer",
     "check_new_name",
-    "check_text",
-    "check_texts",
     "compare",
     "cost",
-    "dataset_path",
-    "decode_upload",
     "describe_folder",
     "inspect",
     "list_tokenizers",
     "open_folder",
     "open_tokenizer",
-    "read_dataset",
-    "read_upload",
     "replay",
-    "save_upload",
     "stats",
     "train",
 ]

@@ -24,7 +24,7 @@ from services.data_api import parse_job_logs
 from services.data_api import router as data_router
 from services.llm import harden
 from services.tokenizer_api import router as tokenizer_router
-from training import tokenlab
+from training import uploads
 from training.datapipe.config import PipelineConfig
 from training.workspace import Workspace
 
@@ -245,9 +245,9 @@ def test_parse_job_logs_reads_progress_bars_and_the_last_json_line():
 
 
 def test_upload_source_follows_read_upload_rules(ws):
-    """An upload the API accepts as a source is one `tokenlab.read_upload` can read."""
+    """An upload the API accepts as a source is one `uploads.read_upload` can read."""
     from services.data_api import resolve_sources
 
-    upload = tokenlab.save_upload(ws, b"plain text")["upload"]
+    upload = uploads.save_upload(ws, b"plain text")["upload"]
     assert resolve_sources(ws, [f"upload:{upload}"]) == [f"upload:{upload}"]
-    assert tokenlab.read_upload(ws, upload) == "plain text"
+    assert uploads.read_upload(ws, upload) == "plain text"

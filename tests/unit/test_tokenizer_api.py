@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from services.llm import harden
 from services.tokenizer_api import router
-from training import tokenlab
+from training import tokenlab, uploads
 from training.workspace import Workspace
 
 TEXT = ("The quick brown fox jumps over the lazy dog. Über naïve café, 東京 and 🙂! "
@@ -91,6 +91,6 @@ def test_bad_input_is_a_4xx_naming_the_field(api, ws, monkeypatch):
                                                    "model": "unigram"}), 400, "model")
     assert_error(api.post("/api/tokenizers/train", json={"source": {"upload": up}, "name": "ours"}), 400, "name")
     assert_error(api.post("/api/tokenizers/train", json={"source": {"dataset": "nope"}}), 400, "source.dataset")
-    monkeypatch.setattr(tokenlab, "MAX_TEXT_BYTES", 100)
+    monkeypatch.setattr(uploads, "MAX_TEXT_BYTES", 100)
     assert_error(api.post("/api/uploads", content=b"x" * 101), 413, "file")
     assert not any(p.name.startswith(".") for p in (ws.root / "uploads").iterdir())  # no half-written file

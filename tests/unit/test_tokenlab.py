@@ -14,7 +14,7 @@ from collections import Counter
 import pytest
 from transformers import AutoTokenizer
 
-from training import tokenlab
+from training import tokenlab, uploads
 from training.corpus import generate_documents
 from training.errors import UserError
 from training.workspace import Workspace
@@ -297,7 +297,7 @@ def test_text_validation(toks, monkeypatch):
         tokenlab.stats(tok, ["a", 3])
     with pytest.raises(UserError, match="^text: not valid Unicode"):
         tokenlab.inspect(tok, "bad \ud800 surrogate")
-    monkeypatch.setattr(tokenlab, "MAX_TEXT_BYTES", 10)
+    monkeypatch.setattr(uploads, "MAX_TEXT_BYTES", 10)
     with pytest.raises(UserError, match="^text: .*the limit is"):
         tokenlab.inspect(tok, "x" * 11)
     with pytest.raises(UserError, match="^text: .*the limit is"):
@@ -307,15 +307,15 @@ def test_text_validation(toks, monkeypatch):
 
 
 def test_decode_upload(monkeypatch):
-    assert tokenlab.decode_upload("héllo".encode()) == "héllo"
-    assert tokenlab.decode_upload(b"\xef\xbb\xbfwith bom", "corpus") == "with bom"
+    assert uploads.decode_upload("héllo".encode()) == "héllo"
+    assert uploads.decode_upload(b"\xef\xbb\xbfwith bom", "corpus") == "with bom"
     with pytest.raises(UserError, match=r"^corpus: not UTF-8 text \(byte 0xe9 at offset 2\)"):
-        tokenlab.decode_upload(b"hi\xe9 there", "corpus")  # Latin-1, not UTF-8
+        uploads.decode_upload(b"hi\xe9 there", "corpus")  # Latin-1, not UTF-8
     with pytest.raises(UserError, match="^file: the text is empty"):
-        tokenlab.decode_upload(b"")
-    monkeypatch.setattr(tokenlab, "MAX_TEXT_BYTES", 4)
+        uploads.decode_upload(b"")
+    monkeypatch.setattr(uploads, "MAX_TEXT_BYTES", 4)
     with pytest.raises(UserError, match="^upload: the file is .*the limit is"):
-        tokenlab.decode_upload(b"12345", "upload")
+        uploads.decode_upload(b"12345", "upload")
 
 
 def test_train_validation(tmp_path):
