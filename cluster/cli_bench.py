@@ -23,7 +23,9 @@ def add_bench_parsers(sub, add_config_args: Callable[[argparse.ArgumentParser], 
     p.add_argument("--max-tokens", type=int, default=64, help="tokens generated per request (ignore_eos)")
     p.add_argument("--levels", default="1,4,16", help="comma-separated concurrency levels")
     p.add_argument("--requests-per-level", type=int,
-                   help="requests at each level (default: max(32, 2 x level); transformers: 4)")
+                   help="requests at each level (default: max(32, 4 x level); transformers: 8)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="measure every way this many times, one after the other; figures are the medians")
     p.set_defaults(func=cmd_bench_serve)
     p = bench.add_parser("tokenizer", help="our BPE trainer vs Hugging Face tokenizers (time, parity), "
                                            "encode speed of ours, tokenizers and tiktoken")
@@ -67,7 +69,7 @@ def cmd_bench_serve(args) -> None:
     from services.bench import bench_serve
 
     bench_serve(model=args.model, max_tokens=args.max_tokens, levels=args.levels,
-                requests_per_level=args.requests_per_level, workspace=_workspace(args))
+                requests_per_level=args.requests_per_level, rounds=args.rounds, workspace=_workspace(args))
 
 
 def cmd_bench_tokenizer(args) -> None:

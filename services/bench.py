@@ -43,6 +43,11 @@ batching (`stream_batching_ms`, for the several-model layout) is not on this pat
 Goals: Serve TTFT p50 <= 1.3 x engine TTFT p50 at concurrency 1, and Serve output
 tokens/s at concurrency 16 >= 5 x HF's.
 
+This 2-core box drifts by tens of percent between minutes, so one pass can catch one way
+on a good minute and the next on a bad one. `--rounds N` runs the four ways N times,
+round after round; each figure is then its median over the rounds (`median_ways`), and
+the JSON keeps each round's goal ratios under `per_round`.
+
 Importing this module does no work (vLLM builds its engine in a spawned subprocess).
 """
 
@@ -60,6 +65,23 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
+from services.bench_stats import (
+    DONE,
+    GOAL_RATIOS,
+    PROMPTS,
+    Level,
+    Sample,
+    assemble_figures,
+    chunk_tokens,
+    level_figures,
+    median_ways,
+    parse_levels,
+    parse_sse_line,
+    print_table,
+    prompt_list,
+    requests_for,
+    run_levels,
+)
 from training.errors import UserError
 from training.workspace import PROJECT_ROOT, Workspace
 
@@ -67,22 +89,7 @@ BENCH_MODEL_ID = "bench-micro"
 MICRO_CONFIG = PROJECT_ROOT / "configs" / "pretrain" / "micro.yaml"
 SERVE_CONFIG = PROJECT_ROOT / "configs" / "serve" / "local.yaml"
 HF_THREADS = 2
-from services.bench_stats import (  # noqa: E402
-    PROMPTS,
-    parse_levels,
-    requests_for,
-    prompt_list,
-    DONE,
-    parse_sse_line,
-    chunk_tokens,
-    Sample,
-    Level,
-    level_figures,
-    assemble_figures,
-    print_table,
-    run_levels,
-)
-
+HF_REQUESTS = 8  # sequential requests for transformers' figures (its rate does not depend on c)
 
 
 # --------------------------------------------------------------------------- the model
@@ -426,12 +433,15 @@ def common_prefix(a: list[int], b: list[int]) -> int:
 
 
 def bench_serve(model: Optional[str] = None, max_tokens: int = 64, levels="1,4,16",
-                requests_per_level: Optional[int] = None, workspace: Optional[Workspace] = None) -> dict:
+                requests_per_level: Optional[int] = None, rounds: int = 1,
+                workspace: Optional[Workspace] = None) -> dict:
     levels = parse_levels(levels if isinstance(levels, str) else ",".join(map(str, levels)))
     if max_tokens < 1:
         raise UserError("--max-tokens must be >= 1")
     if requests_per_level is not None and requests_per_level < 1:
         raise UserError("--requests-per-level must be >= 1")
+    if rounds < 1:
+        raise UserError("--rounds must be >= 1")
     import ray
     import torch
     import vllm
@@ -442,48 +452,58 @@ def bench_serve(model: Optional[str] = None, max_tokens: int = 64, levels="1,4,1
     model_id, path = resolve_model(ws, model)
     model_ref = model_id if path == ws.model(model_id) else str(path)
     engine = serve_engine_args()
-    n_hf = requests_per_level or 4
+    n_hf = requests_per_level or HF_REQUESTS
 
     print(f"bench serve: {model_id} at {path}; {max_tokens} tokens per request; levels {levels}; "
-          f"HF {n_hf} sequential requests", flush=True)
-    print("(c) transformers .generate ...", flush=True)
-    hf, hf_warm, facts = measure_hf(path, max_tokens, n_hf)
-    gc.collect()  # the HF model goes before an engine starts
-    print(f"  hf: TTFT p50 {hf['seq']['ttft_p50_ms']} ms, {hf['seq']['output_tokens_per_s']} tok/s", flush=True)
-    print("(b) vLLM engine in-process ...", flush=True)
-    eng, eng_warm = measure_engine(path, engine, max_tokens, levels, requests_per_level)
-    gc.collect()
-    print("(d) vLLM's own OpenAI server, no Ray ...", flush=True)
-    vhttp, _ = measure_vllm_http(path, model_id, engine, max_tokens, levels, requests_per_level)
-    print("(a) Ray Serve HTTP ...", flush=True)
-    srv, srv_warm = measure_serve(ws, model_ref, model_id, engine, max_tokens, levels, requests_per_level)
+          f"HF {n_hf} sequential requests; {rounds} round(s)", flush=True)
+    per_round, warm = [], {}
+    for r in range(rounds):
+        if rounds > 1:
+            print(f"round {r + 1} of {rounds}", flush=True)
+        print("(c) transformers .generate ...", flush=True)
+        hf, warm["hf"], facts = measure_hf(path, max_tokens, n_hf)
+        gc.collect()  # the HF model goes before an engine starts
+        print(f"  hf: TTFT p50 {hf['seq']['ttft_p50_ms']} ms, {hf['seq']['output_tokens_per_s']} tok/s", flush=True)
+        print("(b) vLLM engine in-process ...", flush=True)
+        eng, warm["engine"] = measure_engine(path, engine, max_tokens, levels, requests_per_level)
+        gc.collect()
+        print("(d) vLLM's own OpenAI server, no Ray ...", flush=True)
+        vhttp, _ = measure_vllm_http(path, model_id, engine, max_tokens, levels, requests_per_level)
+        print("(a) Ray Serve HTTP ...", flush=True)
+        srv, warm["serve"] = measure_serve(ws, model_ref, model_id, engine, max_tokens, levels, requests_per_level)
+        per_round.append({"hf": hf, "engine": eng, "vllm_http": vhttp, "serve": srv})
 
-    ways = {"hf": hf, "engine": eng, "vllm_http": vhttp, "serve": srv}
     warnings = [f"{way} c={c}: {lv['output_tokens']} tokens, expected {lv['requests'] * max_tokens}"
-                for way, per in ways.items() for c, lv in per.items()
+                for ways in per_round for way, per in ways.items() for c, lv in per.items()
                 if lv["output_tokens"] != lv["requests"] * max_tokens]
     from services.serve_env import serve_env
 
+    model_name = f"{model_id} ({facts['arch']}, {facts['params'] / 1e6:.1f}M params)"
+    host = (f"{platform.machine()} {os.cpu_count()} cpus, torch {torch.__version__}, vllm {vllm.__version__}, "
+            f"ray {ray.__version__}")
+    each = [assemble_figures(ways, model=model_name, max_tokens=max_tokens, levels=levels, host=host)
+            for ways in per_round]
     extra = {
         "model_path": str(path),
         "params": facts["params"],
         "prompt_tokens_max": facts["prompt_tokens_max"],
         "requests_per_level": {str(c): requests_for(c, requests_per_level) for c in levels},
         "hf_requests": n_hf,
+        "rounds": rounds,
+        # With several rounds the figures above are medians; here is each round's goal ratios.
+        "per_round": {key: [f[key] for f in each] for key in GOAL_RATIOS},
         "threads": {"hf": f"torch {HF_THREADS} threads",
                     "vllm": f"VLLM_CPU_OMP_THREADS_BIND={os.environ.get('VLLM_CPU_OMP_THREADS_BIND', 'auto')}"},
         "engine": engine,
         "serve_layout": "one model: the vLLM replica is the ingress (services/llm.py direct_llm_app)",
         "serve_env": serve_env(),
         # Leading greedy tokens of the warm-up prompt that agree (same weights, same argmax).
-        "greedy_agreement": {"engine_vs_hf": common_prefix(eng_warm, hf_warm),
-                             "serve_vs_engine": common_prefix(srv_warm, eng_warm), "of": max_tokens},
+        "greedy_agreement": {"engine_vs_hf": common_prefix(warm["engine"], warm["hf"]),
+                             "serve_vs_engine": common_prefix(warm["serve"], warm["engine"]), "of": max_tokens},
         "warnings": warnings,
     }
-    host = (f"{platform.machine()} {os.cpu_count()} cpus, torch {torch.__version__}, vllm {vllm.__version__}, "
-            f"ray {ray.__version__}")
-    figures = assemble_figures(ways, model=f"{model_id} ({facts['arch']}, {facts['params'] / 1e6:.1f}M params)",
-                               max_tokens=max_tokens, levels=levels, host=host, extra=extra)
+    figures = assemble_figures(median_ways(per_round), model=model_name, max_tokens=max_tokens, levels=levels,
+                               host=host, extra=extra)
     print_table(figures)
     emit("serve", figures)
     return figures

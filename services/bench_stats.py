@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import statistics
 import time
 from dataclasses import dataclass
 from typing import Awaitable, Callable, Optional
 
 from training.errors import UserError
-
-
 
 TTFT_GOAL = 1.3          # Serve TTFT p50 / engine TTFT p50 at c=1, at most
 THROUGHPUT_GOAL = 5.0    # Serve tokens/s at c=16 / HF tokens/s, at least
@@ -43,8 +42,12 @@ def parse_levels(text: str) -> list[int]:
 
 
 def requests_for(concurrency: int, requests_per_level: Optional[int] = None) -> int:
-    """Requests at one level: max(32, 2c) by default (32 TTFTs for a stable p50), never fewer than c."""
-    n = requests_per_level if requests_per_level else max(32, 2 * concurrency)
+    """Requests at one level: max(32, 4c) by default, never fewer than c.
+
+    32 TTFTs give a stable p50; 4c keeps the c clients busy for four rounds, so the
+    ramp-up and the tail (fewer than c requests in flight) weigh little in tokens/s.
+    """
+    n = requests_per_level if requests_per_level else max(32, 4 * concurrency)
     return max(n, concurrency)
 
 
@@ -128,6 +131,34 @@ def level_figures(level: Level) -> dict:
     }
 
 
+MEDIAN_FIGURES = ("wall_s", "ttft_p50_ms", "ttft_p95_ms", "output_tokens_per_s")
+
+
+def median_ways(rounds: list[dict[str, dict[str, dict]]]) -> dict[str, dict[str, dict]]:
+    """Several rounds of `ways` folded into one: each timing is its median over the rounds.
+
+    The box drifts between runs (other tenants, turbo, the page cache), so a single round
+    can land on a good or a bad minute for one way and not the other. Rounds run the ways
+    one after the other, round after round, and the median of each figure is what the
+    ratios are taken from. Counts (requests, output tokens) are the first round's.
+
+    >>> r = lambda t: {"serve": {"1": {"requests": 2, "ttft_p50_ms": t, "output_tokens_per_s": None}}}
+    >>> median_ways([r(10.0), r(30.0), r(12.0)])["serve"]["1"]
+    {'requests': 2, 'ttft_p50_ms': 12.0, 'output_tokens_per_s': None}
+    """
+    def fold(key: str, values: list) -> object:
+        if key not in MEDIAN_FIGURES or any(v is None for v in values):
+            return values[0]
+        return round(statistics.median(values), 3 if key == "wall_s" else 2)
+
+    return {way: {level: {k: fold(k, [r[way][level][k] for r in rounds]) for k in first}
+                  for level, first in per.items()}
+            for way, per in rounds[0].items()}
+
+
+GOAL_RATIOS = ("ttft_ratio_serve_vs_engine", f"throughput_ratio_serve_vs_hf_c{GOAL_LEVEL}")
+
+
 def ratio(num: Optional[float], den: Optional[float], digits: int = 3) -> Optional[float]:
     if num is None or den is None or den == 0:
         return None
@@ -198,6 +229,9 @@ def print_table(f: dict) -> None:
     if f.get("ttft_ratio_vllm_http_vs_engine") is not None:
         print(f"TTFT p50 at c=1: vLLM's own server / engine = {fmt(f['ttft_ratio_vllm_http_vs_engine'], '.3f')}, "
               f"Serve / vLLM's own server = {fmt(f.get('ttft_ratio_serve_vs_vllm_http'), '.3f')}")
+    if (f.get("rounds") or 1) > 1:
+        for key, values in f["per_round"].items():
+            print(f"{key} by round: {', '.join(fmt(v, '.3f') for v in values)} (the figures above are medians)")
     for w in f.get("warnings") or []:
         print(f"warning: {w}")
     print()

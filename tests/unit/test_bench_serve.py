@@ -33,7 +33,7 @@ def test_parse_levels():
 
 
 def test_requests_for_defaults_and_floor():
-    assert [bench_stats.requests_for(c) for c in (1, 4, 32)] == [32, 32, 64]
+    assert [bench_stats.requests_for(c) for c in (1, 4, 16, 32)] == [32, 32, 64, 128]
     assert bench_stats.requests_for(4, 10) == 10
     assert bench_stats.requests_for(16, 4) == 16  # never fewer requests than clients
 
@@ -151,10 +151,11 @@ def test_serve_engine_args_come_from_the_local_serve_config():
 
 def test_cli_bench_serve_options():
     args = build_parser().parse_args(["bench", "serve"])
-    assert (args.model, args.max_tokens, args.levels, args.requests_per_level) == (None, 64, "1,4,16", None)
+    assert (args.model, args.max_tokens, args.levels, args.requests_per_level, args.rounds) == \
+        (None, 64, "1,4,16", None, 1)
     args = build_parser().parse_args(["bench", "serve", "--model", "m", "--max-tokens", "16", "--levels", "1,4",
-                                      "--requests-per-level", "6"])
-    assert (args.model, args.max_tokens, args.levels, args.requests_per_level) == ("m", 16, "1,4", 6)
+                                      "--requests-per-level", "6", "--rounds", "3"])
+    assert (args.model, args.max_tokens, args.levels, args.requests_per_level, args.rounds) == ("m", 16, "1,4", 6, 3)
 
 
 def test_bad_levels_fail_before_anything_heavy(tmp_path):
@@ -162,6 +163,26 @@ def test_bad_levels_fail_before_anything_heavy(tmp_path):
         bench.bench_serve(levels="0", workspace=bench.Workspace.resolve(tmp_path))
     with pytest.raises(UserError, match="--max-tokens"):
         bench.bench_serve(max_tokens=0, workspace=bench.Workspace.resolve(tmp_path))
+    with pytest.raises(UserError, match="--rounds"):
+        bench.bench_serve(rounds=0, workspace=bench.Workspace.resolve(tmp_path))
+
+
+def test_rounds_fold_into_medians_and_the_ratios_come_from_them():
+    def ways(serve_ttft, engine_ttft, serve_tps, hf_tps):
+        lv = lambda c, ttft, tps: {"concurrency": c, "requests": 32, "output_tokens": 2048, "wall_s": 1.0,
+                                   "ttft_p50_ms": ttft, "ttft_p95_ms": None, "output_tokens_per_s": tps}
+        return {"hf": {"seq": lv("sequential", 9.0, hf_tps)},
+                "engine": {"1": lv(1, engine_ttft, 200.0), "16": lv(16, 40.0, 1800.0)},
+                "serve": {"1": lv(1, serve_ttft, 150.0), "16": lv(16, 90.0, serve_tps)}}
+
+    rounds = [ways(30.0, 10.0, 1000.0, 200.0), ways(14.0, 10.0, 1400.0, 250.0), ways(15.0, 9.0, 1300.0, 140.0)]
+    folded = bench_stats.median_ways(rounds)
+    assert folded["serve"]["1"]["ttft_p50_ms"] == 15.0 and folded["engine"]["1"]["ttft_p50_ms"] == 10.0
+    assert folded["serve"]["16"]["output_tokens_per_s"] == 1300.0 and folded["hf"]["seq"]["output_tokens_per_s"] == 200.0
+    assert folded["serve"]["1"]["ttft_p95_ms"] is None  # not measured stays not measured
+    assert folded["serve"]["1"]["requests"] == 32  # counts are not medians
+    f = bench_stats.assemble_figures(folded, model="m", max_tokens=64, levels=[1, 16], host="h")
+    assert f["ttft_ratio_serve_vs_engine"] == 1.5 and f["throughput_ratio_serve_vs_hf_c16"] == 6.5
 
 
 def test_measure_engine_gives_back_the_environment_vllm_edited(monkeypatch):
