@@ -36,7 +36,7 @@ def test_ui_is_a_thin_http_client(path):
     assert not imported_modules(path) & {"torch", "ray", "training", "services"}
 
 
-@pytest.mark.parametrize("name", ["tokenlab.py", "hf_tokenizers.py", "bench_tokenizer.py", "tokenizer.py"])
+@pytest.mark.parametrize("name", ["tokenlab.py", "labtokenizer.py", "hf_tokenizers.py", "bench_tokenizer.py", "tokenizer.py"])
 def test_tokenizer_lab_is_plain_python(name):
     """The tokenizer lab is a library the API calls: no Ray, no web framework, no torch, no services."""
     assert not imported_modules(ROOT / "training" / name) & {"ray", "fastapi", "starlette", "torch", "services"}

@@ -69,7 +69,7 @@ def save_hf_folder(tok: Tokenizer, out_dir: Path, *, model_max_length: int = 204
     (tokenizer.json, tokenizer_config.json with the ChatML template, training_meta.json);
     training_meta.json says `"trainer": "scratch"`. It also holds our own format,
     bpe.json (`Tokenizer.save`), which keeps how often each merge's pair occurred:
-    the tokenizer lab (`training.tokenlab`) reads it for merges and replays.
+    the tokenizer lab (`training.labtokenizer`) reads it for merges and replays.
 
     Raises:
         UserError: if `out_dir` exists and is not a tokenizer folder.
