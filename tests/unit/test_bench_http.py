@@ -1,4 +1,4 @@
-"""The HTTP way of `playground bench serve` (services/bench.py `_measure_http`) against a real
+"""The HTTP way of `playground bench serve` (services/bench_http.py `_measure_http`) against a real
 uvicorn server that streams /v1/completions the way vLLM's OpenAI routes do (SSE chunks with
 token_ids, a usage chunk, [DONE]). No engine: the server makes up its tokens.
 
@@ -12,7 +12,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from services import bench
+from services import bench_http
 
 app = FastAPI()
 seen_ports: list[int] = []  # the client port names the TCP connection of each request
@@ -44,7 +44,7 @@ async def measure(model: str, levels: list[int], requests_per_level: int):
         while not server.started:
             await asyncio.sleep(0.01)
         port = server.servers[0].sockets[0].getsockname()[1]
-        return await bench._measure_http(f"http://127.0.0.1:{port}", model, 5, levels, requests_per_level,
+        return await bench_http._measure_http(f"http://127.0.0.1:{port}", model, 5, levels, requests_per_level,
                                          startup_s=2)
     finally:
         server.should_exit = True

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from cluster.cli import build_parser
-from services import bench, bench_stats
+from services import bench, bench_http, bench_stats
 from training.errors import UserError
 
 
@@ -126,7 +126,7 @@ def test_run_level_is_closed_loop_with_c_clients():
 
 
 def test_completion_body_asks_for_exact_greedy_streams():
-    body = bench.completion_body("bench-micro", "Hi", 64)
+    body = bench_http.completion_body("bench-micro", "Hi", 64)
     assert body["temperature"] == 0 and body["max_tokens"] == 64 and body["stream"] is True
     assert body["ignore_eos"] is True and body["return_token_ids"] is True
     assert body["stream_options"] == {"include_usage": True}
