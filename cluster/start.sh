@@ -12,8 +12,9 @@ export PLAYGROUND_WORKSPACE   # Serve replicas and Ray jobs inherit it from the 
 export RAY_AUTH_MODE="${RAY_AUTH_MODE:-token}"   # keep Ray's token check; clients need the same mode
 # Serve's HTTP port is HAProxy, and replicas answer HTTP themselves (services/serve_env.py).
 export RAY_SERVE_ENABLE_HA_PROXY="${RAY_SERVE_ENABLE_HA_PROXY:-1}"
+# No --node-ip-address 127.0.0.1: Ray turns a loopback node IP into the machine's IP anyway.
+# Ray's own ports listen beyond loopback whatever we pass (README "Ports"); ours do not.
 exec ray start --head \
   --num-cpus "${PLAYGROUND_NUM_CPUS:-8}" \
-  --node-ip-address 127.0.0.1 \
   --include-dashboard true --dashboard-host 127.0.0.1 --dashboard-port "${PLAYGROUND_DASHBOARD_PORT:-8265}" \
   --disable-usage-stats "$@"

@@ -121,6 +121,57 @@ def test_models_list(oai):
     assert [m.id for m in oai.models.list().data] == ["tiny-a"]
 
 
+def _listeners() -> list[tuple[str, int, str]]:
+    """(ip, port, process name) of every TCP socket listening in this session's processes
+    (pytest, the Ray cluster it started, Serve, HAProxy, vLLM)."""
+    import psutil
+
+    names = {}
+    me = psutil.Process()
+    for p in [me, *me.children(recursive=True)]:
+        try:  # Python processes by their script or module: Ray's dashboard, monitor, client server
+            names[p.pid] = " ".join(p.cmdline()[:3]) if p.name().startswith("python") else p.name()
+        except psutil.Error:  # exited meanwhile
+            pass
+    names[me.pid] = "ray driver"  # this process: ray.init made it a Ray worker, with a gRPC port
+    return [(c.laddr.ip, c.laddr.port, names[c.pid]) for c in psutil.net_connections("tcp")
+            if c.status == psutil.CONN_LISTEN and c.pid in names]
+
+
+def test_what_we_configure_listens_on_loopback_only(stack, ray_cluster):
+    """The security default, checked on the live sockets. Ours listen on 127.0.0.1: the
+    Serve HTTP port (HAProxy), each ingress replica's own HTTP port, the dashboard, vLLM's
+    processes. Ray's own core ports do not follow the config (Ray 2.60 turns a loopback
+    node IP into the machine's IP): GCS, raylet, every worker's gRPC port, the agents, the
+    client server, HAProxy's stats and metrics pages. Those may listen wider, and only
+    those; Ray's token auth (RAY_AUTH_MODE=token) guards them. README "Ports" lists them."""
+    from ray.serve._private import constants as serve_constants
+
+    loopback = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
+    http_port = int(stack["base"].rsplit(":", 1)[1])
+    dashboard_port = int(ray_cluster["dashboard"].rsplit(":", 1)[1])
+    replica_ports = range(serve_constants.RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT,
+                          serve_constants.RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT + 1)
+    haproxy_pages = {serve_constants.RAY_SERVE_HAPROXY_STATS_PORT, serve_constants.RAY_SERVE_HAPROXY_METRICS_PORT}
+    listeners = _listeners()
+
+    ours = [(ip, port, name) for ip, port, name in listeners
+            if port in (http_port, dashboard_port) or name.startswith("VLLM::")
+            or (name.startswith("ray::ServeRepli") and port in replica_ports)]
+    # Not vacuous: HAProxy on the HTTP port, an ingress replica's port, the engine's sockets.
+    assert {http_port, dashboard_port} <= {port for _, port, _ in ours}, listeners
+    assert any(port in replica_ports for _, port, _ in ours), listeners
+    assert any(name.startswith("VLLM::") for _, _, name in ours), listeners
+    assert [entry for entry in ours if entry[0] not in loopback] == []
+
+    ray_internal = ("gcs_server", "raylet", "ray::", "ray-dashboard-", "ray driver")
+    ray_python = ("/ray/dashboard/", "/ray/autoscaler/", "ray.util.client.server")
+    unexpected = [(ip, port, name) for ip, port, name in listeners if ip not in loopback
+                  and not (name.startswith(ray_internal) or any(s in name for s in ray_python)
+                           or (name == "haproxy" and port in haproxy_pages))]
+    assert unexpected == [], unexpected
+
+
 @pytest.mark.parametrize("body, status, param", [
     (b"{oops", 400, "body"),
     (json.dumps({"model": "nope", "messages": [{"role": "user", "content": "x"}]}).encode(), 404, "model"),
