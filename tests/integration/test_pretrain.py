@@ -3,7 +3,6 @@
 import json
 
 import pytest
-import torch
 
 from training import checkpoint
 from training.pretrain import run

@@ -5,9 +5,12 @@ integration tests submit, tail and stop real jobs.
 """
 
 from types import SimpleNamespace
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from ray.job_submission import JobStatus
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 
 class FakeJobs:

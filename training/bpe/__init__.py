@@ -3,6 +3,7 @@
 Read in this order:
 
     bytes_unicode.py  how bytes are written as printable characters ("Ġthe")
+    pairs.py          count pairs, pick the best (Hugging Face's tie-break), merge it
     base.py           vocabulary, merges, encode/decode, save/load (`Tokenizer`)
     basic.py          `BasicBPE`: the textbook training loop, no pre-tokenization
     regex_bpe.py      `RegexBPE`: GPT-2 pre-tokenization + fast incremental training
@@ -20,9 +21,6 @@ from training.bpe.base import (
     ReplayStep,
     Tokenizer,
     TrainingInfo,
-    best_pair,
-    get_pair_counts,
-    merge_pair,
 )
 from training.bpe.basic import BasicBPE
 from training.bpe.bytes_unicode import (
@@ -38,6 +36,7 @@ from training.bpe.export import (
     to_tiktoken,
     train_bpe_folder,
 )
+from training.bpe.pairs import best_pair, get_pair_counts, merge_pair
 from training.bpe.regex_bpe import RegexBPE, merge_word
 
 load = Tokenizer.load

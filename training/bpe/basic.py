@@ -20,14 +20,8 @@ text it learns the same merges as `tokenizers`' byte-level BPE with
 
 from __future__ import annotations
 
-from training.bpe.base import (
-    ProgressFn,
-    Tokenizer,
-    TrainingInfo,
-    best_pair,
-    get_pair_counts,
-    merge_pair,
-)
+from training.bpe.base import ProgressFn, Tokenizer, TrainingInfo
+from training.bpe.pairs import best_pair, get_pair_counts, merge_pair
 from training.errors import UserError
 from training.tokenizer import TextStats, _check_vocab_size
 

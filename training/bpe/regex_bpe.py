@@ -25,14 +25,8 @@ from collections.abc import Iterable
 
 import regex
 
-from training.bpe.base import (
-    GPT2_PATTERN,
-    Pair,
-    ProgressFn,
-    Tokenizer,
-    TrainingInfo,
-    split_isolated,
-)
+from training.bpe.base import GPT2_PATTERN, ProgressFn, Tokenizer, TrainingInfo
+from training.bpe.pairs import Pair, split_isolated
 from training.errors import UserError
 from training.tokenizer import TextStats, _check_vocab_size
 
@@ -169,7 +163,7 @@ class RegexBPE(Tokenizer):
             heap: entries (-count, left, right, tie, word set). heapq pops the
                 smallest, so negating the count makes the most frequent pair come
                 first, and on equal counts the smallest (left, right): the
-                Hugging Face tie-break (see `base.best_pair`). `tie` only keeps
+                Hugging Face tie-break (see `pairs.best_pair`). `tie` only keeps
                 Python from ever comparing two word sets.
 
         The heap is updated *lazily*: when a merge changes a pair's count we do not
