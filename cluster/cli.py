@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_runs)
 
-    p = sub.add_parser("up", help="start Ray, the Serve applications and the UI on 127.0.0.1")
+    p = sub.add_parser("up", help="start Ray, the Serve applications and the UI (their HTTP on 127.0.0.1)")
     p.add_argument("--model", "-m", action="append", default=[], help="exported model id to serve (repeatable)")
     p.set_defaults(func=cmd_up)
     p = sub.add_parser("down", help="stop the UI, Serve and Ray")
