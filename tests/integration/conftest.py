@@ -7,11 +7,11 @@ while a redeployed ingress starts beside the old one (see ../shared/STACK.md).
 """
 
 import os
-import socket
 import sys
 from pathlib import Path
 
 import pytest
+from serve_helpers import free_port
 
 from services.serve_env import serve_env
 from training.config import load_config
@@ -30,17 +30,11 @@ TINY = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def ray_cluster():
     import ray
 
-    port = _free_port()
+    port = free_port()
     ctx = ray.init(num_cpus=8, include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port,
                    log_to_driver=False)
     yield {"dashboard": f"http://127.0.0.1:{port}", "gcs": ctx.address_info["gcs_address"]}

@@ -7,51 +7,16 @@ so its replicas never hold CPUs that Ray Train workers wait for.
 """
 
 import json
-import socket
-import time
 from pathlib import Path
 
 import httpx
 import pytest
-import torch
 import yaml
-
-from training.export import export_hf
-from training.model import Transformer
+from serve_helpers import export_tiny, free_port, listeners, served, wait_for
 
 pytestmark = pytest.mark.integration
 CONFIG = "configs/serve/local.yaml"
 SHAKESPEARE = Path(__file__).resolve().parents[3] / "shared" / "data" / "tinyshakespeare.txt"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _export_tiny(ws, tiny_config, name: str, seed: int) -> None:
-    cfg = tiny_config()
-    torch.manual_seed(seed)
-    tokenizer_dir = ws.tokenizer(cfg.tokenizer.tokenizer_id(cfg.data.dataset_id()))
-    export_hf(Transformer(cfg.model), ws.model(name), tokenizer_dir=tokenizer_dir,
-              extra_files={"playground.json": json.dumps({"run_id": "fake-run", "step": 3, "val_loss": 5.0})})
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            if predicate():
-                return
-        except (httpx.HTTPError, ValueError, KeyError):  # not up yet: proxy 404s, non-JSON bodies
-            pass
-        time.sleep(1)
-    raise TimeoutError(f"{what} not ready after {timeout:.0f} s")
-
-
-def served(base: str) -> list[str]:
-    return [m["id"] for m in httpx.get(f"{base}/v1/models", timeout=10).json()["data"]]
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +25,8 @@ def stack(ray_cluster, workspace, tiny_config):
     from ray import serve
     from ray.dashboard.modules.serve.sdk import ServeSubmissionClient
 
-    _export_tiny(workspace, tiny_config, "tiny-a", seed=1)
-    _export_tiny(workspace, tiny_config, "tiny-b", seed=2)
+    export_tiny(workspace, tiny_config, "tiny-a", seed=1)
+    export_tiny(workspace, tiny_config, "tiny-b", seed=2)
     run_dir = workspace.run("fake-run")  # a finished run as the API sees it
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(tiny_config().model_dump(mode="json")))
@@ -69,7 +34,7 @@ def stack(ray_cluster, workspace, tiny_config):
                                                    for s in (1, 2, 3)))
 
     config = yaml.safe_load(open(CONFIG))
-    port = _free_port()
+    port = free_port()
     config["http_options"]["port"] = port
     for app in config["applications"]:
         app["args"]["workspace"] = str(workspace.root)
@@ -121,23 +86,6 @@ def test_models_list(oai):
     assert [m.id for m in oai.models.list().data] == ["tiny-a"]
 
 
-def _listeners() -> list[tuple[str, int, str]]:
-    """(ip, port, process name) of every TCP socket listening in this session's processes
-    (pytest, the Ray cluster it started, Serve, HAProxy, vLLM)."""
-    import psutil
-
-    names = {}
-    me = psutil.Process()
-    for p in [me, *me.children(recursive=True)]:
-        try:  # Python processes by their script or module: Ray's dashboard, monitor, client server
-            names[p.pid] = " ".join(p.cmdline()[:3]) if p.name().startswith("python") else p.name()
-        except psutil.Error:  # exited meanwhile
-            pass
-    names[me.pid] = "ray driver"  # this process: ray.init made it a Ray worker, with a gRPC port
-    return [(c.laddr.ip, c.laddr.port, names[c.pid]) for c in psutil.net_connections("tcp")
-            if c.status == psutil.CONN_LISTEN and c.pid in names]
-
-
 def test_what_we_configure_listens_on_loopback_only(stack, ray_cluster):
     """The security default, checked on the live sockets. Ours listen on 127.0.0.1: the
     Serve HTTP port (HAProxy), each ingress replica's own HTTP port, the dashboard, vLLM's
@@ -153,20 +101,20 @@ def test_what_we_configure_listens_on_loopback_only(stack, ray_cluster):
     replica_ports = range(serve_constants.RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT,
                           serve_constants.RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT + 1)
     haproxy_pages = {serve_constants.RAY_SERVE_HAPROXY_STATS_PORT, serve_constants.RAY_SERVE_HAPROXY_METRICS_PORT}
-    listeners = _listeners()
+    sockets = listeners()
 
-    ours = [(ip, port, name) for ip, port, name in listeners
+    ours = [(ip, port, name) for ip, port, name in sockets
             if port in (http_port, dashboard_port) or name.startswith("VLLM::")
             or (name.startswith("ray::ServeRepli") and port in replica_ports)]
     # Not vacuous: HAProxy on the HTTP port, an ingress replica's port, the engine's sockets.
-    assert {http_port, dashboard_port} <= {port for _, port, _ in ours}, listeners
-    assert any(port in replica_ports for _, port, _ in ours), listeners
-    assert any(name.startswith("VLLM::") for _, _, name in ours), listeners
+    assert {http_port, dashboard_port} <= {port for _, port, _ in ours}, sockets
+    assert any(port in replica_ports for _, port, _ in ours), sockets
+    assert any(name.startswith("VLLM::") for _, _, name in ours), sockets
     assert [entry for entry in ours if entry[0] not in loopback] == []
 
     ray_internal = ("gcs_server", "raylet", "ray::", "ray-dashboard-", "ray driver")
     ray_python = ("/ray/dashboard/", "/ray/autoscaler/", "ray.util.client.server")
-    unexpected = [(ip, port, name) for ip, port, name in listeners if ip not in loopback
+    unexpected = [(ip, port, name) for ip, port, name in sockets if ip not in loopback
                   and not (name.startswith(ray_internal) or any(s in name for s in ray_python)
                            or (name == "haproxy" and port in haproxy_pages))]
     assert unexpected == [], unexpected
@@ -443,7 +391,7 @@ def test_browser_chat_streams_an_answer(stack, data_job, sweep_result, demo_mode
 
     chromium = shutil.which("chromium")
     assert chromium, "Debian's chromium is missing: `make install` installs it with apt-get"
-    port = _free_port()
+    port = free_port()
     ui = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "ui/Home.py", "--server.address", "127.0.0.1",
          "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
