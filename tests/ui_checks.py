@@ -11,6 +11,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from unittest import mock
 
 from streamlit.testing.v1 import AppTest
 
@@ -20,18 +21,9 @@ HOME = Path(__file__).resolve().parents[1] / "ui" / "Home.py"
 @contextmanager
 def playground_env(base_url: str, api_key: str | None = None) -> Iterator[None]:
     """Point the pages at `base_url` (they read PLAYGROUND_URL / PLAYGROUND_API_KEY) for a while."""
-    saved = {k: os.environ.get(k) for k in ("PLAYGROUND_URL", "PLAYGROUND_API_KEY")}
-    os.environ["PLAYGROUND_URL"] = base_url
-    if api_key is not None:
-        os.environ["PLAYGROUND_API_KEY"] = api_key
-    try:
+    values = {"PLAYGROUND_URL": base_url} | ({"PLAYGROUND_API_KEY": api_key} if api_key is not None else {})
+    with mock.patch.dict(os.environ, values):
         yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def open_page(page: str | None, timeout: float = 10) -> AppTest:
