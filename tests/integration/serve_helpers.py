@@ -2,20 +2,14 @@
 waiting for Serve, and the listening sockets of the session's processes."""
 
 import json
-import socket
 import time
 
 import httpx
 import torch
 
+from services.bench_http import free_port  # noqa: F401  (re-exported for the tests)
 from training.export import export_hf
 from training.model import Transformer
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def export_tiny(ws, tiny_config, name: str, seed: int) -> None:

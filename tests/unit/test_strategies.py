@@ -16,7 +16,6 @@ on GPU, FSDP2's bf16 all-gathers over NCCL, and any timing or memory figure.
 """
 
 import os
-import socket
 from datetime import timedelta
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from services.bench_http import free_port
 from training import loop
 from training.config import PretrainConfig, load_config
 from training.errors import UserError
@@ -154,12 +154,6 @@ def test_ddp_strategy_is_loop_train_step():
 # --------------------------------------------------------------------------- 2 processes
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _worker(rank: int, strategy: str, port: int, out_dir: str, resume_file: str) -> None:
     """One rank: resume from a plain checkpoint, train steps 2-3 under `strategy`, gather;
     then a fresh bf16 run. Results go to out_dir/rank<r>.pt."""
@@ -215,7 +209,7 @@ def _check_against_single_process(strategy: str, tmp_path):
     torch.save({"model": model.state_dict(), "optimizer": opt.state_dict()}, resume_file)
     ref_losses, ref_model, ref_opt = single_process(cfg, range(2, 4), torch.load(resume_file, weights_only=True))
 
-    mp.spawn(_worker, args=(strategy, _free_port(), str(tmp_path), str(resume_file)), nprocs=WORLD)
+    mp.spawn(_worker, args=(strategy, free_port(), str(tmp_path), str(resume_file)), nprocs=WORLD)
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD))
 
     assert r0["losses"] == pytest.approx(ref_losses, abs=1e-5)
