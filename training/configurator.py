@@ -365,7 +365,8 @@ def block_diagram(cfg: ConfigLike) -> dict:
     attn_label = (f"causal {attn_kind}: {cfg.n_head} heads x {cfg.head_dim}"
                   + (f", {cfg.kv_heads} key/value head{'s' if cfg.kv_heads > 1 else ''}"
                      if cfg.kv_heads != cfg.n_head else "")
-                  + (", RoPE on q and k" if lay.pos_embedding == "rope" else ""))
+                  + (", RoPE on q and k" if lay.pos_embedding == "rope" else "")
+                  + (", ALiBi distance bias on the scores" if lay.pos_embedding == "alibi" else ""))
     mlp_label = {"gelu": "MLP: Linear {C}->{F}, GELU, Linear {F}->{C}",
                  "relu": "MLP: Linear {C}->{F}, ReLU, Linear {F}->{C}",
                  "swiglu": "SwiGLU MLP: silu(gate {C}->{F}) * up {C}->{F}, down {F}->{C}"}[lay.mlp]
@@ -386,6 +387,7 @@ def block_diagram(cfg: ConfigLike) -> dict:
         "learned": (f"learned position embedding {cfg.block_size} x {C} (added)", cfg.block_size * C),
         "sinusoidal": (f"sinusoidal position encoding {C} wide (fixed, added)", 0),
         "rope": (f"rotary position embedding (inside attention, theta {cfg.rope_theta:g})", 0),
+        "alibi": ("ALiBi: no position vectors; attention scores get -slope x distance, a slope per head", 0),
         "none": ("no position embedding (order only from the causal mask)", 0),
     }[lay.pos_embedding]
     stages = [

@@ -19,7 +19,7 @@ holds the resolved choices.
 Parameter names follow Hugging Face closely enough that `training/export.py` converts
 a trained model to `GPT2LMHeadModel` / `LlamaForCausalLM` with a plain renaming.
 
-Reading order: config, leaf modules (norm, RoPE, attention, MLPs), the block, the
+Reading order: config, leaf modules (norm, RoPE, ALiBi, attention, MLPs), the block, the
 model, then text generation (KV cache and sampling) and parameter/FLOP accounting.
 """
 
@@ -40,7 +40,7 @@ ARCH_DEFAULTS: dict[str, dict] = {
     "gpt2": {"pos_embedding": "learned", "norm": "layernorm", "mlp": "gelu", "bias": True},
     "llama": {"pos_embedding": "rope", "norm": "rmsnorm", "mlp": "swiglu", "bias": False},
 }
-POS_EMBEDDINGS = ("learned", "sinusoidal", "rope", "none")
+POS_EMBEDDINGS = ("learned", "sinusoidal", "rope", "alibi", "none")
 NORMS = ("layernorm", "rmsnorm")
 NORM_POSITIONS = ("pre", "post")
 MLPS = ("gelu", "relu", "swiglu")
@@ -53,7 +53,9 @@ class Layout:
     Attributes:
         pos_embedding: "learned" (a trained vector per position, GPT-2), "sinusoidal"
             (fixed sin/cos waves, the original Transformer), "rope" (rotate q and k,
-            Llama) or "none" (no position signal; the causal mask alone reveals order).
+            Llama), "alibi" (no position vectors: each head's attention scores get a
+            penalty growing linearly with distance, BLOOM and MPT) or "none" (no
+            position signal; the causal mask alone reveals order).
         norm: "layernorm" (subtract the mean, divide by the std) or "rmsnorm" (only
             divide by the root mean square).
         norm_position: "pre" (normalise each sublayer's input, GPT-2 and later) or
@@ -93,7 +95,7 @@ class ModelConfig:
     attention: Literal["sdpa", "math"] = "sdpa"  # "math": explicit softmax(QK^T/sqrt(d))V
     init_std: float = 0.02
     # Architecture lab (see `Layout` for what each choice means). None: the arch's usual.
-    pos_embedding: Optional[Literal["learned", "sinusoidal", "rope", "none"]] = None
+    pos_embedding: Optional[Literal["learned", "sinusoidal", "rope", "alibi", "none"]] = None
     norm: Optional[Literal["layernorm", "rmsnorm"]] = None
     norm_position: Literal["pre", "post"] = "pre"
     mlp: Optional[Literal["gelu", "relu", "swiglu"]] = None
@@ -251,6 +253,39 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return x * cos.to(x.dtype) + rotate_half(x) * sin.to(x.dtype)
 
 
+def alibi_slopes(n_head: int) -> torch.Tensor:
+    """ALiBi's slope for each head (Press et al. 2022, "Train Short, Test Long").
+
+    A geometric sequence: with n heads (a power of two) the slopes are 2^(-8/n),
+    2^(-16/n), ..., 2^(-8), so each head looks at its own distance scale, from nearly
+    global (small slope) to the last few tokens (slope 1/2 for 8 heads). For other head
+    counts the paper takes the slopes of the power of two below n, then every other
+    slope of the power of two above it. Returns (n_head,) in float32.
+    """
+
+    def geometric(n: int) -> list[float]:
+        return [2.0 ** (-8.0 * (i + 1) / n) for i in range(n)]
+
+    below = 2 ** math.floor(math.log2(n_head))
+    slopes = geometric(below) + geometric(2 * below)[0::2][: n_head - below]
+    return torch.tensor(slopes, dtype=torch.float32)
+
+
+def alibi_bias(n_head: int, q_pos: torch.Tensor, k_len: int) -> torch.Tensor:
+    """The additive attention bias of ALiBi, causal mask included.
+
+    Query i (at absolute position q_pos[i]) scoring key j gets -slope * (q_pos[i] - j):
+    no penalty for itself, a penalty growing linearly with how far back the key is, and
+    -inf for keys in its future. Nothing is learned and no vector is added to the
+    embeddings; because only distances appear, the bias also exists for lengths never
+    seen in training (the paper's point; this model still stops at block_size). Returns (n_head, T, k_len) in float32, recomputed each forward
+    (cheap) like the RoPE angles.
+    """
+    distance = q_pos[:, None] - torch.arange(k_len, device=q_pos.device)[None, :]  # (T, Tk)
+    bias = -alibi_slopes(n_head).to(q_pos.device)[:, None, None] * distance  # (nh, T, Tk)
+    return bias.masked_fill(distance < 0, float("-inf"))
+
+
 class CausalSelfAttention(nn.Module):
     """Multi-head causal self-attention with optional grouped-query attention (GQA).
 
@@ -283,7 +318,7 @@ class CausalSelfAttention(nn.Module):
         self.o_proj = nn.Linear(self.n_head * self.head_dim, cfg.n_embd, bias=bias)
         self.resid_dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, x, rope=None, kv_cache=None, start_pos: int = 0):
+    def forward(self, x, rope=None, kv_cache=None, start_pos: int = 0, alibi=None):
         B, T, C = x.shape  # (B, T, C)
         # Split the channels into heads and move heads next to batch: each head attends
         # independently. (B, T, C) -> (B, n_head, T, head_dim)
@@ -306,7 +341,11 @@ class CausalSelfAttention(nn.Module):
         Tk = k.size(2)
         is_causal = Tk == T
         mask = None
-        if not is_causal and T > 1:  # several new tokens on top of a cache
+        if alibi is not None:
+            # ALiBi: a float bias (n_head, T, Tk) added to the scores. Its -inf entries on
+            # future keys make it the causal mask as well.
+            mask, is_causal = alibi.to(q.dtype), False
+        elif not is_causal and T > 1:  # several new tokens on top of a cache
             mask = torch.ones(T, Tk, dtype=torch.bool, device=x.device).tril(diagonal=Tk - T)
         dropout_p = self.dropout if self.training else 0.0
 
@@ -320,7 +359,9 @@ class CausalSelfAttention(nn.Module):
             att = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim)  # (B, nh, T, Tk)
             if is_causal:
                 mask = torch.ones(T, Tk, dtype=torch.bool, device=x.device).tril()
-            if mask is not None:
+            if mask is not None and mask.is_floating_point():
+                att = att + mask  # ALiBi's distance penalty, -inf on the future
+            elif mask is not None:
                 att = att.masked_fill(~mask, float("-inf"))  # no peeking at the future
             att = F.softmax(att.float(), dim=-1).to(q.dtype)
             if self.capture:
@@ -400,11 +441,11 @@ class Block(nn.Module):
         self.norm2 = make_norm(cfg)
         self.mlp = SwiGLU(cfg) if cfg.layout.mlp == "swiglu" else MLP(cfg)
 
-    def forward(self, x, rope=None, kv_cache=None, start_pos: int = 0):  # (B, T, C)
+    def forward(self, x, rope=None, kv_cache=None, start_pos: int = 0, alibi=None):  # (B, T, C)
         if self.post_norm:
-            x = self.norm1(x + self.attn(x, rope, kv_cache, start_pos))
+            x = self.norm1(x + self.attn(x, rope, kv_cache, start_pos, alibi))
             return self.norm2(x + self.mlp(x))
-        x = x + self.attn(self.norm1(x), rope, kv_cache, start_pos)
+        x = x + self.attn(self.norm1(x), rope, kv_cache, start_pos, alibi)
         x = x + self.mlp(self.norm2(x))
         return x
 
@@ -416,7 +457,8 @@ class Transformer(nn.Module):
         layout = cfg.layout
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.n_embd)
         # gpt2 learns one vector per position; llama instead rotates q/k inside attention;
-        # sinusoidal positions are a fixed function and "none" adds nothing at all.
+        # ALiBi biases the attention scores; sinusoidal positions are a fixed function and
+        # "none" adds nothing at all.
         self.pos_emb = (nn.Embedding(cfg.block_size, cfg.n_embd)
                         if layout.pos_embedding == "learned" else None)
         self.drop = nn.Dropout(cfg.dropout)
@@ -473,7 +515,7 @@ class Transformer(nn.Module):
                              f"{T}) exceeds block_size {cfg.block_size}")
         pos = torch.arange(start_pos, start_pos + T, device=idx.device)  # (T,)
         x = self.tok_emb(idx)  # (B, T, C)
-        rope = None
+        rope = alibi = None
         kind = cfg.layout.pos_embedding
         if kind == "learned":
             x = x + self.pos_emb(pos)  # (T, C) broadcasts over the batch
@@ -485,6 +527,8 @@ class Transformer(nn.Module):
             x = x + (scale * sinusoidal_embedding(pos, cfg.n_embd)).to(x.dtype)
         elif kind == "rope":
             rope = rope_cos_sin(pos, cfg.head_dim, cfg.rope_theta)  # 2 x (T, hd)
+        elif kind == "alibi":
+            alibi = alibi_bias(cfg.n_head, pos, start_pos + T)  # (n_head, T, start_pos + T)
         # kind == "none": no position signal. The causal mask still lets the model work
         # out order (token i sees exactly i+1 tokens); Haviv et al. 2022, "NoPE".
         x = self.drop(x)
@@ -493,10 +537,10 @@ class Transformer(nn.Module):
             if checkpointing and kv_cache is None:
                 # use_reentrant=False: the recommended implementation (works with DDP,
                 # keyword arguments and inputs that do not require grad).
-                x = torch.utils.checkpoint.checkpoint(block, x, rope, None, start_pos,
+                x = torch.utils.checkpoint.checkpoint(block, x, rope, None, start_pos, alibi,
                                                       use_reentrant=False)
             else:
-                x = block(x, rope, kv_cache, start_pos)  # (B, T, C)
+                x = block(x, rope, kv_cache, start_pos, alibi)  # (B, T, C)
         x = self.norm_f(x)
         logits = self.lm_head(x)  # (B, T, V)
         loss = None

@@ -37,13 +37,14 @@ def batch(n=4, t=32, seed=1):
 # --------------------------------------------------------------------------- gradient checkpointing
 
 
-@pytest.mark.parametrize("arch", ["gpt2", "llama"])
-def test_grad_checkpointing_gives_the_same_loss_and_gradients(arch):
+@pytest.mark.parametrize("variant", [{"arch": "gpt2"}, {"arch": "llama"}, {"arch": "gpt2", "pos_embedding": "alibi"}],
+                         ids=["gpt2", "llama", "alibi"])
+def test_grad_checkpointing_gives_the_same_loss_and_gradients(variant):
     # dropout > 0: the recomputation must replay the same dropout masks.
     x, y = batch()
     grads, losses = [], []
     for enabled in (False, True):
-        model = tiny_model(arch=arch, dropout=0.1)
+        model = tiny_model(**variant, dropout=0.1)
         model.set_grad_checkpointing(enabled)
         torch.manual_seed(7)
         _, loss = model(x, y)

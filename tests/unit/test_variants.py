@@ -22,6 +22,8 @@ from training.model import (
     KVCache,
     ModelConfig,
     Transformer,
+    alibi_bias,
+    alibi_slopes,
     sinusoidal_embedding,
 )
 
@@ -53,7 +55,7 @@ def test_existing_configs_keep_their_layout(path):
 
 
 @pytest.mark.parametrize("kwargs, field", [
-    ({"pos_embedding": "alibi"}, "pos_embedding"),
+    ({"pos_embedding": "xpos"}, "pos_embedding"),
     ({"norm": "batchnorm"}, "norm"),
     ({"norm_position": "sandwich"}, "norm_position"),
     ({"mlp": "geglu"}, "mlp"),
@@ -83,7 +85,7 @@ def test_every_variant_loads_from_a_run_config(name, kw):
 
 
 @pytest.mark.parametrize("override, field", [
-    ("model.pos_embedding=alibi", "model.pos_embedding"),
+    ("model.pos_embedding=xpos", "model.pos_embedding"),
     ("model.norm_position=middle", "model.norm_position"),
     ("model.mlp=tanh", "model.mlp"),
     ("model.bias=maybe", "model.bias"),
@@ -93,14 +95,14 @@ def test_bad_variant_in_run_config_names_the_key(override, field):
         load_config(None, [override])
 
 
-def test_compare_pair_differs_only_in_positions():
-    rope = read_yaml(ROOT / "configs/pretrain/compare-rope.yaml")
-    learned = read_yaml(ROOT / "configs/pretrain/compare-learned.yaml")
-    assert rope["model"].pop("pos_embedding") == "rope"
-    assert learned["model"].pop("pos_embedding") == "learned"
-    assert rope == learned
-    for path in ("compare-rope.yaml", "compare-learned.yaml"):
-        cfg = load_config(ROOT / "configs/pretrain" / path)
+def test_compare_configs_differ_only_in_positions():
+    kinds = ("learned", "rope", "alibi")
+    files = {kind: read_yaml(ROOT / f"configs/pretrain/compare-{kind}.yaml") for kind in kinds}
+    for kind, raw in files.items():
+        assert raw["model"].pop("pos_embedding") == kind
+    assert files["rope"] == files["learned"] == files["alibi"]
+    for kind in kinds:
+        cfg = load_config(ROOT / f"configs/pretrain/compare-{kind}.yaml")
         n = Transformer(cfg.model).num_params()
         assert n < 3_000_000  # trains in minutes on 2 CPU cores
         assert cfg.train.max_steps * cfg.train.batch_size * cfg.model.block_size <= 3_000_000
@@ -118,6 +120,52 @@ def test_sinusoidal_table_is_the_paper_formula():
             assert pe[pos, 2 * i].item() == pytest.approx(math.sin(angle), abs=1e-6)
             assert pe[pos, 2 * i + 1].item() == pytest.approx(math.cos(angle), abs=1e-6)
     assert sinusoidal_embedding(torch.arange(4), 5).shape == (4, 5)  # odd widths work too
+
+
+def test_alibi_slopes_are_blooms():
+    """The paper's slopes, pinned to transformers' BLOOM implementation, for head counts
+    that are powers of two and (the second rule) that are not."""
+    pytest.importorskip("transformers")
+    from transformers.models.bloom.modeling_bloom import build_alibi_tensor
+
+    assert alibi_slopes(8).tolist() == [2.0 ** -k for k in range(1, 9)]  # the paper's example
+    for n in (1, 2, 3, 4, 5, 6, 8, 12, 16, 20, 24, 32, 40, 96):
+        at_position_1 = build_alibi_tensor(torch.ones(1, 2), n, torch.float32).reshape(n, 2)[:, 1]
+        torch.testing.assert_close(alibi_slopes(n), at_position_1)
+
+
+def test_alibi_bias_gives_blooms_attention():
+    """BLOOM adds slope x key position (not distance) and lets softmax drop the per-row
+    constant; with its causal mask applied, the attention is the same as ours."""
+    pytest.importorskip("transformers")
+    from transformers.models.bloom.modeling_bloom import build_alibi_tensor
+
+    n, T = 6, 9
+    scores = torch.randn(n, T, T, generator=torch.Generator().manual_seed(0))
+    ours = torch.softmax(scores + alibi_bias(n, torch.arange(T), T), dim=-1)
+    bloom = build_alibi_tensor(torch.ones(1, T), n, torch.float32).reshape(n, 1, T)
+    causal = torch.ones(T, T, dtype=torch.bool).tril()
+    theirs = torch.softmax((scores + bloom).masked_fill(~causal, float("-inf")), dim=-1)
+    torch.testing.assert_close(ours, theirs)
+    # A query on top of a KV cache (position T-1, keys 0..T-1) gets the full matrix's last row.
+    torch.testing.assert_close(alibi_bias(n, torch.tensor([T - 1]), T), alibi_bias(n, torch.arange(T), T)[:, -1:])
+
+
+def test_alibi_alone_is_the_attention_when_queries_carry_nothing():
+    """With q = 0 every content score is 0, so each head attends by softmax(bias): the
+    steepest head (slope 1/4 of 4) mostly to the last few tokens, the flattest nearly evenly."""
+    model = variant_model(pos_embedding="alibi")
+    with torch.no_grad():
+        for block in model.blocks:
+            block.attn.q_proj.weight.zero_()
+            block.attn.q_proj.bias.zero_()
+    attn = model.blocks[1].attn
+    attn.capture = True
+    model(randint((1, 12)))
+    expected = torch.softmax(alibi_bias(4, torch.arange(12), 12), dim=-1)  # (4, 12, 12)
+    torch.testing.assert_close(attn.last_attention[0], expected)
+    last = expected[:, -1]  # the last query's weights over the 12 keys, per head
+    assert last[0, -4:].sum() > 0.6 and last[3].max() - last[3].min() < 0.05
 
 
 @pytest.mark.parametrize("kw", PARAMS)
@@ -188,7 +236,7 @@ def test_sdpa_and_math_attention_agree(kw):
 
 @pytest.mark.parametrize("kw", [pytest.param(kw, id=name) for name, kw in VARIANTS
                                 if name in ("pos-none", "post-norm-gpt2", "everything-swapped",
-                                            "mqa-gpt2", "pos-sinusoidal")])
+                                            "mqa-gpt2", "pos-sinusoidal", "pos-alibi")])
 def test_variants_learn(kw):
     torch.manual_seed(0)
     model = Transformer(variant_cfg(**kw)).train()
@@ -211,7 +259,8 @@ HF_VARIANTS = ["gpt2", "llama", "relu", "mlp-ratio", "gqa-llama", "mqa-llama", "
                "untied-gpt2", "untied-llama-mqa", "math-attention"]
 NO_HF = {  # variant -> a field the refusal must name
     "pos-sinusoidal": "pos_embedding", "pos-rope-gpt2": "pos_embedding", "pos-none": "pos_embedding",
-    "pos-learned-llama": "pos_embedding", "rmsnorm-gpt2": "norm", "layernorm-llama": "norm",
+    "pos-learned-llama": "pos_embedding", "pos-alibi": "pos_embedding", "pos-alibi-llama-gqa": "pos_embedding",
+    "rmsnorm-gpt2": "norm", "layernorm-llama": "norm",
     "post-norm-gpt2": "norm_position", "post-norm-llama": "norm_position",
     "swiglu-gpt2": "mlp", "gelu-llama": "mlp", "gqa-gpt2": "n_kv_head", "mqa-gpt2": "n_kv_head",
     "no-bias-gpt2": "bias", "everything-swapped": "pos_embedding",

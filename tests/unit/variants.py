@@ -18,6 +18,10 @@ VARIANTS = [
     ("pos-sinusoidal", {"arch": "gpt2", "pos_embedding": "sinusoidal"}),
     ("pos-rope-gpt2", {"arch": "gpt2", "pos_embedding": "rope"}),
     ("pos-none", {"arch": "gpt2", "pos_embedding": "none"}),
+    ("pos-alibi", {"arch": "gpt2", "pos_embedding": "alibi"}),
+    # ALiBi with 6 heads (not a power of two: the slopes' second rule) sharing 2 k/v heads.
+    ("pos-alibi-llama-gqa", {"arch": "llama", "pos_embedding": "alibi", "n_embd": 24, "n_head": 6,
+                             "n_kv_head": 2}),
     ("pos-learned-llama", {"arch": "llama", "pos_embedding": "learned"}),
     ("rmsnorm-gpt2", {"arch": "gpt2", "norm": "rmsnorm"}),
     ("layernorm-llama", {"arch": "llama", "norm": "layernorm"}),

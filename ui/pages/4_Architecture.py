@@ -60,8 +60,9 @@ with tab_config:
                                         index=["gpt2", "llama"].index(base.get("arch", "gpt2")))
         fields["tie_embeddings"] = c[3].checkbox("Tied head", bool(base.get("tie_embeddings", True)), key="arch_tie")
         c = st.columns(4)
-        choices = {"pos_embedding": ["learned", "sinusoidal", "rope", "none"], "norm": ["layernorm", "rmsnorm"],
-                   "norm_position": ["pre", "post"], "mlp": ["gelu", "relu", "swiglu"]}
+        choices = {"pos_embedding": ["learned", "sinusoidal", "rope", "alibi", "none"],
+                   "norm": ["layernorm", "rmsnorm"], "norm_position": ["pre", "post"],
+                   "mlp": ["gelu", "relu", "swiglu"]}
         for col, (name, options) in zip(c, choices.items()):
             current = base.get(name)
             picked = col.selectbox(name, ["(layout default)"] + options, key=f"arch_{name}",
