@@ -153,7 +153,8 @@ def test_alibi_bias_gives_blooms_attention():
 
 def test_alibi_alone_is_the_attention_when_queries_carry_nothing():
     """With q = 0 every content score is 0, so each head attends by softmax(bias): the
-    steepest head (slope 1/4 of 4) mostly to the last few tokens, the flattest nearly evenly."""
+    steepest of the 4 heads (slope 1/4) mostly to the last few tokens, the flattest (1/256)
+    nearly evenly."""
     model = variant_model(pos_embedding="alibi")
     with torch.no_grad():
         for block in model.blocks:
