@@ -278,8 +278,9 @@ def alibi_bias(n_head: int, q_pos: torch.Tensor, k_len: int) -> torch.Tensor:
     no penalty for itself, a penalty growing linearly with how far back the key is, and
     -inf for keys in its future. Nothing is learned and no vector is added to the
     embeddings; because only distances appear, the bias also exists for lengths never
-    seen in training (the paper's point; this model still stops at block_size). Returns (n_head, T, k_len) in float32, recomputed each forward
-    (cheap) like the RoPE angles.
+    seen in training (the paper's point; this model still stops at block_size).
+    Returns (n_head, T, k_len) in float32, recomputed each forward (cheap) like the
+    RoPE angles.
     """
     distance = q_pos[:, None] - torch.arange(k_len, device=q_pos.device)[None, :]  # (T, Tk)
     bias = -alibi_slopes(n_head).to(q_pos.device)[:, None, None] * distance  # (nh, T, Tk)
