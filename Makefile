@@ -34,9 +34,12 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-# The browser test drives Debian's chromium (tools that download their own browser fail offline).
+# The browser test drives Debian's chromium (tools that download their own browser fail offline);
+# the emoji font draws the page icons in its screenshots (without it they are empty boxes).
+BROWSER_PACKAGES := chromium fonts-noto-color-emoji
 browser:
-	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+	@command -v chromium >/dev/null && { ! command -v dpkg >/dev/null || dpkg -s fonts-noto-color-emoji >/dev/null 2>&1; } \
+	  || { $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(BROWSER_PACKAGES); }
 
 demo: install
 	$(BIN)/python -m cluster.demo

@@ -258,9 +258,16 @@ class PlaygroundClient:
 
     # ---- OpenAI-compatible API ------------------------------------------------------
 
-    def served_models(self) -> list[str]:
-        """Ids of the models vLLM is serving now (`GET /v1/models`): what chat can talk to."""
-        return [m["id"] for m in self._request("GET", "/v1/models").get("data", [])]
+    def served_models(self) -> dict[str, int | None]:
+        """The models vLLM is serving now (`GET /v1/models`): what chat can talk to, each id
+        with its context length in tokens, or None where the server does not say.
+
+        vLLM's own model card carries `max_model_len`; Ray's multi-model ingress carries
+        `metadata.max_request_context_length` instead.
+        """
+        cards = self._request("GET", "/v1/models").get("data", [])
+        return {m["id"]: m.get("max_model_len") or (m.get("metadata") or {}).get("max_request_context_length")
+                for m in cards}
 
     def chat(self, model: str, messages: list[dict], **params: Any) -> str:
         """One chat completion, returned whole. `params` are OpenAI/vLLM sampling fields."""

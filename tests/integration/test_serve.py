@@ -14,6 +14,8 @@ import pytest
 import yaml
 from serve_helpers import export_tiny, free_port, listeners, served, wait_for
 
+from ui.client import PlaygroundClient
+
 pytestmark = pytest.mark.integration
 CONFIG = "configs/serve/local.yaml"
 SHAKESPEARE = Path(__file__).resolve().parents[3] / "shared" / "data" / "tinyshakespeare.txt"
@@ -82,8 +84,11 @@ def test_completions_with_logprobs_and_stop(oai):
     assert stopped.choices[0].text == "" and stopped.choices[0].finish_reason == "stop"
 
 
-def test_models_list(oai):
+def test_models_list(stack, oai):
     assert [m.id for m in oai.models.list().data] == ["tiny-a"]
+    # vLLM's card says the context length; the Chat page bounds max_tokens with it.
+    with PlaygroundClient(stack["base"]) as ui_client:
+        assert ui_client.served_models() == {"tiny-a": 64}
 
 
 def test_what_we_configure_listens_on_loopback_only(stack, ray_cluster):
@@ -407,14 +412,28 @@ def test_browser_chat_streams_an_answer(stack, data_job, sweep_result, demo_mode
             page.goto(f"http://127.0.0.1:{port}/Chat")
             box = page.get_by_test_id("stChatInputTextArea")
             box.wait_for(timeout=60_000)
+            # Record the answer's length each time the page changes, to see it grow piece by
+            # piece. The answer's own text only: the message's innerText also holds its avatar's
+            # icon name ("smart_toy"), which is there before a single token arrives.
+            page.evaluate("""() => {
+                window.answerLengths = [];
+                new MutationObserver(() => {
+                    const m = document.querySelectorAll('[data-testid=stChatMessage]');
+                    const c = m.length >= 2 && m[1].querySelector('[data-testid=stChatMessageContent]');
+                    const n = c ? c.innerText.trim().length : 0, seen = window.answerLengths;
+                    if (n > 0 && seen[seen.length - 1] !== n) seen.push(n);
+                }).observe(document.body, {subtree: true, childList: true, characterData: true});
+            }""")
             box.fill("Hello")
             box.press("Enter")
-            answer = page.get_by_test_id("stChatMessage").nth(1)
+            message = page.get_by_test_id("stChatMessage").nth(1)
+            answer = message.get_by_test_id("stChatMessageContent")
             answer.wait_for(timeout=60_000)
-            page.wait_for_function(
-                "() => { const m = document.querySelectorAll('[data-testid=stChatMessage]');"
-                " return m.length >= 2 && m[1].innerText.trim().length > 0; }", timeout=60_000)
-            text = answer.inner_text()
+            # The sidebar's export buttons are drawn after the answer, so enabled = complete.
+            page.get_by_role("button", name="Download JSON").and_(page.locator(":enabled")).wait_for(
+                timeout=60_000)
+            text, lengths = answer.inner_text(), page.evaluate("window.answerLengths")
+            errors = message.get_by_test_id("stAlert").count()
             shot = tmp_path / "chat.png"
             page.screenshot(path=str(shot), full_page=True)
 
@@ -469,7 +488,9 @@ def test_browser_chat_streams_an_answer(stack, data_job, sweep_result, demo_mode
             page.screenshot(path=str(sweeps_shot), full_page=True)
             sweeps_text = page.locator("[data-testid=stMain]").inner_text()
             browser.close()
-        assert text.strip() and "Traceback" not in text
+        # An answer, not an error shown in its place (once, a 400 for max_tokens was).
+        assert text.strip() and errors == 0 and "HTTP 4" not in text and "Traceback" not in text
+        assert len(lengths) >= 3 and lengths[-1] == len(text.strip()), lengths  # streamed in pieces
         assert shot.stat().st_size > 10_000
         assert n_tokens > 5 and "Tokenizers" in tok_text.replace("·", " ")
         assert tok_shot.stat().st_size > 10_000
@@ -485,7 +506,7 @@ def test_browser_chat_streams_an_answer(stack, data_job, sweep_result, demo_mode
         assert "Best val_loss" in sweeps_text and f"{best['best_metric']:.4f}" in sweeps_text
         assert "4 of 4 trials finished" in sweeps_text and "Traceback" not in sweeps_text
         assert sweeps_shot.stat().st_size > 10_000
-        print(f"screenshots: {shot} {tok_shot} {arch_shot} {data_shot} {runs_shot} {sweeps_shot}")
+        print(f"answer: {text!r}; screenshots: {shot} {tok_shot} {arch_shot} {data_shot} {runs_shot} {sweeps_shot}")
     finally:
         ui.terminate()
         ui.wait(timeout=30)

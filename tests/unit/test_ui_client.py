@@ -30,9 +30,24 @@ def test_management_routes(client):
     assert client.undeploy(MODEL) == {"model": MODEL, "status": "removed"}
 
 
-def test_served_models_and_chat(client):
-    assert client.served_models() == [MODEL]
+def test_served_models_and_chat(client, stub):  # noqa: F811
+    assert client.served_models() == {MODEL: 2048}
+    stub.app.state.served = {MODEL: None, "other": 64}
+    try:
+        assert client.served_models() == {MODEL: None, "other": 64}
+    finally:
+        stub.app.state.served = {MODEL: 2048}
     assert client.chat(MODEL, HI, temperature=0.0) == "Hello! You said: hi"
+
+
+def test_served_models_reads_rays_multi_model_cards(client, monkeypatch):
+    # The card Ray's OpenAiIngress lists (ray.llm's `to_model_metadata`), which has no
+    # `max_model_len`; the HTTP round trip is the stub's in the test above.
+    card = {"id": "a", "object": "model", "owned_by": "organization-owner", "permission": [],
+            "metadata": {"model_id": "a", "input_modality": "text", "max_request_context_length": 256}}
+    unsaid = card | {"id": "b", "metadata": {"max_request_context_length": None}}
+    monkeypatch.setattr(client, "_request", lambda method, path, **kw: {"data": [card, unsaid]})
+    assert client.served_models() == {"a": 256, "b": None}
 
 
 def test_stream_yields_pieces_in_order(client, stub):  # noqa: F811

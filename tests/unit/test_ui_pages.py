@@ -55,12 +55,34 @@ def test_chat_multi_turn_system_prompt_export_and_clear(stub_env):  # noqa: F811
     assert at.session_state["chat_messages"] == [] and not at.chat_message
 
 
+def test_chat_max_tokens_stops_at_the_models_context(stub_env):  # noqa: F811
+    # vLLM answers 400 to max_tokens above max_model_len, so the slider must not offer it.
+    at = open_page("pages/1_Chat.py")
+    _clean(at)
+    slider = at.slider(key="sampling_max_tokens")
+    assert (slider.max, slider.value) == (1024, 128)  # a 2048-token model: the table's own range
+    stub_env.app.state.served = {MODEL: 64, "unsaid": None}
+    try:
+        at.run()
+        slider = at.slider(key="sampling_max_tokens")
+        assert (slider.max, slider.value) == (64, 64) and "64 tokens" in slider.help
+        at.chat_input[0].set_value("hi").run()
+        _clean(at)
+        assert assistant_texts(at) == ["Hello! You said: hi"]
+        assert stub_env.app.state.requests[-1][3]["max_tokens"] == 64
+        at.selectbox(key="chat_model").set_value("unsaid").run()  # context unknown: the full range
+        _clean(at)
+        assert at.slider(key="sampling_max_tokens").max == 1024
+    finally:
+        stub_env.app.state.served = {MODEL: 2048}
+
+
 def test_chat_without_a_served_model_points_home(stub_env):  # noqa: F811
-    stub_env.app.state.served = []
+    stub_env.app.state.served = {}
     try:
         at = open_page("pages/1_Chat.py")
     finally:
-        stub_env.app.state.served = [MODEL]
+        stub_env.app.state.served = {MODEL: 2048}
     _clean(at)
     assert "No model is being served" in at.info[0].value and not at.chat_input
     assert at.get("page_link")[0].value == "Go to Home"  # resolves: Home is the entry point

@@ -50,7 +50,9 @@ def _error(status: int, message: str, param: str | None = None) -> JSONResponse:
 def make_app() -> FastAPI:
     app = FastAPI()
     app.state.requests = []  # (method, path, authorization header, json body) for the tests to inspect
-    app.state.served = [MODEL]  # what /v1/models lists; a test may empty it
+    # What /v1/models lists: id -> context length (vLLM's `max_model_len`; None: not said).
+    # A test may change it.
+    app.state.served = {MODEL: 2048}
 
     @app.middleware("http")
     async def auth(request: Request, call_next):
@@ -63,8 +65,9 @@ def make_app() -> FastAPI:
 
     @app.get("/v1/models")
     def v1_models():
-        return {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "playground"}
-                                           for m in app.state.served]}
+        cards = [{"id": m, "object": "model", "owned_by": "playground"}
+                 | ({"max_model_len": n} if n is not None else {}) for m, n in app.state.served.items()]
+        return {"object": "list", "data": cards}
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request):

@@ -30,7 +30,8 @@ if not served:
 
 # ---- sidebar: model, system prompt, sampling -----------------------------------------
 with st.sidebar:
-    model = st.selectbox("Model", served, key="chat_model")
+    model = st.selectbox("Model", list(served), key="chat_model")
+    context = served[model]
     system = st.text_area("System prompt", key="chat_system", placeholder="You are a helpful assistant.",
                           help="Sent first on every turn. Tiny models trained from scratch may ignore it.")
     st.subheader("Sampling")
@@ -42,6 +43,14 @@ with st.sidebar:
                                              help=p.help, placeholder="random")
         elif p.kind == "stop":
             values[p.name] = st.text_input(p.label, value=p.default, key=key, help=p.help)
+        elif p.name == "max_tokens" and context:
+            # vLLM refuses max_tokens above the model's context length (a 400 on the first
+            # message with a small model), so the slider stops there.
+            top = min(int(p.max), int(context))
+            if st.session_state.get(key, top + 1) > top:  # first run, or a model with less context
+                st.session_state[key] = min(int(p.default), top)
+            values[p.name] = st.slider(p.label, int(p.min), top, step=int(p.step), key=key,
+                                       help=f"{p.help} This model's context: {context} tokens.")
         elif p.kind == "int":
             values[p.name] = st.slider(p.label, int(p.min), int(p.max), int(p.default), int(p.step),
                                        key=key, help=p.help)
