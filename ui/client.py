@@ -26,6 +26,14 @@ class ApiError(Exception):
         super().__init__(message)
         self.status, self.message, self.param = status, message, param
 
+    @property
+    def context_overflow(self) -> bool:
+        """The prompt is longer than the model's context: vLLM's 400, which our server names
+        `messages` ("This model's maximum context length is 64 tokens. However, your prompt
+        contains at least 65 input tokens ...", or "Input length (300) exceeds model's
+        maximum context length (128).")."""
+        return self.status == 400 and "context length" in self.message
+
     def __str__(self) -> str:
         where = f" (parameter `{self.param}`)" if self.param else ""
         prefix = f"HTTP {self.status}: " if self.status else ""

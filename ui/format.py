@@ -71,6 +71,20 @@ def request_params(values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def without_oldest_exchange(messages: list[dict]) -> list[dict] | None:
+    """`messages` less the oldest user message and the replies after it, the system prompt
+    kept; None when only the newest user message is left.
+
+    Each chat turn resends the whole conversation, and a model trained here has a context of
+    64 to 1,024 tokens: its first answer alone may fill it. Leaving out the oldest exchanges
+    until the request fits is the sliding window chat front ends use.
+    """
+    head = messages[:1] if messages and messages[0]["role"] == "system" else []
+    turns = messages[len(head):]
+    users = [i for i, m in enumerate(turns) if m["role"] == "user"]
+    return head + turns[users[1]:] if len(users) > 1 else None
+
+
 def conversation_to_json(messages: list[dict], meta: dict) -> str:
     """The conversation plus its settings (model, system prompt, sampling) as pretty JSON."""
     return json.dumps({"meta": meta, "messages": messages}, indent=2, ensure_ascii=False, default=str)

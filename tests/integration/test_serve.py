@@ -365,6 +365,23 @@ def test_streamlit_chat_page_against_the_live_endpoint(stack, oai):
     assert answer.split() == expected.split()  # the page renders Markdown: compare the words
 
 
+def test_streamlit_chat_goes_on_past_the_models_context(stack):
+    """tiny-a's context is 64 tokens, and the page's max new tokens defaults to all of it:
+    the first answer fills the context, so the second turn fits only without the first
+    exchange. vLLM's real 400 must reach the page as a context overflow."""
+    from tests.ui_checks import assistant_texts, open_page, playground_env
+
+    with playground_env(stack["base"]):
+        at = open_page("pages/1_Chat.py", timeout=120)
+        assert at.slider(key="sampling_max_tokens").value == 64
+        at.number_input(key="sampling_seed").set_value(7)
+        for message in ("Hello", "Hello again"):
+            at.chat_input[0].set_value(message).run(timeout=120)
+            assert not at.exception and not at.error, [e.value for e in (*at.exception, *at.error)]
+        assert len(assistant_texts(at)) == 2 and len(at.session_state["chat_messages"]) == 4
+        assert "the oldest 1 exchange(s) were left out" in at.caption[-1].value
+
+
 @pytest.fixture(scope="module")
 def demo_model(stack) -> str:
     """The demo model: `make demo`'s config (configs/pretrain/demo.yaml: GPT-2 layout, 4 layers x

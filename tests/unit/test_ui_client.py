@@ -9,7 +9,7 @@ from ui_stub import CONFIG_A, CONFIG_B, FAIL_BEFORE, FAIL_DURING, KEY, MODEL, st
 
 from ui.client import ApiError, PlaygroundClient, _sse_text
 from ui.format import (MISSING, SAMPLING, config_diff, conversation_to_json, conversation_to_markdown,
-                       request_params, show_value)
+                       request_params, show_value, without_oldest_exchange)
 
 HI = [{"role": "user", "content": "hi"}]
 
@@ -152,3 +152,19 @@ def test_conversation_exports():
     assert md.startswith("# Chat transcript")
     assert f"- **model**: {MODEL}" in md and "- **sampling**: temperature=0.5" in md
     assert md.index("## User\n\nhi") < md.index("## Assistant\n\nHello!")
+
+
+def test_without_oldest_exchange():
+    sys_, u1, a1, u2, a2, u3 = ({"role": r, "content": c} for r, c in [
+        ("system", "s"), ("user", "1"), ("assistant", "a1"), ("user", "2"), ("assistant", "a2"), ("user", "3")])
+    assert without_oldest_exchange([sys_, u1, a1, u2, a2, u3]) == [sys_, u2, a2, u3]
+    assert without_oldest_exchange([sys_, u2, a2, u3]) == [sys_, u3]
+    assert without_oldest_exchange([u1, a1, u3]) == [u3]  # no system prompt
+    assert without_oldest_exchange([sys_, u3]) is None and without_oldest_exchange([u3]) is None
+
+
+def test_context_overflow_is_the_prompt_too_long_400():
+    vllm = "Input length (300) exceeds model's maximum context length (128)."
+    assert ApiError(400, vllm, "messages").context_overflow
+    assert not ApiError(400, "max_tokens=128 cannot be greater than max_model_len=64.", "max_tokens").context_overflow
+    assert not ApiError(500, vllm).context_overflow

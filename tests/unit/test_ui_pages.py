@@ -77,6 +77,30 @@ def test_chat_max_tokens_stops_at_the_models_context(stub_env):  # noqa: F811
         stub_env.app.state.served = {MODEL: 2048}
 
 
+def test_chat_leaves_out_the_oldest_exchanges_that_no_longer_fit(stub_env):  # noqa: F811
+    at = open_page("pages/1_Chat.py")
+    at.text_area(key="chat_system").set_value("Be brief.")
+    at.chat_input[0].set_value("one").run()
+    at.chat_input[0].set_value("two").run()
+    # In characters: system 9, each exchange 23, "three" 5. All of it is 60; without the
+    # oldest exchange, 37.
+    stub_env.app.state.context_chars = 40
+    try:
+        at.chat_input[0].set_value("three").run()
+        _clean(at)
+        assert assistant_texts(at) == ["Hello! You said: one", "Hello! You said: two", "Hello! You said: three"]
+        sent = stub_env.app.state.requests[-1][3]["messages"]
+        assert [m["content"] for m in sent] == ["Be brief.", "two", "Hello! You said: two", "three"]
+        assert "the oldest 1 exchange(s) were left out" in at.caption[-1].value
+        assert len(at.session_state["chat_messages"]) == 6  # the history (and its export) keeps it all
+
+        at.chat_input[0].set_value("x" * 32).run()  # alone with the system prompt: 41 > 40
+        assert not at.exception and "exceeds model's maximum context length (40)" in at.error[0].value
+        assert len(at.session_state["chat_messages"]) == 6
+    finally:
+        stub_env.app.state.context_chars = None
+
+
 def test_chat_without_a_served_model_points_home(stub_env):  # noqa: F811
     stub_env.app.state.served = {}
     try:

@@ -53,6 +53,7 @@ def make_app() -> FastAPI:
     # What /v1/models lists: id -> context length (vLLM's `max_model_len`; None: not said).
     # A test may change it.
     app.state.served = {MODEL: 2048}
+    app.state.context_chars = None  # chat: refuse longer prompts as vLLM does (set by a test)
 
     @app.middleware("http")
     async def auth(request: Request, call_next):
@@ -74,6 +75,10 @@ def make_app() -> FastAPI:
         req = await request.json()
         if req["messages"][-1]["content"] == FAIL_BEFORE:
             return _error(400, "max_tokens is too large for this model", "max_tokens")
+        length, limit = sum(len(m["content"]) for m in req["messages"]), app.state.context_chars
+        if limit is not None and length > limit:  # vLLM's words, as our server names the field
+            return _error(400, f"Input length ({length}) exceeds model's maximum context length ({limit}).",
+                          "messages")
         pieces = reply_pieces(req["messages"])
         if not req.get("stream"):
             return {"choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(pieces)}}]}

@@ -1,7 +1,8 @@
 """Chat with a served model: multi-turn, streamed token by token, every sampling knob exposed.
 
 The conversation lives in st.session_state (Streamlit reruns this script on every click),
-and each turn resends the whole history, as the OpenAI chat API expects.
+and each turn resends the whole history, as the OpenAI chat API expects (or its newest part,
+when the whole no longer fits the model's context).
 """
 
 from datetime import datetime, timezone
@@ -9,7 +10,8 @@ from datetime import datetime, timezone
 import streamlit as st
 
 from ui.client import ApiError, PlaygroundClient
-from ui.format import SAMPLING, conversation_to_json, conversation_to_markdown, request_params
+from ui.format import (SAMPLING, conversation_to_json, conversation_to_markdown, request_params,
+                       without_oldest_exchange)
 
 st.set_page_config(page_title="Chat · LLM Playground", page_icon="💬", layout="wide")
 client = PlaygroundClient()
@@ -69,16 +71,26 @@ if prompt := st.chat_input(f"Message {model}"):
     with st.chat_message("user"):
         st.markdown(prompt)
     messages = ([{"role": "system", "content": system}] if system.strip() else []) + history
+    left_out = 0
     with st.chat_message("assistant"):
-        try:
-            answer = st.write_stream(client.chat_stream(model, messages, **params))
-        except ApiError as e:
-            # Drop the failed turn: chat templates expect user/assistant to alternate,
-            # so leaving it in would break every later turn too.
-            history.pop()
-            st.error(str(e))
-        else:
-            history.append({"role": "assistant", "content": answer if isinstance(answer, str) else str(answer)})
+        while True:
+            try:
+                answer = st.write_stream(client.chat_stream(model, messages, **params))
+            except ApiError as e:
+                shorter = without_oldest_exchange(messages) if e.context_overflow else None
+                if shorter is not None:  # too long for the model: leave the oldest exchange out
+                    messages, left_out = shorter, left_out + 1
+                    continue
+                # Drop the failed turn: chat templates expect user/assistant to alternate,
+                # so leaving it in would break every later turn too.
+                history.pop()
+                st.error(str(e))
+            else:
+                history.append({"role": "assistant", "content": answer if isinstance(answer, str) else str(answer)})
+                if left_out:
+                    st.caption(f"The whole conversation no longer fits {model}'s context ({context or '?'} "
+                               f"tokens): the oldest {left_out} exchange(s) were left out of this request.")
+            break
 
 # ---- export and clear (after the new turn, so downloads include it) -------------------
 with st.sidebar:
