@@ -173,18 +173,39 @@ def resolve_model_source(model: str, workspace_models: Path) -> str:
     return model
 
 
+def exported_context_length(model: str, workspace_models: Path) -> int | None:
+    """The context length of a model exported to the workspace (its config.json), else None.
+
+    vLLM works it out by itself. Saying it up front puts it on Ray's multi-model
+    `/v1/models` cards, which read it from the engine arguments; the Chat page bounds max
+    tokens with it. Only for our own exports: a Hub model may scale its positions
+    (`rope_scaling`), which vLLM takes into account and this would not.
+    """
+    config = workspace_models / model / "config.json"
+    if not config.is_file():
+        return None
+    c = json.loads(config.read_text())
+    return c.get("max_position_embeddings") or c.get("n_positions")
+
+
 def llm_configs(args: LLMAppArgs, workspace_models: Path) -> list:
     """One `ray.serve.llm.LLMConfig` per model, from the `engine` block of the Serve config."""
     from ray.serve.llm import LLMConfig
 
     e = args.engine
+
+    def engine_kwargs(model: str) -> dict:
+        kwargs = {"dtype": e.dtype, "enforce_eager": e.enforce_eager,
+                  "gpu_memory_utilization": e.gpu_memory_utilization}
+        if max_model_len := e.max_model_len or exported_context_length(model, workspace_models):
+            kwargs["max_model_len"] = max_model_len
+        return kwargs
+
     return [
         LLMConfig(
             model_loading_config={"model_id": Path(m).name if Path(m).is_dir() else m,
                                   "model_source": resolve_model_source(m, workspace_models)},
-            engine_kwargs={"dtype": e.dtype, "enforce_eager": e.enforce_eager,
-                           "gpu_memory_utilization": e.gpu_memory_utilization,
-                           **({"max_model_len": e.max_model_len} if e.max_model_len else {})},
+            engine_kwargs=engine_kwargs(m),
             # A placement group without GPUs selects vLLM's CPU path; with a GPU, ask for one.
             placement_group_config={"bundles": [{"CPU": e.replica_cpus}]},
             deployment_config={"autoscaling_config": {"min_replicas": 1, "max_replicas": 1}},

@@ -170,6 +170,10 @@ def test_deploy_and_undeploy_reconfigure_only_the_llm_app(stack, oai):
     resp = httpx.post(f"{base}/api/deployments", json={"model": "tiny-b"}, timeout=60)
     assert resp.status_code == 202, resp.text
     wait_for(lambda: served(base) == ["tiny-a", "tiny-b"], 300, "tiny-b")
+    # Two models: Ray's multi-model ingress answers /v1/models, and its cards still say the
+    # context (from the engine arguments) for the Chat page.
+    with PlaygroundClient(base) as ui_client:
+        assert ui_client.served_models() == {"tiny-a": 64, "tiny-b": 64}
     assert oai.chat.completions.create(model="tiny-b", messages=[{"role": "user", "content": "hi"}],
                                        max_tokens=3).choices[0].message.content is not None
     assert httpx.delete(f"{base}/api/deployments/tiny-b", timeout=60).status_code == 200

@@ -107,3 +107,21 @@ def test_error_from_the_route_is_normalized():
 
     resp = TestClient(app).post("/v1/completions", json={"model": "tiny", "prompt": "x"})
     assert resp.status_code == 400 and error_of(resp)["param"] == "max_tokens"
+
+
+def test_exported_models_tell_the_engine_their_context(tmp_path):
+    """So that Ray's multi-model `/v1/models` cards carry it (they read it from the engine
+    arguments): the Chat page bounds max tokens with it."""
+    import json
+
+    from services.llm import llm_configs
+    from services.schemas import LLMAppArgs
+
+    for name, config in {"gpt2-like": {"model_type": "gpt2", "n_positions": 64},
+                         "llama-like": {"model_type": "llama", "max_position_embeddings": 256}}.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(json.dumps(config))
+    args = LLMAppArgs(models=["gpt2-like", "llama-like", "org/hub-model"])
+    assert [c.engine_kwargs.get("max_model_len") for c in llm_configs(args, tmp_path)] == [64, 256, None]
+    args = LLMAppArgs(models=["gpt2-like"], engine={"max_model_len": 32})  # the Serve config's value wins
+    assert llm_configs(args, tmp_path)[0].engine_kwargs["max_model_len"] == 32
