@@ -91,12 +91,18 @@ def test_chat_leaves_out_the_oldest_exchanges_that_no_longer_fit(stub_env):  # n
         assert assistant_texts(at) == ["Hello! You said: one", "Hello! You said: two", "Hello! You said: three"]
         sent = stub_env.app.state.requests[-1][3]["messages"]
         assert [m["content"] for m in sent] == ["Be brief.", "two", "Hello! You said: two", "three"]
-        assert "the oldest 1 exchange(s) were left out" in at.caption[-1].value
+        assert "the oldest exchange was left out" in at.caption[-1].value
         assert len(at.session_state["chat_messages"]) == 6  # the history (and its export) keeps it all
 
         at.chat_input[0].set_value("x" * 32).run()  # alone with the system prompt: 41 > 40
         assert not at.exception and "exceeds model's maximum context length (40)" in at.error[0].value
         assert len(at.session_state["chat_messages"]) == 6
+
+        at.chat_input[0].set_value("four").run()  # 9 + 23 + 23 + 27 + 4 = 86; without two exchanges, 40
+        _clean(at)
+        assert [m["content"] for m in stub_env.app.state.requests[-1][3]["messages"]][1:] == [
+            "three", "Hello! You said: three", "four"]
+        assert "the oldest 2 exchanges were left out" in at.caption[-1].value
     finally:
         stub_env.app.state.context_chars = None
 

@@ -88,8 +88,9 @@ if prompt := st.chat_input(f"Message {model}"):
             else:
                 history.append({"role": "assistant", "content": answer if isinstance(answer, str) else str(answer)})
                 if left_out:
+                    oldest = "the oldest exchange was" if left_out == 1 else f"the oldest {left_out} exchanges were"
                     st.caption(f"The whole conversation no longer fits {model}'s context ({context or '?'} "
-                               f"tokens): the oldest {left_out} exchange(s) were left out of this request.")
+                               f"tokens): {oldest} left out of this request.")
             break
 
 # ---- export and clear (after the new turn, so downloads include it) -------------------
