@@ -16,9 +16,9 @@ TORCH_INDEX ?=
 SUDO   := $(if $(filter 0,$(shell id -u)),,sudo)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install browser demo test test-all bench help
+.PHONY: install browser demo lint test test-all bench help
 help:
-	@echo "make demo | make test | make test-all | make bench | make install"
+	@echo "make demo | make test | make test-all | make lint | make bench | make install"
 
 install: $(STAMP)
 
@@ -44,7 +44,11 @@ browser:
 demo: install
 	$(BIN)/python -m cluster.demo
 
-test: install browser
+# Ruff, with the rules of pyproject.toml's [tool.ruff]; `make test` runs it first.
+lint: install
+	$(BIN)/ruff check .
+
+test: install browser lint
 	$(BIN)/python -m pytest -q
 
 test-all: install browser

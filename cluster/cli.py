@@ -311,7 +311,7 @@ def cmd_sample(args) -> None:
     from training.tokenizer import load_tokenizer
 
     ws = _workspace(args)
-    model, config, meta, ckpt_dir, step = checkpoint.load_model(args.run, ws.runs)
+    model, _, meta, ckpt_dir, step = checkpoint.load_model(args.run, ws.runs)
     tok = load_tokenizer(meta["tokenizer_dir"])
     gen = torch.Generator().manual_seed(args.seed)
     for prompt in args.prompt or ["Once upon a time"]:
@@ -337,11 +337,13 @@ def cmd_runs(args) -> None:
     if not rows:
         print(f"no runs in {ws.runs}")
         return
+    def cell(row: dict, key: str, fmt: str) -> str:
+        return format(row[key], fmt) if row.get(key) is not None else "-"
+
     print(f"{'run':<36}{'step':>8}{'loss':>9}{'val_loss':>10}{'ppl':>9}{'tok/s':>10}  checkpoint")
     for r in rows:
-        f = lambda k, fmt: format(r[k], fmt) if r.get(k) is not None else "-"  # noqa: E731
-        print(f"{r['run']:<36}{f('step', 'd'):>8}{f('loss', '.4f'):>9}{f('val_loss', '.4f'):>10}"
-              f"{f('perplexity', '.2f'):>9}{f('tokens_per_s', ',.0f'):>10}  {r['checkpoint'] or '-'}")
+        print(f"{r['run']:<36}{cell(r, 'step', 'd'):>8}{cell(r, 'loss', '.4f'):>9}{cell(r, 'val_loss', '.4f'):>10}"
+              f"{cell(r, 'perplexity', '.2f'):>9}{cell(r, 'tokens_per_s', ',.0f'):>10}  {r['checkpoint'] or '-'}")
 
 
 def cmd_up(args) -> None:

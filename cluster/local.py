@@ -46,7 +46,8 @@ def _env(ws: Workspace) -> dict:
 
 
 def _ray_running() -> bool:
-    return subprocess.run([RAY, "status", "--address", "127.0.0.1:6379"], capture_output=True).returncode == 0
+    return subprocess.run([RAY, "status", "--address", "127.0.0.1:6379"], capture_output=True,
+                          check=False).returncode == 0
 
 
 def serve_config(ws: Workspace, models: list[str]) -> dict:
@@ -100,7 +101,7 @@ def _start_ui(ws: Workspace, env: dict) -> None:
     if pid_file.is_file() and _alive(int(pid_file.read_text())):
         return
     ws.root.mkdir(parents=True, exist_ok=True)
-    log = open(ws.root / "ui.log", "ab")
+    log = open(ws.root / "ui.log", "ab")  # noqa: SIM115  (the UI writes to it for as long as it runs)
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "ui" / "Home.py"),
          "--server.address", "127.0.0.1", "--server.port", str(UI_PORT), "--server.headless", "true",
@@ -155,5 +156,5 @@ def status(ws: Workspace) -> int:
         print(f"  {m:<40} {'serving' if m in deployed else '-'}")
     pid_file = _ui_pid_file(ws)
     ui = pid_file.is_file() and _alive(int(pid_file.read_text()))
-    print(f"UI: {'http://127.0.0.1:%d' % UI_PORT if ui else 'not running'}")
+    print(f"UI: {f'http://127.0.0.1:{UI_PORT}' if ui else 'not running'}")
     return 0

@@ -61,7 +61,6 @@ import os
 import platform
 import time
 from pathlib import Path
-from typing import Optional
 
 from services.bench_http import env, measure_serve, measure_vllm_http, reap_children
 from services.bench_stats import (
@@ -91,7 +90,7 @@ HF_REQUESTS = 8  # sequential requests for transformers' figures (its rate does 
 # --------------------------------------------------------------------------- the model
 
 
-def resolve_model(ws: Workspace, model: Optional[str]) -> tuple[str, Path]:
+def resolve_model(ws: Workspace, model: str | None) -> tuple[str, Path]:
     """(served model id, folder) of --model, or of the bench model made on first use."""
     if model is None:
         return BENCH_MODEL_ID, ensure_bench_model(ws)
@@ -193,7 +192,7 @@ def measure_hf(path: Path, max_tokens: int, n: int, threads: int = HF_THREADS) -
 
 
 async def _measure_engine(path: Path, engine: dict, max_tokens: int, levels: list[int],
-                          requests_per_level: Optional[int], engine_procs: list) -> tuple[dict, list[int]]:
+                          requests_per_level: int | None, engine_procs: list) -> tuple[dict, list[int]]:
     import psutil
     from vllm import AsyncEngineArgs, SamplingParams
     from vllm.sampling_params import RequestOutputKind
@@ -251,7 +250,7 @@ async def _measure_engine(path: Path, engine: dict, max_tokens: int, levels: lis
 
 
 def measure_engine(path: Path, engine: dict, max_tokens: int, levels: list[int],
-                   requests_per_level: Optional[int]) -> tuple[dict, list[int]]:
+                   requests_per_level: int | None) -> tuple[dict, list[int]]:
     procs: list = []
     # vLLM edits this process's environment while it builds an engine (LD_PRELOAD,
     # LOCAL_WORLD_SIZE, VLLM_WORKER_MULTIPROC_METHOD, ...); put it back, so the servers of
@@ -275,9 +274,9 @@ def common_prefix(a: list[int], b: list[int]) -> int:
     return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
 
 
-def bench_serve(model: Optional[str] = None, max_tokens: int = 64, levels="1,4,16",
-                requests_per_level: Optional[int] = None, rounds: int = 1,
-                workspace: Optional[Workspace] = None) -> dict:
+def bench_serve(model: str | None = None, max_tokens: int = 64, levels="1,4,16",
+                requests_per_level: int | None = None, rounds: int = 1,
+                workspace: Workspace | None = None) -> dict:
     levels = parse_levels(levels if isinstance(levels, str) else ",".join(map(str, levels)))
     if max_tokens < 1:
         raise UserError("--max-tokens must be >= 1")

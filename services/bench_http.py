@@ -14,7 +14,6 @@ import socket
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
 
 from services.bench_stats import (
     DONE,
@@ -41,7 +40,7 @@ def env(**values: str):
                 os.environ[k] = v
 
 
-def reap_children(procs: Optional[list] = None, timeout: float = 30.0) -> None:
+def reap_children(procs: list | None = None, timeout: float = 30.0) -> None:
     """Wait for the engine's processes to exit (kill them after `timeout`), so a
     busy-polling leftover never steals a core from the next way's measurement.
     `procs`: psutil processes listed while they were still our descendants."""
@@ -68,7 +67,7 @@ def completion_body(model_id: str, prompt: str, max_tokens: int) -> dict:
 
 
 async def _measure_http(base: str, model_id: str, max_tokens: int, levels: list[int],
-                        requests_per_level: Optional[int], progress: str = "serve",
+                        requests_per_level: int | None, progress: str = "serve",
                         startup_s: float = 120) -> tuple[dict, list[int]]:
     import httpx
 
@@ -117,7 +116,7 @@ async def _measure_http(base: str, model_id: str, max_tokens: int, levels: list[
 
 
 def measure_vllm_http(path: Path, model_id: str, engine: dict, max_tokens: int, levels: list[int],
-                      requests_per_level: Optional[int]) -> tuple[dict, list[int]]:
+                      requests_per_level: int | None) -> tuple[dict, list[int]]:
     """(d) vLLM's OpenAI server in a subprocess (no Ray), measured like (a)."""
     import signal
     import subprocess
@@ -131,14 +130,15 @@ def measure_vllm_http(path: Path, model_id: str, engine: dict, max_tokens: int, 
            "--disable-uvicorn-access-log"]
     cmd += ["--enforce-eager"] if engine["enforce_eager"] else []
     cmd += ["--max-model-len", str(engine["max_model_len"])] if engine.get("max_model_len") else []
-    log = tempfile.NamedTemporaryFile(prefix="bench-vllm-http-", suffix=".log", delete=False)
-    proc = subprocess.Popen(cmd, env={**os.environ, "VLLM_CPU_KVCACHE_SPACE": str(int(engine["kv_cache_gib"]))},
-                            # A process group of its own (so killpg reaches the engine's
-                            # processes), but not a session: with the kernel's autogroup
-                            # scheduling a new session would get its own CPU share apart
-                            # from the client's, and its TTFT p50 went to 250-290 ms.
-                            stdout=log, stderr=subprocess.STDOUT,
-                            **({"process_group": 0} if sys.version_info >= (3, 11) else {"preexec_fn": os.setpgrp}))
+    # The server writes its log there; the file stays for a failure's message.
+    with tempfile.NamedTemporaryFile(prefix="bench-vllm-http-", suffix=".log", delete=False) as log:
+        proc = subprocess.Popen(cmd, env={**os.environ, "VLLM_CPU_KVCACHE_SPACE": str(int(engine["kv_cache_gib"]))},
+                                # A process group of its own (so killpg reaches the engine's
+                                # processes), but not a session: with the kernel's autogroup
+                                # scheduling a new session would get its own CPU share apart
+                                # from the client's, and its TTFT p50 went to 250-290 ms.
+                                stdout=log, stderr=subprocess.STDOUT,
+                                **({"process_group": 0} if sys.version_info >= (3, 11) else {"preexec_fn": os.setpgrp}))
     try:
         return asyncio.run(_measure_http(f"http://127.0.0.1:{port}", model_id, max_tokens, levels,
                                          requests_per_level, progress="vllm http", startup_s=300))
@@ -154,7 +154,7 @@ def measure_vllm_http(path: Path, model_id: str, engine: dict, max_tokens: int, 
 
 
 def measure_serve(ws: Workspace, model_ref: str, model_id: str, engine: dict, max_tokens: int, levels: list[int],
-                  requests_per_level: Optional[int]) -> tuple[dict, list[int]]:
+                  requests_per_level: int | None) -> tuple[dict, list[int]]:
     from services.serve_env import serve_env
 
     # Serve's HTTP path as `playground up` runs it; Serve reads these when its processes start.

@@ -7,8 +7,8 @@ import json
 import math
 import statistics
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Optional
 
 from training.errors import UserError
 
@@ -41,7 +41,7 @@ def parse_levels(text: str) -> list[int]:
     return levels
 
 
-def requests_for(concurrency: int, requests_per_level: Optional[int] = None) -> int:
+def requests_for(concurrency: int, requests_per_level: int | None = None) -> int:
     """Requests at one level: max(32, 4c) by default, never fewer than c.
 
     32 TTFTs give a stable p50; 4c keeps the c clients busy for four rounds, so the
@@ -56,7 +56,7 @@ def prompt_list(n: int) -> list[str]:
     return [PROMPTS[i % len(PROMPTS)] for i in range(n)]
 
 
-def percentile(values, q: float) -> Optional[float]:
+def percentile(values, q: float) -> float | None:
     """The q-th percentile (0..100) with linear interpolation (numpy's default); None if empty."""
     xs = sorted(values)
     if not xs:
@@ -159,14 +159,14 @@ def median_ways(rounds: list[dict[str, dict[str, dict]]]) -> dict[str, dict[str,
 GOAL_RATIOS = ("ttft_ratio_serve_vs_engine", f"throughput_ratio_serve_vs_hf_c{GOAL_LEVEL}")
 
 
-def ratio(num: Optional[float], den: Optional[float], digits: int = 3) -> Optional[float]:
+def ratio(num: float | None, den: float | None, digits: int = 3) -> float | None:
     if num is None or den is None or den == 0:
         return None
     return round(num / den, digits)
 
 
 def assemble_figures(ways: dict[str, dict[str, dict]], *, model: str, max_tokens: int, levels: list[int],
-                     host: str, extra: Optional[dict] = None) -> dict:
+                     host: str, extra: dict | None = None) -> dict:
     """The JSON figures: per way and level, the two goal ratios and per-level ratios.
 
     `ways` maps "hf" -> {"seq": level figures} and "engine"/"serve" -> {"c": level figures}.
@@ -198,7 +198,7 @@ def assemble_figures(ways: dict[str, dict[str, dict]], *, model: str, max_tokens
     }
 
 
-def verdict(value: Optional[float], goal: float, at_most: bool) -> str:
+def verdict(value: float | None, goal: float, at_most: bool) -> str:
     if value is None:
         return "not measured"
     ok = value <= goal if at_most else value >= goal
@@ -243,7 +243,7 @@ def print_table(f: dict) -> None:
 async def run_level(send: Callable[[str], Awaitable[Sample]], prompts: list[str], concurrency: int) -> Level:
     """Closed loop: `concurrency` clients share the prompts; each sends its next request
     when its previous one finishes. Wall time runs from the first send to the last token."""
-    results: list[Optional[Sample]] = [None] * len(prompts)
+    results: list[Sample | None] = [None] * len(prompts)
     todo = iter(range(len(prompts)))  # shared by the clients (one event loop: no races)
 
     async def client():
@@ -255,7 +255,7 @@ async def run_level(send: Callable[[str], Awaitable[Sample]], prompts: list[str]
     return Level(concurrency, [s for s in results if s is not None], time.perf_counter() - t0)
 
 
-async def run_levels(send, levels: list[int], requests_per_level: Optional[int], progress: str) -> dict[str, dict]:
+async def run_levels(send, levels: list[int], requests_per_level: int | None, progress: str) -> dict[str, dict]:
     out = {}
     for c in levels:
         level = await run_level(send, prompt_list(requests_for(c, requests_per_level)), c)

@@ -18,7 +18,7 @@ import asyncio
 import threading
 import time
 from collections import OrderedDict
-from typing import Any, Optional, Union
+from typing import Any
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -36,12 +36,12 @@ class _Strict(BaseModel):
 
 
 class ArchitectureRequest(_Strict):
-    model: Union[str, dict[str, Any]] = Field("micro", description="a preset name or ModelConfig fields")
+    model: str | dict[str, Any] = Field("micro", description="a preset name or ModelConfig fields")
     batch_size: int = Field(8, gt=0)
-    seq_len: Optional[int] = Field(None, gt=0, description="default: the model's block_size")
+    seq_len: int | None = Field(None, gt=0, description="default: the model's block_size")
     precision: str = "bf16"
     optimizer: str = "adamw"
-    tokens: Optional[float] = Field(None, gt=0, description="training budget; default 20 tokens per parameter")
+    tokens: float | None = Field(None, gt=0, description="training budget; default 20 tokens per parameter")
     gpu: str = "h100-sxm"
     mfu: float = Field(0.4, gt=0, le=1)
     n_gpus: int = Field(1, gt=0)
@@ -51,8 +51,8 @@ class InspectRequest(_Strict):
     model: str = Field(..., min_length=1, description="an exported model id (GET /api/models) or a run id")
     prompt: str
     top_k: int = Field(5, ge=1, le=50)
-    layer: Optional[int] = Field(None, description="with head: return only this head's attention map")
-    head: Optional[int] = None
+    layer: int | None = Field(None, description="with head: return only this head's attention map")
+    head: int | None = None
 
 
 @serve.deployment(name="Inspector", ray_actor_options={"num_cpus": 0}, max_ongoing_requests=4)
@@ -62,7 +62,7 @@ class Inspector:
 
     CACHE = 2
 
-    def __init__(self, workspace: Optional[str] = None):
+    def __init__(self, workspace: str | None = None):
         self.ws = Workspace.resolve(workspace)
         self._models: OrderedDict = OrderedDict()
         # Inspection hooks live on the model object during a call: one call at a time.
@@ -98,8 +98,8 @@ class Inspector:
         self._models.move_to_end(key)
         return self._models[key]
 
-    def inspect(self, model_id: str, prompt: str, top_k: int = 5, layer: Optional[int] = None,
-                head: Optional[int] = None) -> dict:
+    def inspect(self, model_id: str, prompt: str, top_k: int = 5, layer: int | None = None,
+                head: int | None = None) -> dict:
         """The report, or {"error": one line} for a user mistake (a handle call returns it as is)."""
         from training.inspection import attention_for, inspect_prompt
 

@@ -6,8 +6,6 @@ an error that names the key, not a silently ignored option.
 
 from __future__ import annotations
 
-from typing import Optional
-
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -19,7 +17,7 @@ class EngineArgs(_Strict):
     """vLLM engine settings shared by every served model (numbers sized for a 2-core CPU box)."""
 
     dtype: str = "float32"
-    max_model_len: Optional[int] = Field(None, gt=0, description="default: the model's own context length")
+    max_model_len: int | None = Field(None, gt=0, description="default: the model's own context length")
     enforce_eager: bool = True
     gpu_memory_utilization: float = Field(0.3, gt=0, le=1, description="on CPU: the share of host memory")
     kv_cache_gib: float = Field(1.0, gt=0, description="VLLM_CPU_KVCACHE_SPACE on CPU")
@@ -36,19 +34,19 @@ class LLMAppArgs(_Strict):
         default_factory=list,
         description="workspace model ids (workspace/models/<id>), local HF folders, or Hub names when online",
     )
-    workspace: Optional[str] = None
-    api_key: Optional[str] = Field(None, description="bearer key for /v1; env PLAYGROUND_API_KEY also sets it")
+    workspace: str | None = None
+    api_key: str | None = Field(None, description="bearer key for /v1; env PLAYGROUND_API_KEY also sets it")
     engine: EngineArgs = Field(default_factory=EngineArgs)
 
 
 class APIAppArgs(_Strict):
     """The playground API at /api."""
 
-    workspace: Optional[str] = None
-    api_key: Optional[str] = Field(None, description="bearer key for /api; env PLAYGROUND_API_KEY also sets it")
+    workspace: str | None = None
+    api_key: str | None = Field(None, description="bearer key for /api; env PLAYGROUND_API_KEY also sets it")
     llm_app: str = Field("llm", description="name of the LLM application that deploy/undeploy reconfigures")
     dashboard_url: str = "http://127.0.0.1:8265"
-    mlflow_url: Optional[str] = None
+    mlflow_url: str | None = None
 
 
 class DeployRequest(_Strict):

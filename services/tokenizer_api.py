@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import Literal, Optional
+from typing import Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
@@ -37,7 +37,7 @@ from training.workspace import Workspace
 
 router = APIRouter()
 
-_PROGRESS = re.compile(r"^progress (\d+)/(\d+)", re.M)
+_PROGRESS = re.compile(r"^progress (\d+)/(\d+)", re.MULTILINE)
 
 
 class _Strict(BaseModel):
@@ -47,9 +47,9 @@ class _Strict(BaseModel):
 class Source(_Strict):
     """Where a corpus comes from: exactly one of inline text, an upload, or a registered dataset."""
 
-    text: Optional[str] = None
-    upload: Optional[str] = Field(None, description="an id returned by POST /api/uploads")
-    dataset: Optional[str] = Field(None, description="a workspace dataset id (workspace/datasets/<id>)")
+    text: str | None = None
+    upload: str | None = Field(None, description="an id returned by POST /api/uploads")
+    dataset: str | None = Field(None, description="a workspace dataset id (workspace/datasets/<id>)")
 
     @model_validator(mode="after")
     def _one(self):
@@ -80,9 +80,9 @@ class StatsRequest(Source):
 
 class CostRequest(_Strict):
     tokenizer: str
-    text: Optional[str] = None
-    upload: Optional[str] = None
-    presets: Optional[list[dict]] = Field(None, description="rows of {name, input_per_1k, output_per_1k}")
+    text: str | None = None
+    upload: str | None = None
+    presets: list[dict] | None = Field(None, description="rows of {name, input_per_1k, output_per_1k}")
 
     @model_validator(mode="after")
     def _one(self):
@@ -97,7 +97,7 @@ class TrainRequest(_Strict):
     trainer: Literal["hf", "scratch"] = "scratch"
     vocab_size: int = Field(1024, gt=0)
     min_frequency: int = Field(2, ge=1)
-    name: Optional[str] = None
+    name: str | None = None
     overwrite: bool = False
 
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import contextlib
 import shutil
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 
 def temp_sibling(final_dir: Path) -> Path:

@@ -18,7 +18,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal
 
 import yaml
 from pydantic import (
@@ -42,7 +42,7 @@ class _Strict(BaseModel):
 class DataConfig(_Strict):
     """Where the text comes from and how it is split (see `training/data.py`)."""
 
-    name: Optional[str] = Field(None, description="dataset id in the workspace; default derived from the sources")
+    name: str | None = Field(None, description="dataset id in the workspace; default derived from the sources")
     sources: list[str] = Field(
         default_factory=lambda: ["synthetic"],
         description="'synthetic', local .txt/.jsonl/.parquet files or folders, or 'hf:NAME[:CONFIG][@SPLIT]'",
@@ -52,7 +52,7 @@ class DataConfig(_Strict):
     text_field: str = "text"
     val_fraction: float = Field(0.05, gt=0.0, lt=0.5)
     split_seed: int = 1337
-    snapshot: Optional[str] = Field(
+    snapshot: str | None = Field(
         None, description="a snapshot id from `playground data run`: train on its splits as they are "
                           "(sources and the split settings above are then not used); the run records it")
 
@@ -77,7 +77,7 @@ class DataConfig(_Strict):
 class TokenizerConfig(_Strict):
     """Train a tokenizer on the dataset (byte-level BPE by default), or use an existing one (`path`)."""
 
-    path: Optional[str] = Field(None, description="existing Hugging Face tokenizer: a local folder or a Hub name")
+    path: str | None = Field(None, description="existing Hugging Face tokenizer: a local folder or a Hub name")
     trainer: Literal["hf", "scratch"] = Field(
         "hf", description="hf: Hugging Face tokenizers; scratch: our own RegexBPE (training/bpe), same result for bpe"
     )
@@ -109,7 +109,7 @@ class TrainConfig(_Strict):
     """The optimisation loop (see `training/loop.py`)."""
 
     max_steps: int = Field(1000, gt=0)
-    stop_at: Optional[int] = Field(
+    stop_at: int | None = Field(
         None, gt=0, description="stop (with a checkpoint) after this step; the schedule still runs to max_steps"
     )
     batch_size: int | Literal["auto"] = Field(
@@ -200,10 +200,10 @@ class ScaleConfig(_Strict):
 
 class TrackingConfig(_Strict):
     mlflow: bool = True
-    tracking_uri: Optional[str] = Field(None, description="default: a local store under the runs directory")
+    tracking_uri: str | None = Field(None, description="default: a local store under the runs directory")
     experiment: str = "pretrain"
     log_model: bool = Field(True, description="log the final model to MLflow as a Hugging Face export")
-    wandb_project: Optional[str] = Field(
+    wandb_project: str | None = Field(
         None, description="also log params, metrics and samples to Weights & Biases under this project "
                           "(needs `wandb login` or WANDB_API_KEY; WANDB_MODE=offline keeps it local)")
 
@@ -211,7 +211,7 @@ class TrackingConfig(_Strict):
 class PretrainConfig(_Strict):
     """One complete pretraining run: data, tokenizer, model, loop, scale, tracking."""
 
-    run_name: Optional[str] = Field(None, description="run id; default '<config name>-<timestamp>'")
+    run_name: str | None = Field(None, description="run id; default '<config name>-<timestamp>'")
     data: DataConfig = Field(default_factory=DataConfig)
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)

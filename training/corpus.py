@@ -21,7 +21,7 @@ lines as separators.
 from __future__ import annotations
 
 import random
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 KINDS: tuple[str, ...] = ("story", "dialogue", "facts", "arithmetic", "list")
 # Bump when the templates change: prepared datasets record it, so a changed

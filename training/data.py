@@ -19,9 +19,10 @@ import hashlib
 import itertools
 import json
 import random
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -194,7 +195,8 @@ class _JsonlWriter:
     """Writes {"text": ...} lines while hashing and counting them."""
 
     def __init__(self, path: Path):
-        self.f, self.sha, self.docs, self.chars = open(path, "wb"), hashlib.sha256(), 0, 0
+        self.f = open(path, "wb")  # noqa: SIM115  (closed by _split_into, after the last document)
+        self.sha, self.docs, self.chars = hashlib.sha256(), 0, 0
 
     def write(self, doc: str) -> None:
         line = (json.dumps({"text": doc}, ensure_ascii=False) + "\n").encode("utf-8")

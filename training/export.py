@@ -24,10 +24,9 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Optional
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from training.atomic import atomic_dir
 from training.errors import UserError
@@ -74,8 +73,8 @@ def hf_architecture(cfg: ModelConfig) -> str:
                     f"the nearest, {closest}, differs in model.{'; model.'.join(problems)}")
 
 
-def hf_config(cfg: ModelConfig, *, bos_token_id: Optional[int] = None,
-              eos_token_id: Optional[int] = None, pad_token_id: Optional[int] = None):
+def hf_config(cfg: ModelConfig, *, bos_token_id: int | None = None,
+              eos_token_id: int | None = None, pad_token_id: int | None = None):
     """The `transformers` config equivalent to `cfg` (dropout off: this is for inference)."""
     from transformers import GPT2Config, LlamaConfig
 
@@ -163,12 +162,12 @@ def hf_state_dict(model: Transformer) -> dict[str, torch.Tensor]:
     return {k: v.to("cpu").clone(memory_format=torch.contiguous_format) for k, v in out.items()}
 
 
-def _tokenizer_special_ids(tokenizer_dir: Path, vocab_size: int) -> dict[str, Optional[int]]:
+def _tokenizer_special_ids(tokenizer_dir: Path, vocab_size: int) -> dict[str, int | None]:
     from transformers import AutoTokenizer
 
     try:
         tok = AutoTokenizer.from_pretrained(str(tokenizer_dir))
-    except Exception as e:  # noqa: BLE001 - any failure here means a bad tokenizer folder
+    except Exception as e:
         raise UserError(f"cannot load the tokenizer in {tokenizer_dir}: {e}") from e
     if len(tok) > vocab_size:
         raise UserError(f"tokenizer in {tokenizer_dir} has {len(tok)} tokens but the model's "
@@ -177,7 +176,7 @@ def _tokenizer_special_ids(tokenizer_dir: Path, vocab_size: int) -> dict[str, Op
             "pad_token_id": tok.pad_token_id}
 
 
-def _write_checkpoint(model: Transformer, dest: Path, tokenizer_dir: Optional[Path],
+def _write_checkpoint(model: Transformer, dest: Path, tokenizer_dir: Path | None,
                       dtype: torch.dtype, extra_files: dict) -> None:
     from transformers import AutoModelForCausalLM, GenerationConfig
 
@@ -219,7 +218,7 @@ def _write_checkpoint(model: Transformer, dest: Path, tokenizer_dir: Optional[Pa
 
 def export_hf(model: Transformer, out_dir, *, tokenizer_dir=None,
               dtype: torch.dtype = torch.float32,
-              extra_files: Optional[dict[str, "str | bytes"]] = None) -> Path:
+              extra_files: dict[str, "str | bytes"] | None = None) -> Path:
     """Write a Hugging Face checkpoint of `model` to out_dir and return its path.
 
     Atomic: everything is written to a hidden sibling directory first and renamed into

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from training.config import TrainConfig
-
 
 # ----------------------------------------------------------------- learning rate
 

@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from typing import Literal, Optional
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint
+from torch import nn
 
 # --------------------------------------------------------------------------- config
 
@@ -75,8 +75,9 @@ class Layout:
 @dataclass
 class ModelConfig:
     # pydantic validates this dataclass when it is embedded in run configs; unknown
-    # keys are errors there. A plain class attribute, not a dataclass field.
-    __pydantic_config__ = {"extra": "forbid"}
+    # keys are errors there. A plain class attribute: annotated, even as a ClassVar, it
+    # would be listed in `__dataclass_fields__`.
+    __pydantic_config__ = {"extra": "forbid"}  # noqa: RUF012
 
     arch: Literal["gpt2", "llama"] = "gpt2"
     vocab_size: int = 4096
@@ -85,9 +86,9 @@ class ModelConfig:
     n_head: int = 4
     # Key/value heads. None means n_head (multi-head attention); 1 is multi-query
     # attention; anything in between that divides n_head is grouped-query attention.
-    n_kv_head: Optional[int] = None
+    n_kv_head: int | None = None
     n_embd: int = 128
-    intermediate_size: Optional[int] = None  # MLP hidden width; None -> mlp_ratio or the usual
+    intermediate_size: int | None = None  # MLP hidden width; None -> mlp_ratio or the usual
     dropout: float = 0.0
     tie_embeddings: bool = True
     norm_eps: float = 1e-5
@@ -95,12 +96,12 @@ class ModelConfig:
     attention: Literal["sdpa", "math"] = "sdpa"  # "math": explicit softmax(QK^T/sqrt(d))V
     init_std: float = 0.02
     # Architecture lab (see `Layout` for what each choice means). None: the arch's usual.
-    pos_embedding: Optional[Literal["learned", "sinusoidal", "rope", "alibi", "none"]] = None
-    norm: Optional[Literal["layernorm", "rmsnorm"]] = None
+    pos_embedding: Literal["learned", "sinusoidal", "rope", "alibi", "none"] | None = None
+    norm: Literal["layernorm", "rmsnorm"] | None = None
     norm_position: Literal["pre", "post"] = "pre"
-    mlp: Optional[Literal["gelu", "relu", "swiglu"]] = None
-    mlp_ratio: Optional[float] = None  # MLP width = round(mlp_ratio * n_embd); or intermediate_size
-    bias: Optional[bool] = None  # biases in attention, MLP and LayerNorm (never the lm_head)
+    mlp: Literal["gelu", "relu", "swiglu"] | None = None
+    mlp_ratio: float | None = None  # MLP width = round(mlp_ratio * n_embd); or intermediate_size
+    bias: bool | None = None  # biases in attention, MLP and LayerNorm (never the lm_head)
 
     def __post_init__(self) -> None:
         if self.arch not in ("gpt2", "llama"):
@@ -311,7 +312,7 @@ class CausalSelfAttention(nn.Module):
         self.use_sdpa = cfg.attention == "sdpa"
         self.dropout = cfg.dropout
         self.capture = False
-        self.last_attention: Optional[torch.Tensor] = None
+        self.last_attention: torch.Tensor | None = None
         bias = cfg.layout.bias
         self.q_proj = nn.Linear(cfg.n_embd, self.n_head * self.head_dim, bias=bias)
         self.k_proj = nn.Linear(cfg.n_embd, self.n_kv_head * self.head_dim, bias=bias)
@@ -502,7 +503,7 @@ class Transformer(nn.Module):
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
-    def forward(self, idx: torch.Tensor, targets: Optional[torch.Tensor] = None,
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
                 kv_cache: Optional["KVCache"] = None, start_pos: int = 0):
         """idx: (B, T) token ids at positions start_pos .. start_pos+T-1.
 
@@ -562,9 +563,9 @@ class Transformer(nn.Module):
 
     @torch.no_grad()
     def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
-                 top_k: Optional[int] = None, top_p: Optional[float] = None,
-                 eos_token_id: Optional[int] = None,
-                 generator: Optional[torch.Generator] = None) -> torch.Tensor:
+                 top_k: int | None = None, top_p: float | None = None,
+                 eos_token_id: int | None = None,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
         """Continue each row of idx (B, T) by up to max_new_tokens tokens.
 
         One "prefill" pass over the prompt fills the KV cache, then each step feeds only
@@ -637,9 +638,9 @@ class KVCache:
         return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
 
 
-def sample_next_token(logits: torch.Tensor, temperature: float = 1.0, top_k: Optional[int] = None,
-                      top_p: Optional[float] = None,
-                      generator: Optional[torch.Generator] = None) -> torch.Tensor:
+def sample_next_token(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
+                      top_p: float | None = None,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
     """Pick one token id per row from logits (B, V). Returns (B,).
 
     temperature scales how peaked the distribution is (0 = always the argmax); top-k keeps
@@ -683,7 +684,7 @@ def param_breakdown(model: nn.Module) -> dict[str, int]:
     return counts
 
 
-def flops_per_token(cfg: ModelConfig, seq_len: Optional[int] = None) -> float:
+def flops_per_token(cfg: ModelConfig, seq_len: int | None = None) -> float:
     """Training FLOPs per token, for model FLOPs utilisation (MFU).
 
         flops = 6 * N + 12 * n_layer * n_embd * seq_len      (seq_len defaults to block_size)

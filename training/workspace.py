@@ -33,7 +33,7 @@ class Workspace:
     root: Path
 
     @classmethod
-    def resolve(cls, path: str | Path | None = None) -> "Workspace":
+    def resolve(cls, path: str | Path | None = None) -> Workspace:
         chosen = path or os.environ.get(ENV_VAR) or PROJECT_ROOT / "workspace"
         return cls(Path(chosen).expanduser().resolve())
 

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+from typing_extensions import Self  # typing.Self from Python 3.11
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 
@@ -89,7 +90,7 @@ class PlaygroundClient:
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> PlaygroundClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

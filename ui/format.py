@@ -145,7 +145,7 @@ def show_value(value: Any) -> str:
     return json.dumps(value, default=str)
 
 
-def human_bytes(n: int | float | None) -> str:
+def human_bytes(n: float | None) -> str:
     if n is None:
         return "?"
     for unit in ("B", "KB", "MB", "GB"):

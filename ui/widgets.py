@@ -1,11 +1,10 @@
 """Small Streamlit helpers shared by the pages (the network stays in ui/client.py)."""
 
 import time
-from typing import Callable
-
-import yaml
+from collections.abc import Callable
 
 import streamlit as st
+import yaml
 
 from ui.client import ApiError
 

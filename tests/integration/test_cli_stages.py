@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY
 
 from training.workspace import Workspace
-
-from conftest import TINY  # noqa: E402  (tests/integration/conftest.py)
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def playground(ws: Workspace, ray_cluster, *args, check=True):
     env = {**os.environ, "PLAYGROUND_WORKSPACE": str(ws.root), "RAY_ADDRESS": ray_cluster["gcs"]}
     proc = subprocess.run([sys.executable, "-m", "cluster.cli", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=600, check=False)
     if check:
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
@@ -57,7 +56,7 @@ def test_pretrain_export_sample_runs(ray_cluster, workspace):
     prompts = ["Once upon a time", "Q: What is 2 plus 2?"]
     proc = subprocess.run([sys.executable, str(Path(__file__).with_name("vllm_greedy.py")), str(export_dir), *prompts],
                           env={**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}, capture_output=True, text=True,
-                          timeout=300)
+                          timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))[7:])
     for prompt, text in zip(prompts, result["texts"]):
@@ -83,7 +82,7 @@ def test_ray_job_submit(ray_cluster, workspace):
            "--runtime-env-json", runtime_env, "--", "playground", "pretrain", *TINY,
            "train.max_steps=4", "train.log_interval=2", f"run_name={run_id}"]
     t = time.time()
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert "succeeded" in proc.stdout.lower()
     assert (workspace.run(run_id) / "checkpoint_000004" / "state.pt").is_file()

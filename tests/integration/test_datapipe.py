@@ -7,6 +7,7 @@ whatever the worker count, feed the tokenizer and pretraining, and leave nothing
 when a run fails.
 """
 
+import itertools
 import json
 
 import pytest
@@ -67,7 +68,7 @@ def test_planted_problems_are_removed_and_counted(snapshot, planted, ws):
     assert by_stage["quality"]["removed"] > 0 and sum(by_stage["pii"]["replaced"].values()) >= s["pii_items"]
     # The table chains: each stage's input is the previous stage's output; the split keeps them all.
     rows = stats["stages"]
-    assert all(a["out"] == b["in"] for a, b in zip(rows, rows[1:]))
+    assert all(a["out"] == b["in"] for a, b in itertools.pairwise(rows))
     assert rows[-1]["out"] == stats["totals"]["docs"] == len(kept)
     assert {s["reason"] for s in snapshot["skipped_inputs"]} == {"binary file", "empty file", "unsupported format .docx"}
     assert stats["dup_clusters"] and stats["dup_clusters"][0]["examples"]

@@ -35,7 +35,7 @@ def stack(ray_cluster, workspace, tiny_config):
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "loss": 5.0 - s, "lr": 1e-3}) + "\n"
                                                    for s in (1, 2, 3)))
 
-    config = yaml.safe_load(open(CONFIG))
+    config = yaml.safe_load(Path(CONFIG).read_text())
     port = free_port()
     config["http_options"]["port"] = port
     for app in config["applications"]:

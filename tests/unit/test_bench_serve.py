@@ -169,8 +169,10 @@ def test_bad_levels_fail_before_anything_heavy(tmp_path):
 
 def test_rounds_fold_into_medians_and_the_ratios_come_from_them():
     def ways(serve_ttft, engine_ttft, serve_tps, hf_tps):
-        lv = lambda c, ttft, tps: {"concurrency": c, "requests": 32, "output_tokens": 2048, "wall_s": 1.0,
-                                   "ttft_p50_ms": ttft, "ttft_p95_ms": None, "output_tokens_per_s": tps}
+        def lv(c, ttft, tps):
+            return {"concurrency": c, "requests": 32, "output_tokens": 2048, "wall_s": 1.0,
+                    "ttft_p50_ms": ttft, "ttft_p95_ms": None, "output_tokens_per_s": tps}
+
         return {"hf": {"seq": lv("sequential", 9.0, hf_tps)},
                 "engine": {"1": lv(1, engine_ttft, 200.0), "16": lv(16, 40.0, 1800.0)},
                 "serve": {"1": lv(1, serve_ttft, 150.0), "16": lv(16, 90.0, serve_tps)}}

@@ -79,7 +79,7 @@ def test_report_shape_for_every_variant(kw):
             assert [e["prob"] for e in top] == sorted((e["prob"] for e in top), reverse=True)
             assert all(e["token"] == ALPHABET[e["id"]] for e in top)
     assert len(r["next_token"]) == T and all(set(n) == {"top", "entropy"} for n in r["next_token"])
-    assert [(p["layer"], p["head"]) for p in r["head_patterns"]] == [(l, h) for l in range(L) for h in range(H)]
+    assert [(p["layer"], p["head"]) for p in r["head_patterns"]] == [(layer, h) for layer in range(L) for h in range(H)]
     assert all(p["label"] in LABELS and set(p["scores"]) == set(LABELS) for p in r["head_patterns"])
     assert set(r["timings_ms"]) == {"forward", "total"} and r["timings_ms"]["total"] >= r["timings_ms"]["forward"] > 0
     # Inspection leaves the model as it was: same logits, capture off.

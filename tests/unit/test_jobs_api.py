@@ -4,6 +4,7 @@ Only Ray's JobSubmissionClient is replaced (by `FakeJobs`, which keeps jobs the 
 job table does); the integration tests submit, tail and stop a real training job.
 """
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -30,7 +31,7 @@ def test_submit_writes_the_config_and_runs_the_cli(api, tmp_path):
     assert out["name"] == "web-run" and job.metadata == {"kind": "pretrain", "name": "web-run",
                                                          "config_file": out["config_file"]}
     assert job.entrypoint.endswith(f"-m cluster.cli pretrain --config {out['config_file']}")
-    saved = yaml.safe_load(open(out["config_file"]))
+    saved = yaml.safe_load(Path(out["config_file"]).read_text())
     assert saved["train"]["max_steps"] == 5 and saved["model"]["n_layer"] == 2 and "lr" in saved["train"]
     assert job.runtime_env["env_vars"]["PLAYGROUND_WORKSPACE"] == str(tmp_path / "ws")
     tok = api.post("/api/jobs", json={"kind": "tokenizer", "config": {}}).json()

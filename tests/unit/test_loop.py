@@ -1,3 +1,4 @@
+import itertools
 import math
 
 import pytest
@@ -23,7 +24,7 @@ def test_lr_schedule_shape(schedule):
     mid = loop.get_lr(60, cfg)
     assert mid == pytest.approx(0.55)  # cosine and linear cross at the midpoint
     lrs = [loop.get_lr(s, cfg) for s in range(10, 111)]
-    assert all(a >= b for a, b in zip(lrs, lrs[1:]))  # monotone decay
+    assert all(a >= b for a, b in itertools.pairwise(lrs))  # monotone decay
     if schedule == "cosine":
         assert loop.get_lr(35, cfg) > 0.1 + 0.9 * (1 - 25 / 100)  # cosine stays high longer early on
 

@@ -41,7 +41,9 @@ def _card(rng):
 
 
 def _phone(rng):
-    d = lambda k: "".join(str(rng.randrange(10)) for _ in range(k))
+    def d(k):
+        return "".join(str(rng.randrange(10)) for _ in range(k))
+
     area = str(rng.randrange(2, 10)) + d(2)
     return rng.choice([
         f"({area}) {d(3)}-{d(4)}", f"{area}-{d(3)}-{d(4)}", f"{area}.{d(3)}.{d(4)}", f"{area} {d(3)} {d(4)}",

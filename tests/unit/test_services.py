@@ -70,17 +70,17 @@ def test_api_key_enforced_when_set():
 
 @pytest.mark.parametrize("path, raw, param, message", [
     ("/v1/chat/completions",
-     b'{"error": {"message": "Message: This model\'s maximum context length is 64 tokens. However, your prompt '
-     b'contains 2050 characters. (Request ID: 3e4a), Internal exception: x", "type": "OpenAIHTTPException", '
-     b'"param": null, "code": 400}}',
+     (b'{"error": {"message": "Message: This model\'s maximum context length is 64 tokens. However, your prompt '
+      b'contains 2050 characters. (Request ID: 3e4a), Internal exception: x", "type": "OpenAIHTTPException", '
+      b'"param": null, "code": 400}}'),
      "messages", "This model's maximum context length is 64 tokens. However, your prompt contains 2050 characters."),
     ("/v1/completions", b'{"error": {"message": "maximum context length is 64", "param": null}}', "prompt",
      "maximum context length is 64"),
-    ("/v1/chat/completions", b'{"error": {"message": "Please reduce the length of the input prompt. '
-     b'(parameter=input_text, value=2050)", "param": null}}', "messages", None),
+    ("/v1/chat/completions", (b'{"error": {"message": "Please reduce the length of the input prompt. '
+                              b'(parameter=input_text, value=2050)", "param": null}}'), "messages", None),
     ("/v1/chat/completions",
-     b'{"error": {"message": "Message: temperature must be in [0, 2], got 5.0. (parameter=temperature, value=5.0) '
-     b'(Request ID: f8), Internal exception: y", "param": null}}', "temperature", None),
+     (b'{"error": {"message": "Message: temperature must be in [0, 2], got 5.0. (parameter=temperature, value=5.0) '
+      b'(Request ID: f8), Internal exception: y", "param": null}}'), "temperature", None),
     ("/v1/chat/completions", b'{"detail": "top_p must be in (0, 1], got 3"}', "top_p", "top_p must be in (0, 1], got 3"),
 ])
 def test_engine_errors_are_cleaned_and_name_the_field(path, raw, param, message):

@@ -136,10 +136,9 @@ def test_atomic_dir_keeps_old_folder_on_error(tmp_path):
     target = tmp_path / "out"
     with atomic_dir(target) as tmp:
         (tmp / "a.txt").write_text("v1")
-    with pytest.raises(RuntimeError):
-        with atomic_dir(target) as tmp:
-            (tmp / "a.txt").write_text("half")
-            raise RuntimeError("crash mid-write")
+    with pytest.raises(RuntimeError), atomic_dir(target) as tmp:
+        (tmp / "a.txt").write_text("half")
+        raise RuntimeError("crash mid-write")
     assert (target / "a.txt").read_text() == "v1"
     assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no temp or old folders left
 

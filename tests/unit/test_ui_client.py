@@ -8,8 +8,16 @@ import pytest
 from ui_stub import CONFIG_A, CONFIG_B, FAIL_BEFORE, FAIL_DURING, KEY, MODEL, stub  # noqa: F401
 
 from ui.client import ApiError, PlaygroundClient, _sse_text
-from ui.format import (MISSING, SAMPLING, config_diff, conversation_to_json, conversation_to_markdown,
-                       request_params, show_value, without_oldest_exchange)
+from ui.format import (
+    MISSING,
+    SAMPLING,
+    config_diff,
+    conversation_to_json,
+    conversation_to_markdown,
+    request_params,
+    show_value,
+    without_oldest_exchange,
+)
 
 HI = [{"role": "user", "content": "hi"}]
 
@@ -22,7 +30,7 @@ def client(stub):  # noqa: F811
 
 def test_management_routes(client):
     assert client.health()["deployments"]["llm/LLMServer"] == "HEALTHY"
-    assert [m["id"] for m in client.models()][0] == MODEL
+    assert client.models()[0]["id"] == MODEL
     assert [r["run"] for r in client.runs()] == ["run-a", "run-b"]
     assert client.run("run-a")["config"] == CONFIG_A
     assert client.deploy("m1") == {"model": "m1", "status": "deploying"}
@@ -96,7 +104,7 @@ def test_fastapi_detail_bodies(client):
 def test_unreachable_server_is_a_friendly_error():
     with socket.socket() as s:  # a port nobody listens on: bound, never listening
         s.bind(("127.0.0.1", 0))
-        url = "http://127.0.0.1:%d" % s.getsockname()[1]
+        url = f"http://127.0.0.1:{s.getsockname()[1]}"
         with PlaygroundClient(url, timeout=2) as c:
             for call in (c.health, lambda: list(c.chat_stream(MODEL, HI))):
                 with pytest.raises(ApiError) as err:

@@ -4,6 +4,8 @@ Only Ray's JobSubmissionClient is replaced (`FakeJobs`); the integration tests s
 tail and stop a real training job through the same routes.
 """
 
+from pathlib import Path
+
 import pytest
 import yaml
 from fakejobs import FakeJobs, jobs_api
@@ -31,7 +33,7 @@ def test_empty_then_submit_then_follow_and_stop(server):
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert "Submitted raysubmit_1" in at.success[0].value
     job = FakeJobs.jobs["raysubmit_1"]
-    assert yaml.safe_load(open(job.metadata["config_file"]))["train"]["max_steps"] == 7
+    assert yaml.safe_load(Path(job.metadata["config_file"]).read_text())["train"]["max_steps"] == 7
 
     job.status = JobStatus.RUNNING
     FakeJobs.logs["raysubmit_1"] = "step 1/7 loss 5.0\nstep 2/7 loss 4.1\n"

@@ -131,7 +131,7 @@ def test_chat_errors_are_text_not_tracebacks(stub_env):  # noqa: F811
 def test_pages_report_an_unreachable_cluster(stub_env, monkeypatch):  # noqa: F811
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        monkeypatch.setenv("PLAYGROUND_URL", "http://127.0.0.1:%d" % s.getsockname()[1])
+        monkeypatch.setenv("PLAYGROUND_URL", f"http://127.0.0.1:{s.getsockname()[1]}")
         for page in (None, "pages/1_Chat.py", "pages/2_Runs.py"):
             at = open_page(page)
             assert not at.exception

@@ -17,6 +17,7 @@ duplicates, never the text. Every Ray call is marked `# [n] Ray:`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -270,8 +271,8 @@ def _run(cfg: PipelineConfig, ws: Workspace, *, workers: int | None = None,
             .groupby("band", num_partitions=len(bands) + 1).map_groups(buckets_of_band, batch_format="numpy")
         rows = {"band": [], "key": [], "doc_id": []}
         for b in found.iter_batches(batch_format="numpy", batch_size=None):
-            for k in rows:
-                rows[k].append(b[k])
+            for k, column in rows.items():
+                column.append(b[k])
         rows = {k: np.concatenate(v) if v else np.zeros(0, np.int64) for k, v in rows.items()}
         exact, near = resolve_duplicates(rows)
     timings["dedup"] = time.perf_counter() - t
@@ -346,10 +347,10 @@ def _clusters(dups: dict[int, int], kind: str) -> list[dict]:
 
 def _write(tmp: Path, final, report: Report) -> dict:
     """Stream the kept documents into one JSONL file per split (hashing as it goes); feed the report."""
-    files = {s: open(tmp / f"{s}.jsonl", "wb") for s in SPLITS}
     shas = {s: hashlib.sha256() for s in SPLITS}
     counts = {s: [0, 0] for s in SPLITS}
-    try:
+    with contextlib.ExitStack() as stack:
+        files = {s: stack.enter_context(open(tmp / f"{s}.jsonl", "wb")) for s in SPLITS}
         # [4] Ray: batches arrive in input order (preserve_order), so the files are reproducible.
         for b in final.iter_batches(batch_format="numpy", batch_size=4096):
             report.add(b)
@@ -361,8 +362,5 @@ def _write(tmp: Path, final, report: Report) -> dict:
                     shas[split].update(line)
                     counts[split][0] += 1
                     counts[split][1] += len(text)
-    finally:
-        for f in files.values():
-            f.close()
     return {f"{s}.jsonl": {"sha256": shas[s].hexdigest(), "size": (tmp / f"{s}.jsonl").stat().st_size,
                            "docs": counts[s][0], "chars": counts[s][1]} for s in SPLITS}

@@ -10,8 +10,7 @@ from datetime import datetime, timezone
 import streamlit as st
 
 from ui.client import ApiError, PlaygroundClient
-from ui.format import (SAMPLING, conversation_to_json, conversation_to_markdown, request_params,
-                       without_oldest_exchange)
+from ui.format import SAMPLING, conversation_to_json, conversation_to_markdown, request_params, without_oldest_exchange
 
 st.set_page_config(page_title="Chat · LLM Playground", page_icon="💬", layout="wide")
 client = PlaygroundClient()

@@ -10,8 +10,8 @@ import pandas as pd
 import streamlit as st
 
 from ui.client import ApiError, PlaygroundClient
-from ui.widgets import call, follow_job
 from ui.format import token_html, visible
+from ui.widgets import call, follow_job
 
 st.set_page_config(page_title="Tokenizer · LLM Playground", page_icon="🔤", layout="wide")
 client = PlaygroundClient()

@@ -11,8 +11,8 @@ import pandas as pd
 import streamlit as st
 
 from ui.client import PlaygroundClient
-from ui.widgets import call
 from ui.format import human_bytes, visible
+from ui.widgets import call
 
 st.set_page_config(page_title="Architecture · LLM Playground", page_icon="🧠", layout="wide")
 client = PlaygroundClient()
