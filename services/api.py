@@ -88,7 +88,7 @@ class PlaygroundAPI:
     async def run(self, run: str):
         run_dir = self.ws.run(run)
         if not (run_dir / "config.yaml").is_file() or run_dir.parent != self.ws.runs:
-            return openai_error(404, f"no run named '{run}'", "run", "not_found")
+            return openai_error(404, f"no run named '{run}'", "run", code="not_found")
         return {"run": run, "config": yaml.safe_load((run_dir / "config.yaml").read_text()),
                 "metrics": read_jsonl(run_dir / "metrics.jsonl"), "samples": read_jsonl(run_dir / "samples.jsonl"),
                 **run_summary(run_dir)}
@@ -99,7 +99,7 @@ class PlaygroundAPI:
     async def deploy(self, req: DeployRequest):
         if not (self.ws.model(req.model) / "config.json").is_file():
             return openai_error(404, f"no exported model '{req.model}' (see GET /api/models)", "model",
-                                "model_not_found")
+                                code="model_not_found")
         await asyncio.to_thread(self._set_models, lambda models: sorted(set(models) | {req.model}))
         return {"model": req.model, "status": "deploying"}
 
@@ -107,7 +107,7 @@ class PlaygroundAPI:
     async def undeploy(self, model: str):
         details = await asyncio.to_thread(self._serve_details)
         if model not in self._deployed(details):
-            return openai_error(404, f"model '{model}' is not deployed", "model", "model_not_found")
+            return openai_error(404, f"model '{model}' is not deployed", "model", code="model_not_found")
         await asyncio.to_thread(self._set_models, lambda models: [m for m in models if m != model])
         return {"model": model, "status": "removed"}
 

@@ -58,7 +58,7 @@ def error_response(e: UserError) -> JSONResponse:
     """A `UserError` as a 4xx naming its field: 404 for something that is not there, else 400."""
     named = _NOT_FOUND.match(str(e))
     if named:
-        return openai_error(404, str(e), named.group(1), "not_found")
+        return openai_error(404, str(e), named.group(1), code="not_found")
     return user_error(e)
 
 
@@ -199,7 +199,7 @@ async def run_pipeline(req: DataJobRequest, request: Request):
 async def data_job(job_id: str, request: Request):
     found = await asyncio.to_thread(read_job, request, job_id, "data")
     if found is None:
-        return openai_error(404, f"no data pipeline job {job_id!r}", "job_id", "not_found")
+        return openai_error(404, f"no data pipeline job {job_id!r}", "job_id", code="not_found")
     info, logs = found
     status = job_status(info)
     return {"job_id": job_id, "name": (info.metadata or {}).get("name"), "status": status,

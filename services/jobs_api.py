@@ -112,7 +112,7 @@ def _find(request: Request, job_id: str):
 
 def _error(e: UserError):
     if str(e).startswith("job_id: no job"):
-        return openai_error(404, str(e), "job_id", "not_found")
+        return openai_error(404, str(e), "job_id", code="not_found")
     return error_response(e)
 
 

@@ -28,11 +28,13 @@ from services.schemas import LLMAppArgs
 CHECKED_PATHS = ("/v1/chat/completions", "/v1/completions")
 
 
-def openai_error(status: int, message: str, param: str | None = None, type_: str | None = None) -> JSONResponse:
-    """An error response in the shape OpenAI clients (and our UI) parse."""
+def openai_error(status: int, message: str, param: str | None = None, type_: str | None = None,
+                 code: int | str | None = None) -> JSONResponse:
+    """An error response in the shape OpenAI clients (and our UI) parse. `code` is the
+    HTTP status, as vLLM gives it, unless OpenAI has a name for the case."""
     type_ = type_ or ("invalid_request_error" if status < 500 else "internal_error")
-    return JSONResponse(status_code=status,
-                        content={"error": {"message": message, "type": type_, "param": param, "code": status}})
+    return JSONResponse(status_code=status, content={"error": {
+        "message": message, "type": type_, "param": param, "code": status if code is None else code}})
 
 
 def check_request(path: str, raw: bytes, model_ids: set[str]) -> JSONResponse | None:
@@ -48,7 +50,7 @@ def check_request(path: str, raw: bytes, model_ids: set[str]) -> JSONResponse | 
         return openai_error(400, "'model' is required", "model")
     if model not in model_ids:
         served = ", ".join(sorted(model_ids)) or "none; deploy one with POST /api/deployments"
-        return openai_error(404, f"model '{model}' is not served (served: {served})", "model", "model_not_found")
+        return openai_error(404, f"model '{model}' is not served (served: {served})", "model", code="model_not_found")
     if path.endswith("/chat/completions"):
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
@@ -67,7 +69,9 @@ def normalize_error(path: str, status: int, raw: bytes) -> JSONResponse:
 
     vLLM's checks are right but its errors arrive wrapped ("Message: ... (Request ID: ...),
     Internal exception: ...") and often with param=None, e.g. for a prompt longer than
-    the context. We keep the status and the first sentence, and name the field.
+    the context. We keep the status and the first sentence, and name the field. A prompt
+    longer than the context gets OpenAI's code for it, `context_length_exceeded`, which
+    clients (our Chat page among them) check to shorten the conversation.
     """
     try:
         body = json.loads(raw)
@@ -78,12 +82,14 @@ def normalize_error(path: str, status: int, raw: bytes) -> JSONResponse:
     message = re.sub(r"^Message:\s*", "", message).split(" (Request ID:")[0].strip()
     param = err.get("param") if isinstance(err.get("param"), str) else None
     named = re.search(r"parameter=(\w+)", message)
+    code = None
     if "context length" in message or (named and named.group(1) == "input_text"):
         # The prompt is too long: name the request field that holds it, not vLLM's internal one.
         param = "messages" if path.endswith("/chat/completions") else "prompt"
+        code = "context_length_exceeded" if status == 400 else None
     elif param is None:
         param = named.group(1) if named else next((f for f in _FIELDS if re.search(rf"\b{f}\b", message)), None)
-    return openai_error(status, message, param, err.get("type") if status >= 500 else None)
+    return openai_error(status, message, param, err.get("type") if status >= 500 else None, code)
 
 
 class Guard:
@@ -105,7 +111,7 @@ class Guard:
         path = scope["path"]
         if self.auth and dict(scope["headers"]).get(b"authorization") != self.auth:
             return await openai_error(401, "missing or wrong API key (Authorization: Bearer ...)", "authorization",
-                                      "authentication_error")(scope, receive, send)
+                                      code="invalid_api_key")(scope, receive, send)
         if scope["method"] == "POST" and path in CHECKED_PATHS:
             body, more = b"", True
             while more:

@@ -32,5 +32,5 @@ async def get_sweep(sweep_id: str, request: Request):
     record = await asyncio.to_thread(sweep.read_record, workspace(request), sweep_id)
     if record is None:
         return openai_error(404, f"sweep_id: no sweep {sweep_id!r} (GET /api/sweeps lists them)", "sweep_id",
-                            "not_found")
+                            code="not_found")
     return record

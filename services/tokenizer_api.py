@@ -109,9 +109,9 @@ def user_error(e: UserError) -> JSONResponse:
     is the message's leading `field:` (or `field must ...`)."""
     message = str(e)
     if message.startswith("unknown tokenizer"):
-        return openai_error(404, message, "tokenizer", "not_found")
+        return openai_error(404, message, "tokenizer", code="not_found")
     if message.startswith("model: no exported model"):  # (or run)
-        return openai_error(404, message, "model", "model_not_found")
+        return openai_error(404, message, "model", code="model_not_found")
     named = re.match(r"([A-Za-z_][\w.\[\]]*)(?:: | must )", message)
     return openai_error(400, message, named.group(1) if named else None)
 
@@ -263,7 +263,7 @@ def _check_train(ws: Workspace, req: TrainRequest) -> str:
 async def job(job_id: str, request: Request):
     found = await asyncio.to_thread(read_job, request, job_id, "tokenizer")
     if found is None:
-        return openai_error(404, f"no tokenizer training job {job_id!r}", "job_id", "not_found")
+        return openai_error(404, f"no tokenizer training job {job_id!r}", "job_id", code="not_found")
     info, logs = found
     steps = _PROGRESS.findall(logs)
     done, total = (int(steps[-1][0]), int(steps[-1][1])) if steps else (0, 0)

@@ -23,17 +23,17 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 class ApiError(Exception):
     """A failed call, as the server explained it (status 0: the server was never reached)."""
 
-    def __init__(self, status: int, message: str, param: str | None = None):
+    def __init__(self, status: int, message: str, param: str | None = None, code: int | str | None = None):
         super().__init__(message)
-        self.status, self.message, self.param = status, message, param
+        self.status, self.message, self.param, self.code = status, message, param, code
 
     @property
     def context_overflow(self) -> bool:
-        """The prompt is longer than the model's context: vLLM's 400, which our server names
-        `messages` ("This model's maximum context length is 64 tokens. However, your prompt
-        contains at least 65 input tokens ...", or "Input length (300) exceeds model's
-        maximum context length (128).")."""
-        return self.status == 400 and "context length" in self.message
+        """The prompt is longer than the model's context: a 400 with OpenAI's code
+        `context_length_exceeded`, which our server sets. A bare vLLM server sends no such
+        code, only its words ("This model's maximum context length is 64 tokens. ...", or
+        "Input length (300) exceeds model's maximum context length (128)."), so those count too."""
+        return self.status == 400 and (self.code == "context_length_exceeded" or "context length" in self.message)
 
     def __str__(self) -> str:
         where = f" (parameter `{self.param}`)" if self.param else ""
@@ -46,7 +46,7 @@ def _error_from_body(status: int, body: Any, fallback: str) -> ApiError:
     # and FastAPI's {"detail": str | [validation errors]} from anything that bypasses them.
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         err = body["error"]
-        return ApiError(status, str(err.get("message") or fallback), err.get("param"))
+        return ApiError(status, str(err.get("message") or fallback), err.get("param"), err.get("code"))
     if isinstance(body, dict) and isinstance(body.get("error"), str):
         return ApiError(status, body["error"], body.get("param"))
     if isinstance(body, dict) and "detail" in body:

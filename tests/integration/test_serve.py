@@ -125,21 +125,22 @@ def test_what_we_configure_listens_on_loopback_only(stack, ray_cluster):
     assert unexpected == [], unexpected
 
 
-@pytest.mark.parametrize("body, status, param", [
-    (b"{oops", 400, "body"),
-    (json.dumps({"model": "nope", "messages": [{"role": "user", "content": "x"}]}).encode(), 404, "model"),
-    (json.dumps({"model": "tiny-a", "messages": []}).encode(), 400, "messages"),
+@pytest.mark.parametrize("body, status, param, code", [
+    (b"{oops", 400, "body", 400),
+    (json.dumps({"model": "nope", "messages": [{"role": "user", "content": "x"}]}).encode(), 404, "model",
+     "model_not_found"),
+    (json.dumps({"model": "tiny-a", "messages": []}).encode(), 400, "messages", 400),
     (json.dumps({"model": "tiny-a", "messages": [{"role": "user", "content": "x"}], "temperature": 5}).encode(),
-     400, "temperature"),
+     400, "temperature", 400),
     (json.dumps({"model": "tiny-a", "messages": [{"role": "user", "content": "word " * 400}]}).encode(),
-     400, "messages"),
+     400, "messages", "context_length_exceeded"),
 ])
-def test_bad_input_is_4xx_naming_the_field_and_server_keeps_serving(stack, oai, body, status, param):
+def test_bad_input_is_4xx_naming_the_field_and_server_keeps_serving(stack, oai, body, status, param, code):
     resp = httpx.post(f"{stack['base']}/v1/chat/completions", content=body,
                       headers={"content-type": "application/json"}, timeout=60)
     assert resp.status_code == status, resp.text
     err = resp.json()["error"]
-    assert err["param"] == param or param in err["message"], err
+    assert (err["param"] == param or param in err["message"]) and err["code"] == code, err
     assert oai.chat.completions.create(model="tiny-a", messages=[{"role": "user", "content": "hi"}],
                                        max_tokens=2).choices
 

@@ -27,21 +27,23 @@ def client():
 def error_of(resp):
     body = resp.json()
     assert set(body) == {"error"} and {"message", "type", "param", "code"} <= set(body["error"])
-    assert body["error"]["code"] == resp.status_code
+    # OpenAI's name for the case where it has one, else the HTTP status (as vLLM gives it).
+    assert body["error"]["code"] in (resp.status_code, "model_not_found", "invalid_api_key")
     return body["error"]
 
 
-@pytest.mark.parametrize("payload, status, param", [
-    (b"{not json", 400, "body"),
-    (b"[1, 2]", 400, "body"),
-    (b'{"messages": [{"role": "user", "content": "x"}]}', 400, "model"),
-    (b'{"model": "nope", "messages": [{"role": "user", "content": "x"}]}', 404, "model"),
-    (b'{"model": "tiny", "messages": []}', 400, "messages"),
+@pytest.mark.parametrize("payload, status, param, code", [
+    (b"{not json", 400, "body", 400),
+    (b"[1, 2]", 400, "body", 400),
+    (b'{"messages": [{"role": "user", "content": "x"}]}', 400, "model", 400),
+    (b'{"model": "nope", "messages": [{"role": "user", "content": "x"}]}', 404, "model", "model_not_found"),
+    (b'{"model": "tiny", "messages": []}', 400, "messages", 400),
 ])
-def test_bad_requests_are_openai_shaped_4xx(client, payload, status, param):
+def test_bad_requests_are_openai_shaped_4xx(client, payload, status, param, code):
     resp = client.post("/v1/chat/completions", content=payload, headers={"content-type": "application/json"})
     assert resp.status_code == status
-    assert error_of(resp)["param"] == param
+    err = error_of(resp)
+    assert (err["param"], err["code"], err["type"]) == (param, code, "invalid_request_error")
 
 
 def test_good_request_passes_through(client):
@@ -64,6 +66,7 @@ def test_api_key_enforced_when_set():
 
     c = TestClient(app)
     assert c.get("/v1/models").status_code == 401
+    assert error_of(c.get("/v1/models"))["code"] == "invalid_api_key"
     assert error_of(c.get("/v1/models", headers={"Authorization": "Bearer wrong"}))["param"] == "authorization"
     assert c.get("/v1/models", headers={"Authorization": "Bearer s3cret"}).status_code == 200
 
@@ -89,7 +92,9 @@ def test_engine_errors_are_cleaned_and_name_the_field(path, raw, param, message)
     from services.llm import normalize_error
 
     err = json.loads(normalize_error(path, 400, raw).body)["error"]
-    assert err["param"] == param and err["code"] == 400 and err["type"] == "invalid_request_error"
+    too_long = param in ("messages", "prompt")  # OpenAI's code for a prompt over the context
+    assert err["param"] == param and err["code"] == ("context_length_exceeded" if too_long else 400)
+    assert err["type"] == "invalid_request_error"
     assert "Request ID" not in err["message"] and not err["message"].startswith("Message:")
     if message:
         assert err["message"] == message

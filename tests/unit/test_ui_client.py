@@ -7,7 +7,7 @@ import socket
 import pytest
 from ui_stub import CONFIG_A, CONFIG_B, FAIL_BEFORE, FAIL_DURING, KEY, MODEL, stub  # noqa: F401
 
-from ui.client import ApiError, PlaygroundClient, _sse_text
+from ui.client import ApiError, PlaygroundClient, _error_from_body, _sse_text
 from ui.format import (
     MISSING,
     SAMPLING,
@@ -172,6 +172,11 @@ def test_without_oldest_exchange():
 
 
 def test_context_overflow_is_the_prompt_too_long_400():
+    # Our server: OpenAI's code, read from the error body.
+    body = {"error": {"message": "too long", "param": "messages", "code": "context_length_exceeded"}}
+    assert _error_from_body(400, body, "fallback").context_overflow
+    assert not _error_from_body(400, {"error": {"message": "too long", "code": 400}}, "fallback").context_overflow
+    # A bare vLLM server: its words.
     vllm = "Input length (300) exceeds model's maximum context length (128)."
     assert ApiError(400, vllm, "messages").context_overflow
     assert not ApiError(400, "max_tokens=128 cannot be greater than max_model_len=64.", "max_tokens").context_overflow

@@ -42,8 +42,8 @@ def reply_pieces(messages: list[dict]) -> list[str]:
     return ["Hello", "! You", " said: ", messages[-1]["content"]]
 
 
-def _error(status: int, message: str, param: str | None = None) -> JSONResponse:
-    body = {"error": {"message": message, "type": "BadRequestError", "param": param, "code": status}}
+def _error(status: int, message: str, param: str | None = None, code: int | str | None = None) -> JSONResponse:
+    body = {"error": {"message": message, "type": "BadRequestError", "param": param, "code": code or status}}
     return JSONResponse(body, status_code=status)
 
 
@@ -76,9 +76,9 @@ def make_app() -> FastAPI:
         if req["messages"][-1]["content"] == FAIL_BEFORE:
             return _error(400, "max_tokens is too large for this model", "max_tokens")
         length, limit = sum(len(m["content"]) for m in req["messages"]), app.state.context_chars
-        if limit is not None and length > limit:  # vLLM's words, as our server names the field
+        if limit is not None and length > limit:  # vLLM's words, with the field and code our server adds
             return _error(400, f"Input length ({length}) exceeds model's maximum context length ({limit}).",
-                          "messages")
+                          "messages", "context_length_exceeded")
         pieces = reply_pieces(req["messages"])
         if not req.get("stream"):
             return {"choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(pieces)}}]}
