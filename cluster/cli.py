@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = tok.add_parser("train", help="train the run's tokenizer (byte-level BPE unless tokenizer.model says otherwise)")
     p.add_argument("--force", action="store_true", help="retrain even if it exists")
     p.add_argument("--trainer", choices=["hf", "scratch"],
-                   help="hf: Hugging Face tokenizers; scratch: our own BPE (training/bpe); "
+                   help="hf: Hugging Face tokenizers; scratch: our own BPE (training/tokenizers/bpe); "
                         "same as the override tokenizer.trainer=...")
     _add_config_args(p)
     p.set_defaults(func=cmd_tokenizer_train)
@@ -160,7 +160,7 @@ def _config(args):
 
 
 def cmd_data_prepare(args) -> None:
-    from training import prepare
+    from training.pretrain import inputs as prepare
 
     cfg, ws = _config(args), _workspace(args)
     manifest = prepare.prepare_text(cfg, ws, progress=True)
@@ -176,7 +176,7 @@ def cmd_data_prepare(args) -> None:
 
 
 def cmd_tokenizer_train(args) -> None:
-    from training import prepare
+    from training.pretrain import inputs as prepare
 
     if args.trainer:
         args.overrides = [*args.overrides, f"tokenizer.trainer={args.trainer}"]
@@ -186,7 +186,8 @@ def cmd_tokenizer_train(args) -> None:
 
 
 def cmd_tokenizer_lab_train(args) -> None:
-    from training import tokenlab, uploads
+    from training.data import uploads
+    from training.tokenizers import tokenlab
 
     ws = _workspace(args)
     texts = [uploads.read_upload(ws, args.upload)] if args.upload else uploads.read_dataset(ws, args.dataset)
@@ -231,7 +232,7 @@ def cmd_pretrain(args) -> None:
     if args.dry_run:
         _print_param_table(cfg)
         return
-    from training import pretrain
+    from training.pretrain import pretrain
 
     run_id = args.resume or cfg.run_name or pretrain.new_run_id(
         f"{args.from_run}-again" if args.from_run else args.config)
@@ -247,7 +248,7 @@ def cmd_pretrain(args) -> None:
 
 
 def cmd_tune(args) -> None:
-    from training import sweep
+    from training.pretrain import sweep
 
     ws = _workspace(args)
     cfg, base, name = sweep.load_sweep(args.config, args.overrides)
@@ -265,7 +266,7 @@ def cmd_tune(args) -> None:
 
 
 def _print_param_table(cfg) -> None:
-    from training.model import Transformer, flops_per_token, param_breakdown
+    from training.model.transformer import Transformer, flops_per_token, param_breakdown
 
     counts = param_breakdown(Transformer(cfg.model))
     mc = cfg.model
@@ -288,8 +289,8 @@ def _print_param_table(cfg) -> None:
 
 
 def cmd_export(args) -> None:
-    from training import checkpoint
-    from training.export import export_hf
+    from training.model import checkpoint
+    from training.model.export import export_hf
 
     ws = _workspace(args)
     model, config, meta, ckpt_dir, step = checkpoint.load_model(args.run, ws.runs)
@@ -307,8 +308,8 @@ def cmd_export(args) -> None:
 def cmd_sample(args) -> None:
     import torch
 
-    from training import checkpoint
-    from training.tokenizer import load_tokenizer
+    from training.model import checkpoint
+    from training.tokenizers.tokenizer import load_tokenizer
 
     ws = _workspace(args)
     model, _, meta, ckpt_dir, step = checkpoint.load_model(args.run, ws.runs)
@@ -382,8 +383,8 @@ def cmd_mlflow(args) -> None:
 
 def cmd_data_run(args) -> None:
     from training.config import load_config
-    from training.datapipe import pipeline
-    from training.datapipe.config import PipelineConfig
+    from training.data import pipeline
+    from training.data.config import PipelineConfig
 
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers must be >= 1, got {args.workers}")
@@ -403,7 +404,7 @@ def cmd_data_run(args) -> None:
 
 
 def cmd_data_list(args) -> None:
-    from training.datapipe.snapshot import list_snapshots
+    from training.data.snapshot import list_snapshots
 
     snaps = list_snapshots(_workspace(args))
     if args.json:
@@ -418,7 +419,7 @@ def cmd_data_list(args) -> None:
 
 
 def cmd_data_show(args) -> None:
-    from training.datapipe.snapshot import load_manifest, load_stats
+    from training.data.snapshot import load_manifest, load_stats
 
     ws = _workspace(args)
     m, stats = load_manifest(ws, args.snapshot), load_stats(ws, args.snapshot)
@@ -443,7 +444,7 @@ def cmd_data_show(args) -> None:
 
 
 def cmd_data_diff(args) -> None:
-    from training.datapipe.snapshot import diff
+    from training.data.snapshot import diff
 
     d = diff(_workspace(args), args.a, args.b)
     print(f"{d['a']} -> {d['b']}{'  (parent -> child)' if d['related'] else ''}")

@@ -45,13 +45,13 @@ def add_bench_parsers(sub, add_config_args: Callable[[argparse.ArgumentParser], 
 
 
 def _workspace(args):
-    from cluster.cli import _workspace  # cli imports this module: import at call time
+    from training.workspace import Workspace
 
-    return _workspace(args)
+    return Workspace.resolve(args.workspace)
 
 
 def cmd_bench_data(args) -> None:
-    from training.datapipe.bench import bench_data
+    from benchmarks.data import bench_data
 
     if args.mb < 1 or args.scaling_mb < 1:
         raise UserError("--mb and --scaling-mb must be >= 1")
@@ -59,21 +59,21 @@ def cmd_bench_data(args) -> None:
 
 
 def cmd_bench_train(args) -> None:
-    from training.bench import bench_train
+    from benchmarks.train import bench_train
 
     bench_train(config_path=args.config or "configs/pretrain/micro.yaml", overrides=args.overrides,
                 steps=args.steps, warmup=args.warmup, workspace=_workspace(args))
 
 
 def cmd_bench_serve(args) -> None:
-    from services.bench import bench_serve
+    from benchmarks.serve import bench_serve
 
     bench_serve(model=args.model, max_tokens=args.max_tokens, levels=args.levels,
                 requests_per_level=args.requests_per_level, rounds=args.rounds, workspace=_workspace(args))
 
 
 def cmd_bench_tokenizer(args) -> None:
-    from training.bench_tokenizer import bench_tokenizer
+    from benchmarks.tokenizer import bench_tokenizer
 
     if args.repeats < 1:
         raise UserError(f"--repeats must be >= 1, got {args.repeats}")
@@ -81,7 +81,7 @@ def cmd_bench_tokenizer(args) -> None:
 
 
 def cmd_bench_inspect(args) -> None:
-    from training.bench_inspect import bench_inspect
+    from benchmarks.inspection import bench_inspect
 
     if args.repeats < 1:
         raise UserError(f"--repeats must be >= 1, got {args.repeats}")

@@ -7,7 +7,7 @@
     POST   /api/data/jobs                         {"config": {...PipelineConfig...}} -> 202 and a Ray job id
     GET    /api/data/jobs/{job_id}                status, progress (stages done / total), the snapshot, the error
 
-Snapshots are read with `training/datapipe/snapshot.py` (the same readers as the CLI);
+Snapshots are read with `training/data/snapshot.py` (the same readers as the CLI);
 the pipeline itself runs as a Ray job (`playground data run --config FILE`), so this
 module only checks the request (a bad field is a 4xx now, not a failed job later),
 writes the resolved config to `workspace/jobs/` and reads the job's logs back.
@@ -34,9 +34,8 @@ from services.jobs import (
 )
 from services.llm import openai_error
 from services.tokenizer_api import user_error
-from training import uploads
-from training.datapipe import snapshot
-from training.datapipe.config import PipelineConfig
+from training.data import snapshot, uploads
+from training.data.config import PipelineConfig
 from training.errors import UserError
 from training.workspace import Workspace
 

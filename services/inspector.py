@@ -5,7 +5,7 @@
                                      -> parameters by component, memory, FLOPs per token, training time, diagram
     POST /api/inspect                {"model": exported model or run id, "prompt", "top_k", "layer"?, "head"?}
                                      -> attention maps, activation flow, logit lens, next-token
-                                        probabilities, head pattern labels (training/inspection.py)
+                                        probabilities, head pattern labels (training/model/inspection.py)
 
 `Inspector` is its own Serve deployment: it holds our PyTorch model (not vLLM's) for the
 exported checkpoints it was asked about, so the API replica stays light and the model
@@ -57,7 +57,7 @@ class InspectRequest(_Strict):
 
 @serve.deployment(name="Inspector", ray_actor_options={"num_cpus": 0}, max_ongoing_requests=4)
 class Inspector:
-    """Runs `training.inspection.inspect_prompt` on exported checkpoints, keeping the two
+    """Runs `training.model.inspection.inspect_prompt` on exported checkpoints, keeping the two
     most recently used models loaded (reloaded when the export changes on disk)."""
 
     CACHE = 2
@@ -71,9 +71,9 @@ class Inspector:
     def _load(self, model_id: str):
         """An exported model (workspace/models/<id>), else a run's latest checkpoint
         (workspace/runs/<id>): runs whose variant has no Hugging Face export can be inspected too."""
-        from training import checkpoint
-        from training.export import load_export
-        from training.tokenizer import load_tokenizer
+        from training.model import checkpoint
+        from training.model.export import load_export
+        from training.tokenizers.tokenizer import load_tokenizer
 
         if "/" in model_id or ".." in model_id:
             raise UserError(f"model: no exported model or run {model_id!r} (see GET /api/models)")
@@ -101,7 +101,7 @@ class Inspector:
     def inspect(self, model_id: str, prompt: str, top_k: int = 5, layer: int | None = None,
                 head: int | None = None) -> dict:
         """The report, or {"error": one line} for a user mistake (a handle call returns it as is)."""
-        from training.inspection import attention_for, inspect_prompt
+        from training.model.inspection import attention_for, inspect_prompt
 
         t0 = time.perf_counter()
         try:
@@ -121,7 +121,7 @@ class Inspector:
 
 @router.get("/architecture/presets")
 async def presets() -> dict:
-    from training import configurator
+    from training.model import configurator
 
     return {"presets": configurator.PRESETS, "gpus": configurator.GPUS, "precisions": list(configurator.PRECISIONS),
             "optimizers": list(configurator.OPTIMIZERS)}
@@ -129,7 +129,7 @@ async def presets() -> dict:
 
 @router.post("/architecture")
 async def architecture(req: ArchitectureRequest):
-    from training import configurator
+    from training.model import configurator
 
     try:
         return await asyncio.to_thread(

@@ -54,7 +54,7 @@ class JobRequest(BaseModel):
 
 def _schema(kind: str):
     if kind == "data":
-        from training.datapipe.config import PipelineConfig
+        from training.data.config import PipelineConfig
 
         return PipelineConfig
     from training.config import (
@@ -67,7 +67,7 @@ def _schema(kind: str):
 def check_config(kind: str, config: dict) -> BaseModel:
     """The config validated against its kind's schema (UserError naming `config.<dotted key>`)."""
     if kind == "tune":  # a sweep: its base config and every value it searches are checked too
-        from training.sweep import load_sweep
+        from training.pretrain.sweep import load_sweep
 
         try:
             return load_sweep(None, data=config)[0]

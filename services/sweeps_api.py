@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request
 
 from services.jobs import workspace
 from services.llm import openai_error
-from training import sweep
+from training.pretrain import sweep
 
 router = APIRouter()
 

@@ -13,7 +13,7 @@
     POST   /api/uploads?name=FILE.txt      the raw file as the body: a UTF-8 text, kept in the workspace
     GET    /api/datasets                   registered datasets (workspace/datasets), to train on
 
-The work itself is `training/tokenlab.py` (plain Python, tested on its own); this
+The work itself is `training/tokenizers/tokenlab.py` (plain Python, tested on its own); this
 module validates requests (pydantic, extra fields refused), turns each `UserError` into
 a 4xx naming the field, and runs training as a Ray job so the API replica stays free.
 """
@@ -31,8 +31,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from services.jobs import job_error, job_status, read_job, submit_cli_job
 from services.jobs import workspace as _ws
 from services.llm import openai_error
-from training import tokenlab, uploads
+from training.data import uploads
 from training.errors import UserError
+from training.tokenizers import tokenlab
 from training.workspace import Workspace
 
 router = APIRouter()
@@ -240,7 +241,7 @@ async def train(req: TrainRequest, request: Request):
 
 
 def _check_train(ws: Workspace, req: TrainRequest) -> str:
-    from training.hf_tokenizers import check_vocab_size
+    from training.tokenizers.hf_tokenizers import check_vocab_size
 
     if req.source.text is not None:
         raise UserError("source.text: upload the corpus first (POST /api/uploads) or name a dataset")

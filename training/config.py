@@ -31,7 +31,7 @@ from pydantic import (
 )
 
 from training.errors import UserError
-from training.model import ModelConfig
+from training.model.transformer import ModelConfig
 
 
 class _Strict(BaseModel):
@@ -40,7 +40,7 @@ class _Strict(BaseModel):
 
 
 class DataConfig(_Strict):
-    """Where the text comes from and how it is split (see `training/data.py`)."""
+    """Where the text comes from and how it is split (see `training/data/shards.py`)."""
 
     name: str | None = Field(None, description="dataset id in the workspace; default derived from the sources")
     sources: list[str] = Field(
@@ -82,7 +82,7 @@ class TokenizerConfig(_Strict):
         "hf", description="hf: Hugging Face tokenizers; scratch: our own RegexBPE (training/bpe), same result for bpe"
     )
     model: Literal["bpe", "wordpiece", "unigram"] = Field(
-        "bpe", description="bpe: byte-level BPE; wordpiece and unigram: hf trainer only (training/hf_tokenizers.py)"
+        "bpe", description="bpe: byte-level BPE; wordpiece and unigram: hf trainer only (training/tokenizers/hf_tokenizers.py)"
     )
     vocab_size: int = Field(4096, gt=0)
     min_frequency: int = Field(2, ge=1)
@@ -106,7 +106,7 @@ class TokenizerConfig(_Strict):
 
 
 class TrainConfig(_Strict):
-    """The optimisation loop (see `training/loop.py`)."""
+    """The optimisation loop (see `training/pretrain/loop.py`)."""
 
     max_steps: int = Field(1000, gt=0)
     stop_at: int | None = Field(
@@ -114,7 +114,7 @@ class TrainConfig(_Strict):
     )
     batch_size: int | Literal["auto"] = Field(
         16, description="sequences per micro-batch per worker, or 'auto': measure the largest micro-batch "
-                        "that fits in memory and accumulate up to train.global_batch (training/memory.py)"
+                        "that fits in memory and accumulate up to train.global_batch (training/pretrain/memory.py)"
     )
     grad_accum: int = Field(1, gt=0, description="micro-batches per optimizer step (chosen by the finder "
                                                  "when batch_size is auto)")
@@ -184,7 +184,7 @@ class ScaleConfig(_Strict):
                                                    "checkpoint after one dies (0: fail at once)")
     use_gpu: bool = False
     strategy: Literal["ddp", "fsdp", "deepspeed_zero2", "deepspeed_zero3"] = Field(
-        "ddp", description="how workers share the model (training/strategies.py). ddp: a full copy each, "
+        "ddp", description="how workers share the model (training/pretrain/strategies.py). ddp: a full copy each, "
                            "gradients averaged; fsdp: parameters, gradients and optimizer state sharded "
                            "(FSDP2; CPU too); deepspeed_zero2: optimizer state and gradients sharded; "
                            "deepspeed_zero3: parameters too. The deepspeed ones need GPUs"

@@ -2,7 +2,7 @@
 
 ```
 workspace/
-  datasets/<dataset_id>/            text splits + tokens/<tokenizer_id>/ shards (training/data.py)
+  datasets/<dataset_id>/            text splits + tokens/<tokenizer_id>/ shards (training/data/shards.py)
   tokenizers/<tokenizer_id>/        Hugging Face tokenizer folders
   runs/<run_id>/                    Ray Train storage for one run: checkpoint_*/, config.yaml,
                                     metrics.jsonl, samples.jsonl
@@ -93,7 +93,7 @@ def read_jsonl(path: Path) -> list[dict]:
 
 def run_summary(run_dir: Path) -> dict:
     """The last metrics of a run, for `playground runs` and GET /api/runs."""
-    from training.checkpoint import latest
+    from training.model.checkpoint import latest
 
     rows = read_jsonl(run_dir / "metrics.jsonl")
     last = rows[-1] if rows else {}

@@ -15,7 +15,7 @@ from serve_helpers import free_port
 
 from services.serve_env import serve_env
 from training.config import load_config
-from training.prepare import ensure_inputs
+from training.pretrain.inputs import ensure_inputs
 from training.workspace import Workspace
 
 # Job drivers started by Ray inherit PATH: make `playground` and this venv's python findable.

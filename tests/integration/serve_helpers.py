@@ -7,9 +7,9 @@ import time
 import httpx
 import torch
 
-from services.bench_http import free_port  # noqa: F401  (re-exported for the tests)
-from training.export import export_hf
-from training.model import Transformer
+from benchmarks.serve_http import free_port  # noqa: F401  (re-exported for the tests)
+from training.model.export import export_hf
+from training.model.transformer import Transformer
 
 
 def export_tiny(ws, tiny_config, name: str, seed: int) -> None:

@@ -50,7 +50,7 @@ def test_pretrain_export_sample_runs(ray_cluster, workspace):
     assert generated.shape[1] > ids.shape[1]
 
     # vLLM loads the same folder and decodes greedily exactly as our model does.
-    from training.checkpoint import load_model
+    from training.model.checkpoint import load_model
 
     ours, *_ = load_model("cli", workspace.runs)
     prompts = ["Once upon a time", "Q: What is 2 plus 2?"]

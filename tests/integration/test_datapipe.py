@@ -12,13 +12,14 @@ import json
 
 import pytest
 
+from benchmarks import data as bench
 from cluster.cli import main
-from training import prepare
 from training.config import load_config
-from training.datapipe import bench, pipeline, synth
-from training.datapipe.config import PipelineConfig
-from training.datapipe.snapshot import list_snapshots, load_stats, samples
+from training.data import pipeline, synth
+from training.data.config import PipelineConfig
+from training.data.snapshot import list_snapshots, load_stats, samples
 from training.errors import UserError
+from training.pretrain import inputs as prepare
 from training.workspace import Workspace
 
 pytestmark = pytest.mark.integration
@@ -109,7 +110,7 @@ def test_cli_list_show_diff(snapshot, ws, capsys):
 
 
 def test_snapshot_feeds_tokenizer_and_pretraining(ray_cluster, snapshot, ws):
-    from training import pretrain
+    from training.pretrain import pretrain
 
     cfg = load_config(None, [f"data.snapshot={snapshot['id']}", "tokenizer.vocab_size=512", "model.vocab_size=512",
                              "model.block_size=32", "model.n_layer=1", "model.n_head=2", "model.n_embd=32",

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from training import checkpoint
-from training.pretrain import run
+from training.model import checkpoint
+from training.pretrain.pretrain import run
 
 pytestmark = pytest.mark.integration
 

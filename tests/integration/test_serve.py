@@ -188,7 +188,7 @@ def test_deploy_and_undeploy_reconfigure_only_the_llm_app(stack, oai):
 def test_tokenizer_lab_api_and_a_training_job(stack):
     """The lab's routes inside Serve, and POST /api/tokenizers/train running a real Ray job
     (`playground tokenizer lab-train`) whose progress the API reports."""
-    from training.tokenizer import train_tokenizer
+    from training.tokenizers.tokenizer import train_tokenizer
 
     base, ws = stack["base"], stack["workspace"]
     names = [t["name"] for t in httpx.get(f"{base}/api/tokenizers").json()]

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from training import sweep
+from training.pretrain import sweep
 
 pytestmark = pytest.mark.integration
 

@@ -1,6 +1,6 @@
 """Fixture snapshots for the data API and Data page tests, in the pipeline's file formats.
 
-`write_fixture_snapshot` writes what `training/datapipe/pipeline.py` writes for one run
+`write_fixture_snapshot` writes what `training/data/pipeline.py` writes for one run
 (manifest.json, stats.json, samples.jsonl, train/val/test.jsonl, with SHA-256s that match
 the files), with figures that add up: every stage's `out` is the next stage's `in`, the
 removed documents of each stage split into its reasons, and the samples carry those reasons.
@@ -12,7 +12,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from training.datapipe.config import PipelineConfig
+from training.data.config import PipelineConfig
 from training.workspace import Workspace
 
 # stage -> (removed by reason); the documents read are 120, of which the read stage drops 2.

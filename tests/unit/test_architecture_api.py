@@ -11,8 +11,8 @@ from ui_stub import start_stub
 from services.inspector import router
 from services.llm import harden
 from tests.ui_checks import open_page
-from training.configurator import model_config
-from training.model import Transformer
+from training.model.configurator import model_config
+from training.model.transformer import Transformer
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +70,8 @@ def test_inspector_reads_a_run_checkpoint_when_there_is_no_export(tmp_path):
     from dataclasses import asdict
 
     from services.inspector import Inspector
-    from training import checkpoint, tokenlab
+    from training.model import checkpoint
+    from training.tokenizers import tokenlab
     from training.workspace import Workspace
 
     ws = Workspace(tmp_path)

@@ -1,4 +1,4 @@
-"""The HTTP way of `playground bench serve` (services/bench_http.py `_measure_http`) against a real
+"""The HTTP way of `playground bench serve` (benchmarks/serve_http.py `_measure_http`) against a real
 uvicorn server that streams /v1/completions the way vLLM's OpenAI routes do (SSE chunks with
 token_ids, a usage chunk, [DONE]). No engine: the server makes up its tokens.
 
@@ -12,7 +12,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from services import bench_http
+from benchmarks import serve_http as bench_http
 
 app = FastAPI()
 seen_ports: list[int] = []  # the client port names the TCP connection of each request

@@ -1,4 +1,4 @@
-"""The pure parts of `playground bench serve` (services/bench_stats.py): percentiles, SSE parsing,
+"""The pure parts of `playground bench serve` (benchmarks/serve_stats.py): percentiles, SSE parsing,
 the load loop and the figures. No engine, no Ray: the benchmark itself is run by hand."""
 
 import asyncio
@@ -7,8 +7,10 @@ import os
 
 import pytest
 
+from benchmarks import serve as bench
+from benchmarks import serve_http as bench_http
+from benchmarks import serve_stats as bench_stats
 from cluster.cli import build_parser
-from services import bench, bench_http, bench_stats
 from training.errors import UserError
 
 

@@ -1,12 +1,12 @@
-"""`playground bench tokenizer` (training/bench_tokenizer.py) on a small text: it runs and reports every figure."""
+"""`playground bench tokenizer` (benchmarks/tokenizer.py) on a small text: it runs and reports every figure."""
 
 import json
 
 import pytest
 
-from training import bench
-from training.bench_tokenizer import _chunks, bench_tokenizer, best_of, read_text
-from training.corpus import generate_documents
+from benchmarks import report as bench
+from benchmarks.tokenizer import _chunks, bench_tokenizer, best_of, read_text
+from training.data.corpus import generate_documents
 from training.errors import UserError
 
 

@@ -7,8 +7,8 @@ here, so it is exercised on CPU with a tiny model (same code path, minus CUDA sy
 import pytest
 import torch
 
-from training.bench import device_peak_flops, step_mfu
-from training.model import ModelConfig
+from benchmarks.train import device_peak_flops, step_mfu
+from training.model.transformer import ModelConfig
 
 
 def test_step_mfu_on_cpu_with_a_tiny_model():

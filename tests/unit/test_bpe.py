@@ -1,4 +1,4 @@
-"""The from-scratch BPE (training/bpe) against the real Hugging Face `tokenizers` library.
+"""The from-scratch BPE (training/tokenizers/bpe) against the real Hugging Face `tokenizers` library.
 
 Every parity test trains *both* tokenizers on the same text and compares merges,
 vocabulary ids and encodings, so a bug in our trainer cannot hide behind expected
@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from training.bpe import (
+from training.errors import UserError
+from training.tokenizers import bpe
+from training.tokenizers.bpe import (
     ALPHABET,
     BasicBPE,
     RegexBPE,
@@ -27,8 +29,7 @@ from training.bpe import (
     to_byte_level,
     train_bpe_folder,
 )
-from training.errors import UserError
-from training.tokenizer import (
+from training.tokenizers.tokenizer import (
     CHAT_TEMPLATE,
     SPECIAL_TOKENS,
     load_tokenizer,
@@ -44,7 +45,7 @@ SHAKESPEARE = Path(__file__).resolve().parents[3] / "shared/data/tinyshakespeare
 
 
 def hf_train(texts, vocab_size, min_frequency=2, use_regex=True):
-    """Train with `tokenizers` configured exactly as training/tokenizer.py does."""
+    """Train with `tokenizers` configured exactly as training/tokenizers/tokenizer.py does."""
     from tokenizers import Tokenizer as HFTokenizer
     from tokenizers import models, pre_tokenizers, trainers
 
@@ -381,7 +382,7 @@ def test_to_hf_loads_with_autotokenizer(tmp_path, small):
     from transformers import AutoTokenizer
 
     ours, _, docs = small
-    out = ours.to_hf(tmp_path / "hf")
+    out = bpe.save_hf_folder(ours, tmp_path / "hf")
     meta = json.loads((out / "training_meta.json").read_text())
     assert meta["trainer"] == "scratch" and meta["actual_vocab_size"] == ours.vocab_size
     tok = AutoTokenizer.from_pretrained(str(out))
@@ -412,7 +413,7 @@ def test_to_hf_other_pre_tokenizers(tmp_path, kind):
     else:
         pattern = r" ?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+|\s+" if kind == "digits" else r"\p{L}+"
         ours = RegexBPE(pattern).train(text, 300)
-    tok = AutoTokenizer.from_pretrained(str(ours.to_hf(tmp_path / kind)))
+    tok = AutoTokenizer.from_pretrained(str(bpe.save_hf_folder(ours, tmp_path / kind)))
     for t in (text, "slowest widener 99999", "new\n low, 7"):
         ids = ours.encode(t)
         assert tok.encode(t, add_special_tokens=False) == ids
@@ -421,7 +422,7 @@ def test_to_hf_other_pre_tokenizers(tmp_path, kind):
 
 def test_tiktoken_matches_ours(shakespeare, shakespeare_pair):
     ours, _ = shakespeare_pair(1024)
-    enc = ours.to_tiktoken()
+    enc = bpe.to_tiktoken(ours)
     sample = shakespeare[:300_000]
     # tiktoken joins any two neighbours whose bytes form a token, a merge list only
     # the learned pairs; on this text the two never disagree.
@@ -433,7 +434,7 @@ def test_tiktoken_matches_ours(shakespeare, shakespeare_pair):
 
 def test_tiktoken_on_unicode_rate(small):
     ours, _, docs = small
-    enc = ours.to_tiktoken()
+    enc = bpe.to_tiktoken(ours)
     pieces = sorted({p for d in docs + unicode_corpus(100, seed=7) for p in ours.pre_tokenize(d)})
     differ = [p for p in pieces if enc.encode_ordinary(p) != ours.encode_ordinary(p)]
     assert len(differ) <= 0.01 * len(pieces), differ[:10]

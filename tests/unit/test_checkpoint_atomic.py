@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from training import checkpoint
 from training.errors import UserError
-from training.model import ModelConfig, Transformer
+from training.model import checkpoint
+from training.model.transformer import ModelConfig, Transformer
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -201,7 +201,7 @@ def test_latest_warns_once_per_skipped_folder(tmp_path, caplog):
     good = save_tiny(tmp_path / "checkpoint_000001", 1)
     (tmp_path / "checkpoint_000002").mkdir()
     (tmp_path / "checkpoint_000002" / "config.yaml").write_text("model: {}\n")  # the copy got this far
-    with caplog.at_level(logging.WARNING, logger="training.checkpoint"):
+    with caplog.at_level(logging.WARNING, logger="training.model.checkpoint"):
         assert checkpoint.latest(tmp_path) == good
         assert checkpoint.latest(tmp_path) == good
     skipped = [r.getMessage() for r in caplog.records if "skipping incomplete checkpoint" in r.getMessage()]

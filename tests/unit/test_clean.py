@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 from datasketch.lsh import _optimal_param
 
-from training.datapipe import dedup
-from training.datapipe.config import (
+from training.data import dedup
+from training.data.config import (
     ExactDedupStage,
     LanguageStage,
     NearDedupStage,
     NormalizeStage,
 )
-from training.datapipe.langid import LanguageDetector, language_reason
-from training.datapipe.normalize import exact_key, normalize
+from training.data.langid import LanguageDetector, language_reason
+from training.data.normalize import exact_key, normalize
 from training.errors import UserError
 
 # ---------------------------------------------------------------- normalize

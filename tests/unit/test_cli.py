@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from cluster.cli import main
-from training import checkpoint
-from training.model import ModelConfig, Transformer
+from training.model import checkpoint
+from training.model.transformer import ModelConfig, Transformer
 
 TINY = """\
 # tiny test run
@@ -170,7 +170,7 @@ def test_runs_lists_nothing(ws, capsys):
 
 
 def test_sample_prompt_longer_than_context(ws, capsys, monkeypatch):
-    import training.tokenizer as tok_lib
+    import training.tokenizers.tokenizer as tok_lib
 
     tok_dir = tok_lib.train_tokenizer(["hello world " * 50, "more text here"], 300, ws / "tok")
     _fake_run(ws, tokenizer_dir=str(tok_dir))
@@ -231,7 +231,7 @@ def test_dry_run_shows_the_lab_components(ws, capsys):
 
 
 def test_bench_inspect(ws, capsys, monkeypatch):
-    from training import bench_inspect
+    from benchmarks import inspection as bench_inspect
 
     code, _, err = run_cli(capsys, "bench", "inspect", "--repeats", "0")
     assert_user_error(code, err, "--repeats must be >= 1")

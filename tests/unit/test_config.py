@@ -37,7 +37,7 @@ def test_every_serve_config_validates(path):
 
 @pytest.mark.parametrize("path", sorted((ROOT / "configs/data").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_data_config_validates(path):
-    from training.datapipe.config import PipelineConfig
+    from training.data.config import PipelineConfig
 
     cfg = load_config(path, schema=PipelineConfig)
     assert cfg.sources and abs(cfg.split.train + cfg.split.val + cfg.split.test - 1) < 1e-9

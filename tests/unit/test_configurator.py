@@ -1,4 +1,4 @@
-"""training/configurator.py: counts that equal the real model, memory and time formulas."""
+"""training/model/configurator.py: counts that equal the real model, memory and time formulas."""
 
 import json
 from pathlib import Path
@@ -7,10 +7,10 @@ import pytest
 import torch
 from variants import PARAMS, variant_cfg
 
-from training import configurator as cz
 from training.config import read_yaml
 from training.errors import UserError
-from training.model import ModelConfig, Transformer, flops_per_token, param_breakdown
+from training.model import configurator as cz
+from training.model.transformer import ModelConfig, Transformer, flops_per_token, param_breakdown
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -4,7 +4,7 @@ import random
 import re
 import time
 
-from training.corpus import KINDS, generate_documents
+from training.data.corpus import KINDS, generate_documents
 
 
 def test_same_seed_same_output_and_different_seed_differs():

@@ -8,11 +8,11 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from training import data
-from training.corpus import generate_documents
-from training.data import TokenData, iter_source, prepare_text, sha256_file, tokenize_dataset
+from training.data import shards as data
+from training.data.corpus import generate_documents
+from training.data.shards import TokenData, iter_source, prepare_text, sha256_file, tokenize_dataset
 from training.errors import UserError
-from training.tokenizer import load_tokenizer, train_tokenizer
+from training.tokenizers.tokenizer import load_tokenizer, train_tokenizer
 
 DOCS = ["First document.\nIt has two lines.", "Second: ünïcödé & emoji 🎉.", "Third one", "  fourth  ",
         "Fifth document here.", "Sixth.", "Seventh doc.", "Eighth and last."]

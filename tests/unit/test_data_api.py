@@ -24,8 +24,8 @@ from services.data_api import parse_job_logs
 from services.data_api import router as data_router
 from services.llm import harden
 from services.tokenizer_api import router as tokenizer_router
-from training import uploads
-from training.datapipe.config import PipelineConfig
+from training.data import uploads
+from training.data.config import PipelineConfig
 from training.workspace import Workspace
 
 A, B = "web-1a2b3c4d", "web-5e6f7a8b"

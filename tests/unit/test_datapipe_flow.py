@@ -7,10 +7,10 @@ import random
 import numpy as np
 import pytest
 
-from training.datapipe import pipeline, synth
-from training.datapipe.config import PipelineConfig
-from training.datapipe.report import Report
-from training.datapipe.stages import band_columns, clean_batch
+from training.data import pipeline, synth
+from training.data.config import PipelineConfig
+from training.data.report import Report
+from training.data.stages import band_columns, clean_batch
 
 
 def _doc(seed: int) -> str:

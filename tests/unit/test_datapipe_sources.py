@@ -8,8 +8,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from training.datapipe import sources
-from training.datapipe.config import PipelineConfig
+from training.data import sources
+from training.data.config import PipelineConfig
 from training.errors import UserError
 from training.workspace import Workspace
 

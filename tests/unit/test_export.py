@@ -1,4 +1,4 @@
-"""Unit tests for training/export.py: our tiny models must round-trip through HF exactly."""
+"""Unit tests for training/model/export.py: our tiny models must round-trip through HF exactly."""
 
 import json
 
@@ -9,10 +9,10 @@ from torch import nn
 transformers = pytest.importorskip("transformers")
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
-from training import export as export_mod  # noqa: E402
 from training.errors import UserError  # noqa: E402
-from training.export import export_hf, hf_config, hf_state_dict  # noqa: E402
-from training.model import ModelConfig, Transformer  # noqa: E402
+from training.model import export as export_mod  # noqa: E402
+from training.model.export import export_hf, hf_config, hf_state_dict  # noqa: E402
+from training.model.transformer import ModelConfig, Transformer  # noqa: E402
 
 VOCAB, BLOCK = 128, 48
 
@@ -201,7 +201,7 @@ def test_export_user_errors(tmp_path, tokenizer_dir):
 def test_load_export_of_a_playground_export(tmp_path):
     """What `playground export` / `bench serve` write: playground.json holds the run config."""
     from training.config import load_config
-    from training.export import load_export
+    from training.model.export import load_export
 
     cfg = load_config(None, ["model.vocab_size=128", "model.block_size=48", "model.n_layer=2",
                              "model.n_head=4", "model.n_embd=32", "model.arch=llama", "model.n_kv_head=2"])
@@ -223,7 +223,7 @@ def test_load_export_of_a_playground_export(tmp_path):
 @pytest.mark.parametrize("case", CASES)
 def test_load_export_of_a_sharded_hf_folder(case, tmp_path):
     """A plain (sharded) Hugging Face folder: the config comes from config.json."""
-    from training.export import load_export
+    from training.model.export import load_export
 
     model = tiny_model(**case)
     hf = AutoModelForCausalLM.from_pretrained(export_hf(model, tmp_path / "m")).eval()
@@ -238,7 +238,7 @@ def test_load_export_of_a_sharded_hf_folder(case, tmp_path):
 
 
 def test_load_export_errors(tmp_path):
-    from training.export import load_export
+    from training.model.export import load_export
 
     with pytest.raises(UserError, match="missing config.json"):
         load_export(tmp_path / "nowhere")

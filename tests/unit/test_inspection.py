@@ -1,4 +1,4 @@
-"""training/inspection.py checked against independent computations.
+"""training/model/inspection.py checked against independent computations.
 
 Attention is recomputed by hand (norm, projections, RoPE, softmax) for single heads;
 residual norms and sublayer contributions by a manual walk through the blocks; the
@@ -15,14 +15,14 @@ import torch.nn.functional as F
 from variants import BLOCK, PARAMS, VOCAB, randint, variant_cfg, variant_model
 
 from training.errors import UserError
-from training.inspection import (
+from training.model.inspection import (
     LABELS,
     attention_for,
     head_scores,
     inspect_ids,
     inspect_prompt,
 )
-from training.model import Transformer, rope_cos_sin
+from training.model.transformer import Transformer, rope_cos_sin
 
 KEYS = {"ids", "tokens", "n_layer", "n_head", "attention", "residual_norms", "contributions",
         "logit_lens", "next_token", "head_patterns", "timings_ms"}
@@ -310,7 +310,7 @@ def test_attention_for_errors_name_the_argument():
 
 def test_inspects_a_loaded_export(tmp_path):
     pytest.importorskip("transformers")
-    from training.export import export_hf, load_export
+    from training.model.export import export_hf, load_export
 
     model = variant_model(arch="llama", n_kv_head=2)
     out = export_hf(model, tmp_path / "m")

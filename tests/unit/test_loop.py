@@ -4,9 +4,9 @@ import math
 import pytest
 import torch
 
-from training import loop
 from training.config import TrainConfig
-from training.model import ModelConfig, Transformer
+from training.model.transformer import ModelConfig, Transformer
+from training.pretrain import loop
 
 
 def tiny_model(seed=0):

@@ -14,10 +14,10 @@ from ray.train.v2._internal.exceptions import UserExceptionWithTraceback
 from ray.train.v2.api.exceptions import ControllerError, WorkerGroupError
 
 from cluster.cli import main
-from training import loop, memory, pretrain
 from training.config import PretrainConfig, TrainConfig, load_config
 from training.errors import UserError
-from training.model import ModelConfig, Transformer
+from training.model.transformer import ModelConfig, Transformer
+from training.pretrain import loop, memory, pretrain
 
 CPU_OOM = ("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
            "you tried to allocate 100000000000000 bytes. Error code 12 (Cannot allocate memory)")

@@ -1,11 +1,11 @@
-"""Unit tests for training/model.py: tiny fp32 models on CPU."""
+"""Unit tests for training/model/transformer.py: tiny fp32 models on CPU."""
 
 import math
 
 import pytest
 import torch
 
-from training.model import (
+from training.model.transformer import (
     KVCache,
     ModelConfig,
     Transformer,

@@ -5,8 +5,8 @@ import random
 
 import pytest
 
-from training.datapipe.config import PII_KINDS, PIIStage
-from training.datapipe.pii import PII_PLACEHOLDERS, redact_pii
+from training.data.config import PII_KINDS, PIIStage
+from training.data.pii import PII_PLACEHOLDERS, redact_pii
 
 TEMPLATES = [
     "Please contact {} before Friday.",

@@ -6,8 +6,8 @@ from collections import Counter
 
 import pytest
 
-from training.datapipe.config import QualityStage
-from training.datapipe.quality import QUALITY_RULES, quality_reason
+from training.data.config import QualityStage
+from training.data.quality import QUALITY_RULES, quality_reason
 
 CLEAN = (
     "The old library on the corner of Main Street reopened last week after a long renovation. "

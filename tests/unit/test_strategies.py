@@ -1,4 +1,4 @@
-"""GPU strategies (`scale.strategy`, training/strategies.py), checked on CPU.
+"""GPU strategies (`scale.strategy`, training/pretrain/strategies.py), checked on CPU.
 
 What runs here (no GPU on this machine):
 - the config rule: deepspeed_* refused without scale.use_gpu, one line naming the key;
@@ -24,10 +24,10 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from services.bench_http import free_port
-from training import loop
+from benchmarks.serve_http import free_port
 from training.config import PretrainConfig, load_config
 from training.errors import UserError
+from training.pretrain import loop
 
 NANO = Path(__file__).resolve().parents[2] / "configs/pretrain/nano.yaml"
 
@@ -55,7 +55,7 @@ def micro(step: int, rank: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
 
 
 def fresh(cfg: PretrainConfig):
-    from training.model import Transformer
+    from training.model.transformer import Transformer
 
     torch.manual_seed(0)
     model = Transformer(cfg.model)
@@ -112,7 +112,7 @@ def test_unknown_strategy_and_fsdp_fp16_are_refused():
 
 
 def test_deepspeed_config_from_our_config():
-    from training.strategies import deepspeed_config
+    from training.pretrain.strategies import deepspeed_config
 
     cfg = make_cfg("deepspeed_zero2", use_gpu=True)
     ds = deepspeed_config(cfg, "bf16", batch_size=8, grad_accum=4)
@@ -135,7 +135,7 @@ def test_ddp_strategy_is_loop_train_step():
     """The default path: Ray's DDP wrapper (here a stand-in) around the model, then
     exactly loop.train_step, and checkpoints of the plain model's and optimizer's own
     state dicts, as before strategies existed."""
-    from training.strategies import wrap
+    from training.pretrain.strategies import wrap
 
     cfg = make_cfg("ddp")
     model, opt = fresh(cfg)
@@ -161,7 +161,7 @@ def _worker(rank: int, strategy: str, port: int, out_dir: str, resume_file: str)
                       LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(WORLD))
     dist.init_process_group("gloo", rank=rank, world_size=WORLD, timeout=timedelta(seconds=120))
     torch.set_num_threads(1)
-    from training.strategies import wrap
+    from training.pretrain.strategies import wrap
 
     use_gpu = strategy.startswith("deepspeed")  # only to pass the config rule: the device is the CPU
     cfg = make_cfg(strategy, use_gpu=use_gpu)

@@ -15,8 +15,8 @@ from ui_stub import start_stub
 
 from cluster.cli import main
 from tests.ui_checks import open_page
-from training import sweep
 from training.errors import UserError
+from training.pretrain import sweep
 from training.workspace import PROJECT_ROOT, Workspace
 from ui.format import parallel_rows, trial_rows
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from training.datapipe import synth
-from training.datapipe.synth import jaccard, shingles, write_bench_corpus
+from training.data import synth
+from training.data.synth import jaccard, shingles, write_bench_corpus
 
 TARGET = 2_500_000
 SHARDS = 3

@@ -5,10 +5,10 @@ import json
 import pytest
 from transformers import AutoTokenizer
 
-from training.corpus import generate_documents
+from training.data.corpus import generate_documents
 from training.errors import UserError
-from training.hf_tokenizers import UNK_TOKEN, train_hf_tokenizer
-from training.tokenizer import (
+from training.tokenizers.hf_tokenizers import UNK_TOKEN, train_hf_tokenizer
+from training.tokenizers.tokenizer import (
     CHAT_TEMPLATE,
     SPECIAL_TOKENS,
     load_tokenizer,
@@ -224,8 +224,8 @@ def test_other_models_errors(tmp_path):
 def test_pipeline_with_the_scratch_trainer(tmp_path):
     """tokenizer.trainer=scratch: its own folder (bpe300s-...), and the same token shards as hf."""
     from training.config import load_config
-    from training.data import TokenData
-    from training.prepare import ensure_inputs
+    from training.data.shards import TokenData
+    from training.pretrain.inputs import ensure_inputs
     from training.workspace import Workspace
 
     ws = Workspace(tmp_path)
@@ -247,8 +247,8 @@ def test_pipeline_with_the_scratch_trainer(tmp_path):
 @pytest.mark.parametrize("model", ["wordpiece", "unigram"])
 def test_pipeline_with_other_models(tmp_path, model):
     from training.config import load_config
-    from training.data import TokenData
-    from training.prepare import ensure_inputs
+    from training.data.shards import TokenData
+    from training.pretrain.inputs import ensure_inputs
     from training.workspace import Workspace
 
     cfg = load_config(None, ["data.synthetic_chars=40000", "tokenizer.vocab_size=420", "model.vocab_size=420",

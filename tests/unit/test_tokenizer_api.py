@@ -11,7 +11,8 @@ from fastapi.testclient import TestClient
 
 from services.llm import harden
 from services.tokenizer_api import router
-from training import tokenlab, uploads
+from training.data import uploads
+from training.tokenizers import tokenlab
 from training.workspace import Workspace
 
 TEXT = ("The quick brown fox jumps over the lazy dog. Über naïve café, 東京 and 🙂! "

@@ -1,4 +1,4 @@
-"""The tokenizer lab (training/tokenlab.py) on real tokenizers, trained here on a small corpus.
+"""The tokenizer lab (training/tokenizers/tokenlab.py) on real tokenizers, trained here on a small corpus.
 
 Every figure is checked against an independent calculation: token counts against
 `transformers` loading the same folder, offsets by slicing the text, merges against
@@ -14,9 +14,10 @@ from collections import Counter
 import pytest
 from transformers import AutoTokenizer
 
-from training import tokenlab, uploads
-from training.corpus import generate_documents
+from training.data import uploads
+from training.data.corpus import generate_documents
 from training.errors import UserError
+from training.tokenizers import tokenlab
 from training.workspace import Workspace
 
 VOCAB = 400
@@ -214,7 +215,7 @@ def test_byte_fallback_rate_by_hand(ws, toks, name):
     ids = hf_ids(ws, name, text)
     pieces = AutoTokenizer.from_pretrained(str(ws.tokenizer(name))).convert_ids_to_tokens(ids)
     if name.endswith("bpe"):  # lone bytes 0x80-0xFF: byte-level characters of those bytes
-        from training.bpe import from_byte_level
+        from training.tokenizers.bpe import from_byte_level
 
         fallback = [p for p in pieces if len(from_byte_level(p)) == 1 and from_byte_level(p)[0] >= 0x80]
     elif name == "hf-unigram":
@@ -346,8 +347,8 @@ def test_train_validation(tmp_path):
 
 
 def test_bpe_json_only_folder(tmp_path):
-    """A folder saved with training.bpe's own format (no tokenizer.json) works too."""
-    from training.bpe import RegexBPE
+    """A folder saved with training.tokenizers.bpe's own format (no tokenizer.json) works too."""
+    from training.tokenizers.bpe import RegexBPE
 
     ws = Workspace(tmp_path)
     ours = RegexBPE().train(corpus(), 300)

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from training.config import load_config
-from training.tracking import Tracker
+from training.pretrain.tracking import Tracker
 
 
 def test_tracker_logs_metrics_and_samples_to_wandb_offline(tmp_path, monkeypatch):

@@ -12,7 +12,7 @@ from ui_stub import start_stub
 from services.llm import harden
 from services.tokenizer_api import router
 from tests.ui_checks import open_page
-from training import tokenlab
+from training.tokenizers import tokenlab
 from training.workspace import Workspace
 
 TEXT = "The quick brown fox jumps over the lazy dog. Naïve café 🙂 and 12345 numbers.\n" * 30

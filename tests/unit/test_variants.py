@@ -1,4 +1,4 @@
-"""Architecture-lab variants of training/model.py: every component swap is a working model.
+"""Architecture-lab variants of training/model/transformer.py: every component swap is a working model.
 
 For each variant: shapes, causal masking, gradients reaching every parameter, KV-cache
 generation, sdpa == math attention; where Hugging Face has the same architecture, logits
@@ -17,7 +17,7 @@ from variants import BLOCK, PARAMS, VARIANTS, VOCAB, randint, variant_cfg, varia
 
 from training.config import load_config, read_yaml
 from training.errors import UserError
-from training.model import (
+from training.model.transformer import (
     ARCH_DEFAULTS,
     KVCache,
     ModelConfig,
@@ -277,7 +277,7 @@ def test_hf_parity_and_load_export_round_trip(kw, tmp_path):
     pytest.importorskip("transformers")
     from transformers import AutoModelForCausalLM
 
-    from training.export import export_hf, load_export
+    from training.model.export import export_hf, load_export
 
     model = variant_model(**kw)
     info = {"config": {"model": asdict(model.config)}}  # what `playground export` writes
@@ -304,7 +304,7 @@ def test_hf_parity_and_load_export_round_trip(kw, tmp_path):
 
 @pytest.mark.parametrize("name", sorted(NO_HF))
 def test_export_refuses_variants_without_hf_equivalent(name, tmp_path):
-    from training.export import export_hf
+    from training.model.export import export_hf
 
     kw = dict(VARIANTS)[name]
     with pytest.raises(UserError, match=f"no Hugging Face equivalent.*{NO_HF[name]}"):
@@ -315,7 +315,7 @@ def test_export_refuses_variants_without_hf_equivalent(name, tmp_path):
 def test_layout_not_arch_picks_the_hf_class(tmp_path):
     """A gpt2-arch config with every Llama component is a Llama, and exports as one."""
     pytest.importorskip("transformers")
-    from training.export import hf_architecture
+    from training.model.export import hf_architecture
 
     llama_like = variant_cfg(arch="gpt2", pos_embedding="rope", norm="rmsnorm", mlp="swiglu", bias=False)
     assert hf_architecture(llama_like) == "llama"

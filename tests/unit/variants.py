@@ -7,7 +7,7 @@ cover every value of every lab field at least once, on both arches.
 import pytest
 import torch
 
-from training.model import ModelConfig, Transformer
+from training.model.transformer import ModelConfig, Transformer
 
 VOCAB, BLOCK = 64, 24
 BASE = {"vocab_size": VOCAB, "block_size": BLOCK, "n_layer": 2, "n_head": 4, "n_embd": 32}

@@ -152,7 +152,7 @@ with tab_train:
     source = corpus_source("tok_train", allow_dataset=True)
     c1, c2, c3, c4 = st.columns(4)
     trainer = c1.selectbox("Trainer", ["scratch", "hf"], key="tok_train_trainer",
-                           help="scratch: our BPE (training/bpe), merge-for-merge equal to Hugging Face's; "
+                           help="scratch: our BPE (training/tokenizers/bpe), merge-for-merge equal to Hugging Face's; "
                                 "hf: the `tokenizers` library")
     model = c2.selectbox("Model", ["bpe"] if trainer == "scratch" else ["bpe", "wordpiece", "unigram"],
                          key="tok_train_model")

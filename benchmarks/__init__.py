@@ -1,0 +1,1 @@
+"""`playground bench NAME`: every benchmark, each measured against a baseline taken in the same run."""

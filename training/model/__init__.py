@@ -1,0 +1,1 @@
+"""The model: the transformer (one file), its configurator, inspection, export and checkpoints."""

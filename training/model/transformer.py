@@ -1,0 +1,706 @@
+"""A decoder-only transformer language model in one file (nanoGPT style).
+
+Two classic layouts share the same skeleton and are selected by `ModelConfig.arch`:
+
+* "gpt2"  - learned absolute position embeddings, LayerNorm, GELU MLP, biases everywhere.
+* "llama" - rotary position embeddings (RoPE), RMSNorm, SwiGLU MLP, no biases and
+            grouped-query attention (several query heads share one key/value head).
+
+The skeleton is the same for both: token ids -> embeddings -> N pre-norm blocks of
+(attention, MLP), each added back onto a "residual stream" -> final norm -> a linear
+layer (the "lm_head") that scores every vocabulary entry as the next token.
+
+The "architecture lab" fields of `ModelConfig` (pos_embedding, norm, norm_position,
+mlp, mlp_ratio, bias, n_kv_head) swap single components so their effect can be
+measured one at a time. They default to None, meaning "what `arch` uses", so a config
+that does not mention them builds exactly the classic layout; `ModelConfig.layout`
+holds the resolved choices.
+
+Parameter names follow Hugging Face closely enough that `training/model/export.py` converts
+a trained model to `GPT2LMHeadModel` / `LlamaForCausalLM` with a plain renaming.
+
+Reading order: config, leaf modules (norm, RoPE, ALiBi, attention, MLPs), the block, the
+model, then text generation (KV cache and sampling) and parameter/FLOP accounting.
+"""
+
+import math
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+import torch
+import torch.nn.functional as F
+import torch.utils.checkpoint
+from torch import nn
+
+# --------------------------------------------------------------------------- config
+
+# What each arch uses for the components the lab can swap. A ModelConfig field left at
+# None takes its value from here, which is how every pre-lab config keeps its model.
+ARCH_DEFAULTS: dict[str, dict] = {
+    "gpt2": {"pos_embedding": "learned", "norm": "layernorm", "mlp": "gelu", "bias": True},
+    "llama": {"pos_embedding": "rope", "norm": "rmsnorm", "mlp": "swiglu", "bias": False},
+}
+POS_EMBEDDINGS = ("learned", "sinusoidal", "rope", "alibi", "none")
+NORMS = ("layernorm", "rmsnorm")
+NORM_POSITIONS = ("pre", "post")
+MLPS = ("gelu", "relu", "swiglu")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The component choices of a model with every "the arch's usual" default resolved.
+
+    Attributes:
+        pos_embedding: "learned" (a trained vector per position, GPT-2), "sinusoidal"
+            (fixed sin/cos waves, the original Transformer), "rope" (rotate q and k,
+            Llama), "alibi" (no position vectors: each head's attention scores get a
+            penalty growing linearly with distance, BLOOM and MPT) or "none" (no
+            position signal; the causal mask alone reveals order).
+        norm: "layernorm" (subtract the mean, divide by the std) or "rmsnorm" (only
+            divide by the root mean square).
+        norm_position: "pre" (normalise each sublayer's input, GPT-2 and later) or
+            "post" (normalise the sum after each residual add, the original Transformer).
+        mlp: "gelu" / "relu" (two matrices and a nonlinearity) or "swiglu" (gated, three).
+        bias: whether the attention and MLP Linear layers and LayerNorm have an additive
+            bias (the lm_head never has one).
+    """
+
+    pos_embedding: str
+    norm: str
+    norm_position: str
+    mlp: str
+    bias: bool
+
+
+@dataclass
+class ModelConfig:
+    # pydantic validates this dataclass when it is embedded in run configs; unknown
+    # keys are errors there. A plain class attribute: annotated, even as a ClassVar, it
+    # would be listed in `__dataclass_fields__`.
+    __pydantic_config__ = {"extra": "forbid"}  # noqa: RUF012
+
+    arch: Literal["gpt2", "llama"] = "gpt2"
+    vocab_size: int = 4096
+    block_size: int = 256  # context length: the most tokens the model ever sees at once
+    n_layer: int = 4
+    n_head: int = 4
+    # Key/value heads. None means n_head (multi-head attention); 1 is multi-query
+    # attention; anything in between that divides n_head is grouped-query attention.
+    n_kv_head: int | None = None
+    n_embd: int = 128
+    intermediate_size: int | None = None  # MLP hidden width; None -> mlp_ratio or the usual
+    dropout: float = 0.0
+    tie_embeddings: bool = True
+    norm_eps: float = 1e-5
+    rope_theta: float = 10000.0
+    attention: Literal["sdpa", "math"] = "sdpa"  # "math": explicit softmax(QK^T/sqrt(d))V
+    init_std: float = 0.02
+    # Architecture lab (see `Layout` for what each choice means). None: the arch's usual.
+    pos_embedding: Literal["learned", "sinusoidal", "rope", "alibi", "none"] | None = None
+    norm: Literal["layernorm", "rmsnorm"] | None = None
+    norm_position: Literal["pre", "post"] = "pre"
+    mlp: Literal["gelu", "relu", "swiglu"] | None = None
+    mlp_ratio: float | None = None  # MLP width = round(mlp_ratio * n_embd); or intermediate_size
+    bias: bool | None = None  # biases in attention, MLP and LayerNorm (never the lm_head)
+
+    def __post_init__(self) -> None:
+        if self.arch not in ("gpt2", "llama"):
+            raise ValueError(f"arch must be 'gpt2' or 'llama', got {self.arch!r}")
+        if self.attention not in ("sdpa", "math"):
+            raise ValueError(f"attention must be 'sdpa' or 'math', got {self.attention!r}")
+        for name, allowed in (("pos_embedding", POS_EMBEDDINGS), ("norm", NORMS), ("mlp", MLPS)):
+            value = getattr(self, name)
+            if value is not None and value not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)} (or null for the "
+                                 f"arch's usual), got {value!r}")
+        if self.norm_position not in NORM_POSITIONS:
+            raise ValueError(f"norm_position must be 'pre' or 'post', got {self.norm_position!r}")
+        if self.bias is not None and not isinstance(self.bias, bool):
+            raise ValueError(f"bias must be true, false or null, got {self.bias!r}")
+        if self.mlp_ratio is not None:
+            if isinstance(self.mlp_ratio, bool) or not isinstance(self.mlp_ratio, (int, float)) \
+                    or not self.mlp_ratio > 0:
+                raise ValueError(f"mlp_ratio must be a positive number, got {self.mlp_ratio!r}")
+            if self.intermediate_size is not None:
+                raise ValueError("mlp_ratio and intermediate_size both set the MLP width; give one")
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd",
+                     "n_kv_head", "intermediate_size"):
+            value = getattr(self, name)
+            if value is None and name in ("n_kv_head", "intermediate_size"):
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if self.n_kv_head is not None and self.n_head % self.n_kv_head:
+            raise ValueError(f"n_head ({self.n_head}) must be divisible by "
+                             f"n_kv_head ({self.n_kv_head})")
+        if self.layout.pos_embedding == "rope" and self.head_dim % 2:
+            raise ValueError(f"n_embd / n_head (head_dim {self.head_dim}) must be even for RoPE")
+        if self.mlp_hidden < 1:
+            raise ValueError(f"mlp_ratio {self.mlp_ratio} x n_embd {self.n_embd} leaves no MLP width")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        for name in ("norm_eps", "rope_theta", "init_std"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+    @property
+    def kv_heads(self) -> int:
+        return self.n_kv_head if self.n_kv_head is not None else self.n_head
+
+    @property
+    def layout(self) -> Layout:
+        """The component choices with None replaced by the arch's usual one."""
+        usual = ARCH_DEFAULTS[self.arch]
+
+        def pick(name: str):
+            value = getattr(self, name)
+            return usual[name] if value is None else value
+
+        return Layout(pos_embedding=pick("pos_embedding"), norm=pick("norm"),
+                      norm_position=self.norm_position, mlp=pick("mlp"), bias=pick("bias"))
+
+    @property
+    def mlp_hidden(self) -> int:
+        if self.intermediate_size is not None:
+            return self.intermediate_size
+        if self.mlp_ratio is not None:
+            return round(self.mlp_ratio * self.n_embd)
+        if self.layout.mlp != "swiglu":
+            return 4 * self.n_embd
+        # SwiGLU has three matrices instead of two; 2/3 of 4*C keeps the parameter count
+        # equal to a 4*C GELU MLP. Rounded up to a multiple of 32 for friendly matmuls.
+        hidden = int(2 * 4 * self.n_embd / 3)
+        return 32 * ((hidden + 31) // 32)
+
+
+# --------------------------------------------------------------------------- leaf modules
+
+
+class RMSNorm(nn.Module):
+    """LayerNorm without the mean subtraction and bias: rescale each vector to unit RMS.
+
+    Cheaper than LayerNorm and works as well in practice. Computed in float32 (like HF
+    Llama) because squaring bf16 activations loses too much precision.
+    """
+
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = x.dtype
+        x = x.float()
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x.to(dtype)
+
+
+def make_norm(cfg: ModelConfig) -> nn.Module:
+    layout = cfg.layout
+    if layout.norm == "layernorm":
+        return nn.LayerNorm(cfg.n_embd, eps=cfg.norm_eps, bias=layout.bias)
+    return RMSNorm(cfg.n_embd, cfg.norm_eps)
+
+
+def sinusoidal_embedding(positions: torch.Tensor, dim: int) -> torch.Tensor:
+    """The fixed position vectors of the original Transformer (Vaswani et al. 2017).
+
+        PE[pos, 2i] = sin(pos / 10000^(2i/dim)),   PE[pos, 2i+1] = cos(pos / 10000^(2i/dim))
+
+    Each pair of dimensions is a clock ticking at its own speed, so every position gets a
+    distinct pattern and nothing has to be learned. Returns (T, dim) in float32; computed
+    on the fly (cheap) like the RoPE angles, so it is never stored in a checkpoint.
+    """
+    half = (dim + 1) // 2  # an odd dim gets one extra sin column, cut off below
+    inv_freq = 1.0 / (10000.0 ** (torch.arange(half, device=positions.device,
+                                               dtype=torch.float32) * 2 / dim))  # (half,)
+    angles = torch.outer(positions.float(), inv_freq)  # (T, half)
+    # Interleave sin and cos: column 2i is sin, column 2i+1 is cos of the same angle.
+    return torch.stack((angles.sin(), angles.cos()), dim=-1).flatten(1)[:, :dim]  # (T, dim)
+
+
+def rope_cos_sin(positions: torch.Tensor, head_dim: int, theta: float):
+    """Rotation angles for RoPE at the given absolute positions.
+
+    Dimension pair i of every head is rotated by the angle pos * theta^(-2i/head_dim):
+    early pairs spin fast (fine position detail), late pairs slowly (long range). A dot
+    product of two rotated vectors then depends only on their *relative* distance.
+    Recomputed on the fly in float32 (cheap) so the table never loses precision when the
+    model is cast to bf16 or built on the meta device.
+    Returns cos, sin of shape (T, head_dim) using the HF "rotate_half" layout: the angle
+    for pair i is stored at index i and again at i + head_dim/2.
+    """
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=positions.device,
+                                             dtype=torch.float32) / head_dim))  # (hd/2,)
+    freqs = torch.outer(positions.float(), inv_freq)  # (T, hd/2)
+    emb = torch.cat((freqs, freqs), dim=-1)  # (T, hd)
+    return emb.cos(), emb.sin()
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    # Pair element i with element i + hd/2 (not with its neighbour): (x1, x2) -> (-x2, x1).
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    # x: (B, H, T, hd); cos/sin: (T, hd). A 2-D rotation of each pair: x*cos + x_perp*sin.
+    return x * cos.to(x.dtype) + rotate_half(x) * sin.to(x.dtype)
+
+
+def alibi_slopes(n_head: int) -> torch.Tensor:
+    """ALiBi's slope for each head (Press et al. 2022, "Train Short, Test Long").
+
+    A geometric sequence: with n heads (a power of two) the slopes are 2^(-8/n),
+    2^(-16/n), ..., 2^(-8), so each head looks at its own distance scale, from nearly
+    global (small slope) to the last few tokens (slope 1/2 for 8 heads). For other head
+    counts the paper takes the slopes of the power of two below n, then every other
+    slope of the power of two above it. Returns (n_head,) in float32.
+    """
+
+    def geometric(n: int) -> list[float]:
+        return [2.0 ** (-8.0 * (i + 1) / n) for i in range(n)]
+
+    below = 2 ** math.floor(math.log2(n_head))
+    slopes = geometric(below) + geometric(2 * below)[0::2][: n_head - below]
+    return torch.tensor(slopes, dtype=torch.float32)
+
+
+def alibi_bias(n_head: int, q_pos: torch.Tensor, k_len: int) -> torch.Tensor:
+    """The additive attention bias of ALiBi, causal mask included.
+
+    Query i (at absolute position q_pos[i]) scoring key j gets -slope * (q_pos[i] - j):
+    no penalty for itself, a penalty growing linearly with how far back the key is, and
+    -inf for keys in its future. Nothing is learned and no vector is added to the
+    embeddings; because only distances appear, the bias also exists for lengths never
+    seen in training (the paper's point; this model still stops at block_size).
+    Returns (n_head, T, k_len) in float32, recomputed each forward (cheap) like the
+    RoPE angles.
+    """
+    distance = q_pos[:, None] - torch.arange(k_len, device=q_pos.device)[None, :]  # (T, Tk)
+    bias = -alibi_slopes(n_head).to(q_pos.device)[:, None, None] * distance  # (nh, T, Tk)
+    return bias.masked_fill(distance < 0, float("-inf"))
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head causal self-attention with optional grouped-query attention (GQA).
+
+    Every token emits a query ("what am I looking for"), a key ("what do I contain") and
+    a value ("what do I pass on"). Attention weights are softmax(q.k / sqrt(head_dim))
+    over the *earlier* tokens only (causal), and the output is the weighted sum of their
+    values. With GQA there are fewer key/value heads than query heads: each group of
+    n_head / n_kv_head query heads shares one k/v head, shrinking the KV cache. One k/v
+    head for all query heads is multi-query attention (MQA).
+
+    Setting `capture = True` (what `training.model.inspection` does) runs the explicit math
+    path even under attention="sdpa" and keeps the attention probabilities of the last
+    call in `last_attention` (B, n_head, T, Tk). The fused kernel never materialises
+    them; with capture off nothing changes.
+    """
+
+    def __init__(self, cfg: ModelConfig, layer_idx: int):
+        super().__init__()
+        self.layer_idx = layer_idx
+        self.n_head, self.n_kv_head, self.head_dim = cfg.n_head, cfg.kv_heads, cfg.head_dim
+        self.n_rep = self.n_head // self.n_kv_head  # query heads per k/v head
+        self.use_sdpa = cfg.attention == "sdpa"
+        self.dropout = cfg.dropout
+        self.capture = False
+        self.last_attention: torch.Tensor | None = None
+        bias = cfg.layout.bias
+        self.q_proj = nn.Linear(cfg.n_embd, self.n_head * self.head_dim, bias=bias)
+        self.k_proj = nn.Linear(cfg.n_embd, self.n_kv_head * self.head_dim, bias=bias)
+        self.v_proj = nn.Linear(cfg.n_embd, self.n_kv_head * self.head_dim, bias=bias)
+        self.o_proj = nn.Linear(self.n_head * self.head_dim, cfg.n_embd, bias=bias)
+        self.resid_dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x, rope=None, kv_cache=None, start_pos: int = 0, alibi=None):
+        B, T, C = x.shape  # (B, T, C)
+        # Split the channels into heads and move heads next to batch: each head attends
+        # independently. (B, T, C) -> (B, n_head, T, head_dim)
+        q = self.q_proj(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)
+        k = self.k_proj(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
+        v = self.v_proj(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
+        if rope is not None:  # RoPE: position enters by rotating q and k
+            cos, sin = rope
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if kv_cache is not None:
+            # Generation: keys/values of earlier tokens never change, so we store them
+            # and only compute them for the new token(s). k, v: (B, n_kv, start_pos+T, hd)
+            k, v = kv_cache.update(self.layer_idx, start_pos, k, v)
+        if self.n_rep > 1:  # GQA: query head h reads k/v head h // n_rep
+            k = k.repeat_interleave(self.n_rep, dim=1)  # (B, n_head, Tk, hd)
+            v = v.repeat_interleave(self.n_rep, dim=1)
+
+        # Causal mask. Query i sits at absolute position start_pos + i and may look at
+        # keys 0 .. start_pos + i. Without a cache (Tk == T) that is the usual triangle.
+        Tk = k.size(2)
+        is_causal = Tk == T
+        mask = None
+        if alibi is not None:
+            # ALiBi: a float bias (n_head, T, Tk) added to the scores. Its -inf entries on
+            # future keys make it the causal mask as well.
+            mask, is_causal = alibi.to(q.dtype), False
+        elif not is_causal and T > 1:  # several new tokens on top of a cache
+            mask = torch.ones(T, Tk, dtype=torch.bool, device=x.device).tril(diagonal=Tk - T)
+        dropout_p = self.dropout if self.training else 0.0
+
+        if self.use_sdpa and not self.capture:
+            # Fused kernel (flash / memory-efficient attention where available).
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p,
+                                               is_causal=is_causal and T > 1)
+        else:
+            # The same computation spelled out. Dividing by sqrt(head_dim) keeps the dot
+            # products at unit variance so the softmax does not saturate at init.
+            att = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim)  # (B, nh, T, Tk)
+            if is_causal:
+                mask = torch.ones(T, Tk, dtype=torch.bool, device=x.device).tril()
+            if mask is not None and mask.is_floating_point():
+                att = att + mask  # ALiBi's distance penalty, -inf on the future
+            elif mask is not None:
+                att = att.masked_fill(~mask, float("-inf"))  # no peeking at the future
+            att = F.softmax(att.float(), dim=-1).to(q.dtype)
+            if self.capture:
+                self.last_attention = att.detach()
+            att = F.dropout(att, p=dropout_p, training=self.training)
+            y = att @ v  # (B, nh, T, hd)
+
+        y = y.transpose(1, 2).contiguous().view(B, T, self.n_head * self.head_dim)  # (B, T, C)
+        return self.resid_dropout(self.o_proj(y))
+
+
+class MLP(nn.Module):
+    """GPT-2 feed-forward: widen 4x, GELU, project back. Applied to each token separately.
+
+    mlp="relu" swaps the nonlinearity for the original Transformer's ReLU (which
+    zeroes every negative input, so those hidden units pass no gradient).
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        bias = cfg.layout.bias
+        self.activation = cfg.layout.mlp  # "gelu" or "relu"
+        self.up_proj = nn.Linear(cfg.n_embd, cfg.mlp_hidden, bias=bias)
+        self.down_proj = nn.Linear(cfg.mlp_hidden, cfg.n_embd, bias=bias)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x):  # (B, T, C)
+        h = self.up_proj(x)  # (B, T, hidden)
+        if self.activation == "relu":
+            h = F.relu(h)
+        else:
+            # tanh-approximate GELU is what GPT-2 was trained with (HF calls it "gelu_new").
+            h = F.gelu(h, approximate="tanh")
+        return self.dropout(self.down_proj(h))  # (B, T, C)
+
+
+class SwiGLU(nn.Module):
+    """Llama feed-forward: a gated MLP. silu(gate(x)) decides, per hidden unit, how much
+    of up(x) to let through; multiplicative gating trains better than a plain GELU MLP."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        bias = cfg.layout.bias
+        self.gate_proj = nn.Linear(cfg.n_embd, cfg.mlp_hidden, bias=bias)
+        self.up_proj = nn.Linear(cfg.n_embd, cfg.mlp_hidden, bias=bias)
+        self.down_proj = nn.Linear(cfg.mlp_hidden, cfg.n_embd, bias=bias)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x):  # (B, T, C)
+        h = F.silu(self.gate_proj(x)) * self.up_proj(x)  # (B, T, hidden)
+        return self.dropout(self.down_proj(h))  # (B, T, C)
+
+
+# --------------------------------------------------------------------------- the model
+
+
+class Block(nn.Module):
+    """One transformer layer, pre-norm: x + attn(norm(x)), then x + mlp(norm(x)).
+
+    Normalising the *input* of each sublayer (instead of the sum, as in the original
+    Transformer) leaves the residual stream an untouched highway from the embeddings to
+    the output, which keeps gradients healthy in deep stacks. Attention is where tokens
+    exchange information; the MLP then processes each token on its own.
+
+    norm_position="post" builds the original Transformer's layer instead:
+    norm(x + attn(x)), then norm(x + mlp(x)). Every sum passes through a norm, so there
+    is no untouched path from the output back to the embeddings, and deep post-norm
+    stacks only train with a careful learning-rate warmup (Xiong et al. 2020, "On Layer
+    Normalization in the Transformer Architecture").
+    """
+
+    def __init__(self, cfg: ModelConfig, layer_idx: int):
+        super().__init__()
+        self.post_norm = cfg.norm_position == "post"
+        self.norm1 = make_norm(cfg)
+        self.attn = CausalSelfAttention(cfg, layer_idx)
+        self.norm2 = make_norm(cfg)
+        self.mlp = SwiGLU(cfg) if cfg.layout.mlp == "swiglu" else MLP(cfg)
+
+    def forward(self, x, rope=None, kv_cache=None, start_pos: int = 0, alibi=None):  # (B, T, C)
+        if self.post_norm:
+            x = self.norm1(x + self.attn(x, rope, kv_cache, start_pos, alibi))
+            return self.norm2(x + self.mlp(x))
+        x = x + self.attn(self.norm1(x), rope, kv_cache, start_pos, alibi)
+        x = x + self.mlp(self.norm2(x))
+        return x
+
+
+class Transformer(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.config = cfg
+        layout = cfg.layout
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        # gpt2 learns one vector per position; llama instead rotates q/k inside attention;
+        # ALiBi biases the attention scores; sinusoidal positions are a fixed function and
+        # "none" adds nothing at all.
+        self.pos_emb = (nn.Embedding(cfg.block_size, cfg.n_embd)
+                        if layout.pos_embedding == "learned" else None)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layer))
+        # A post-norm block already ends with a norm; a final one would only repeat it.
+        self.norm_f = make_norm(cfg) if layout.norm_position == "pre" else nn.Identity()
+        self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        if cfg.tie_embeddings:
+            # Weight tying: the matrix mapping a token to a vector is reused to score
+            # vectors against every token. Saves vocab_size * n_embd parameters.
+            self.lm_head.weight = self.tok_emb.weight
+        # Training-only switch (not part of ModelConfig: it changes memory and speed,
+        # never the function the model computes). See `set_grad_checkpointing`.
+        self.grad_checkpointing = False
+        self.apply(self._init_weights)
+        # GPT-2 paper: each block adds two outputs onto the residual stream, so its
+        # variance grows with depth; scale those projections by 1/sqrt(2 * n_layer).
+        for name, p in self.named_parameters():
+            if name.endswith(("o_proj.weight", "down_proj.weight")):
+                nn.init.normal_(p, mean=0.0, std=cfg.init_std / math.sqrt(2 * cfg.n_layer))
+
+    def set_grad_checkpointing(self, enabled: bool = True) -> None:
+        """Gradient (activation) checkpointing: trade compute for memory in training.
+
+        Backward needs the intermediate activations of every block (attention scores,
+        MLP hidden states, ...), and keeping them all is usually what fills a GPU. With
+        checkpointing on, each block keeps only its input; backward re-runs the block's
+        forward to rebuild the rest, one block at a time. Memory for activations drops
+        from ~n_layer blocks' worth to ~n_layer block inputs plus one block, for about one
+        extra forward pass (~30% more compute). Results are the same: dropout masks are
+        replayed because the RNG state is saved and restored around the recomputation.
+        Only active in training mode with gradients enabled; evaluation and generation
+        are unaffected.
+        """
+        self.grad_checkpointing = enabled
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=self.config.init_std)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
+                kv_cache: Optional["KVCache"] = None, start_pos: int = 0):
+        """idx: (B, T) token ids at positions start_pos .. start_pos+T-1.
+
+        Returns (logits (B, T, vocab_size), loss or None). With targets (B, T), loss is
+        the mean next-token cross-entropy; positions with target -100 are ignored.
+        """
+        cfg = self.config
+        B, T = idx.shape
+        if start_pos + T > cfg.block_size:
+            raise ValueError(f"sequence of {start_pos + T} tokens (start_pos {start_pos} + "
+                             f"{T}) exceeds block_size {cfg.block_size}")
+        pos = torch.arange(start_pos, start_pos + T, device=idx.device)  # (T,)
+        x = self.tok_emb(idx)  # (B, T, C)
+        rope = alibi = None
+        kind = cfg.layout.pos_embedding
+        if kind == "learned":
+            x = x + self.pos_emb(pos)  # (T, C) broadcasts over the batch
+        elif kind == "sinusoidal":
+            # Scaled so each coordinate has the RMS of a freshly initialised learned
+            # embedding (init_std): swapping learned <-> sinusoidal then changes what the
+            # position vectors are, not how loud they are next to the token embeddings.
+            scale = cfg.init_std * math.sqrt(2.0)  # sin and cos have RMS 1/sqrt(2)
+            x = x + (scale * sinusoidal_embedding(pos, cfg.n_embd)).to(x.dtype)
+        elif kind == "rope":
+            rope = rope_cos_sin(pos, cfg.head_dim, cfg.rope_theta)  # 2 x (T, hd)
+        elif kind == "alibi":
+            alibi = alibi_bias(cfg.n_head, pos, start_pos + T)  # (n_head, T, start_pos + T)
+        # kind == "none": no position signal. The causal mask still lets the model work
+        # out order (token i sees exactly i+1 tokens); Haviv et al. 2022, "NoPE".
+        x = self.drop(x)
+        checkpointing = self.grad_checkpointing and self.training and torch.is_grad_enabled()
+        for block in self.blocks:
+            if checkpointing and kv_cache is None:
+                # use_reentrant=False: the recommended implementation (works with DDP,
+                # keyword arguments and inputs that do not require grad).
+                x = torch.utils.checkpoint.checkpoint(block, x, rope, None, start_pos, alibi,
+                                                      use_reentrant=False)
+            else:
+                x = block(x, rope, kv_cache, start_pos, alibi)  # (B, T, C)
+        x = self.norm_f(x)
+        logits = self.lm_head(x)  # (B, T, V)
+        loss = None
+        if targets is not None:
+            # float32 for the softmax over a large vocabulary, even under bf16 autocast.
+            loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)),
+                                   targets.reshape(-1), ignore_index=-100)
+        return logits, loss
+
+    def num_params(self, exclude_embeddings: bool = False) -> int:
+        """Unique parameters (tied weights once). exclude_embeddings drops the token and
+        position tables (Kaplan et al.'s "non-embedding" count; with tied embeddings
+        this drops the lm_head too, as it is the same matrix)."""
+        b = param_breakdown(self)
+        if exclude_embeddings:
+            return b["total"] - b["token_embedding"] - b["position_embedding"]
+        return b["total"]
+
+    @torch.no_grad()
+    def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
+                 top_k: int | None = None, top_p: float | None = None,
+                 eos_token_id: int | None = None,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """Continue each row of idx (B, T) by up to max_new_tokens tokens.
+
+        One "prefill" pass over the prompt fills the KV cache, then each step feeds only
+        the newest token. temperature 0 is greedy decoding. Stops early when every row
+        has produced eos_token_id (finished rows are padded with eos) or when the
+        sequence reaches block_size tokens. Returns prompt + new tokens, (B, T + n).
+        Runs in eval mode (no dropout) and restores the previous mode afterwards.
+        """
+        if idx.dim() != 2 or idx.size(1) == 0:
+            raise ValueError(f"idx must have shape (batch, tokens) with tokens >= 1, got {tuple(idx.shape)}")
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        if top_k is not None and top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {top_k}")
+        if top_p is not None and not 0.0 < top_p <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+        B, T = idx.shape
+        if T > self.config.block_size:
+            raise ValueError(f"prompt of {T} tokens exceeds block_size {self.config.block_size}")
+        budget = min(max_new_tokens, self.config.block_size - T)
+        if budget <= 0:
+            return idx
+
+        was_training = self.training
+        self.eval()
+        try:
+            dtype = next(self.parameters()).dtype
+            cache = KVCache(self.config, B, device=idx.device, dtype=dtype)
+            logits, _ = self(idx, kv_cache=cache, start_pos=0)  # prefill: (B, T, V)
+            out = idx
+            finished = torch.zeros(B, dtype=torch.bool, device=idx.device)
+            for step in range(budget):
+                next_tok = sample_next_token(logits[:, -1, :], temperature, top_k, top_p,
+                                             generator)  # (B,)
+                if eos_token_id is not None:
+                    next_tok = torch.where(finished, torch.full_like(next_tok, eos_token_id), next_tok)
+                    finished |= next_tok == eos_token_id
+                out = torch.cat([out, next_tok[:, None]], dim=1)  # (B, T + step + 1)
+                if eos_token_id is not None and bool(finished.all()):
+                    break
+                if step + 1 < budget:  # feed just the new token; its position is len - 1
+                    logits, _ = self(next_tok[:, None], kv_cache=cache, start_pos=out.size(1) - 1)
+        finally:
+            self.train(was_training)
+        return out
+
+
+# --------------------------------------------------------------------------- generation helpers
+
+
+class KVCache:
+    """Keys and values of past tokens, one preallocated buffer per layer.
+
+    Without it, generating token t recomputes attention inputs for all t-1 earlier tokens
+    (quadratic work overall); with it each step computes k/v only for the newest token.
+    Each buffer has shape (B, n_kv_head, block_size, head_dim) - GQA makes this smaller.
+    """
+
+    def __init__(self, cfg: ModelConfig, batch_size: int, device=None, dtype=torch.float32):
+        shape = (batch_size, cfg.kv_heads, cfg.block_size, cfg.head_dim)
+        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer)]
+        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer)]
+
+    def update(self, layer: int, start_pos: int, k: torch.Tensor, v: torch.Tensor):
+        """Write k, v (B, n_kv, T, hd) at positions start_pos.. and return everything
+        cached so far for this layer: (B, n_kv, start_pos + T, hd)."""
+        end = start_pos + k.size(2)
+        self.k[layer][:, :, start_pos:end] = k
+        self.v[layer][:, :, start_pos:end] = v
+        return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
+
+
+def sample_next_token(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
+                      top_p: float | None = None,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+    """Pick one token id per row from logits (B, V). Returns (B,).
+
+    temperature scales how peaked the distribution is (0 = always the argmax); top-k keeps
+    the k most likely tokens; top-p ("nucleus") keeps the smallest set of most likely
+    tokens whose probabilities add up to at least p. Both cut off the long tail of
+    unlikely tokens that makes pure sampling ramble.
+    """
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    logits = logits.float() / temperature
+    if top_k is not None and top_k < logits.size(-1):
+        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]  # (B, 1) k-th largest
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, sorted_idx = torch.sort(logits, dim=-1, descending=True)
+        probs = sorted_logits.softmax(dim=-1)
+        mass_before = probs.cumsum(dim=-1) - probs  # probability of strictly better tokens
+        sorted_logits = sorted_logits.masked_fill(mass_before >= top_p, float("-inf"))
+        logits = torch.empty_like(logits).scatter_(-1, sorted_idx, sorted_logits)
+    probs = logits.softmax(dim=-1)  # (B, V)
+    return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(-1)
+
+
+# --------------------------------------------------------------------------- accounting
+
+
+def param_breakdown(model: nn.Module) -> dict[str, int]:
+    """Parameter counts by component. Tied weights are counted once (under
+    token_embedding), so lm_head is 0 when tied. Components sum to "total"."""
+    counts = dict.fromkeys(("token_embedding", "position_embedding", "attention", "mlp",
+                            "norms", "lm_head"), 0)
+    by_module = {"tok_emb": "token_embedding", "pos_emb": "position_embedding", "attn": "attention",
+                 "mlp": "mlp", "lm_head": "lm_head", "norm1": "norms", "norm2": "norms", "norm_f": "norms"}
+    # named_parameters() yields each tensor once, under its first name (tok_emb).
+    for name, p in model.named_parameters():
+        key = next((by_module[part] for part in name.split(".") if part in by_module), None)
+        if key is None:
+            raise ValueError(f"param_breakdown: unexpected parameter {name!r}")
+        counts[key] += p.numel()
+    counts["total"] = sum(counts.values())
+    return counts
+
+
+def flops_per_token(cfg: ModelConfig, seq_len: int | None = None) -> float:
+    """Training FLOPs per token, for model FLOPs utilisation (MFU).
+
+        flops = 6 * N + 12 * n_layer * n_embd * seq_len      (seq_len defaults to block_size)
+
+    N is the parameter count without position embeddings (a table lookup does no
+    multiplications). Each weight does one multiply-add (2 FLOPs) per token in the
+    forward pass and the backward pass costs twice the forward, hence 6 * N. The second
+    term is attention itself (q.k scores and the weighted sum of values), which has no
+    weights: per layer and token, 2 matmuls x 2 FLOPs x n_embd x block_size forward,
+    times 3 for forward + backward. (PaLM paper appendix B; nanoGPT's estimate_mfu.)
+    The attention term counts every query against all seq_len keys, as PaLM does: the
+    causal mask skips half of them in principle, but the FLOPs are usually spent anyway.
+    """
+    seq_len = cfg.block_size if seq_len is None else seq_len
+    with torch.device("meta"):  # count parameters without allocating them
+        model = Transformer(cfg)
+    b = param_breakdown(model)
+    n = b["total"] - b["position_embedding"]
+    return float(6 * n + 12 * cfg.n_layer * cfg.n_embd * seq_len)
