@@ -42,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     data = sub.add_parser("data", help="datasets").add_subparsers(dest="action", required=True, metavar="ACTION")
-    p = data.add_parser("prepare", help="gather, split and (if the tokenizer exists) tokenize the run's data")
+    p = data.add_parser("prepare", help="read and split the run's data.sources into a snapshot, in-process "
+                                        "(no cleaning, no Ray), and tokenize it if the tokenizer exists")
     _add_config_args(p)
     p.set_defaults(func=cmd_data_prepare)
     p = data.add_parser("run", help="clean, dedup and split sources on Ray Data into a versioned snapshot")
@@ -166,7 +167,11 @@ def cmd_data_prepare(args) -> None:
     manifest = prepare.prepare_text(cfg, ws, progress=True)
     dataset_dir = ws.dataset(cfg.data.dataset_id())
     state = "reused" if manifest.get("reused") else "wrote"
-    print(f"{state} dataset {cfg.data.dataset_id()} at {dataset_dir}")
+    docs = {s: manifest["outputs"][f"{s}.jsonl"]["docs"] for s in ("train", "val", "test")}
+    print(f"{state} dataset {cfg.data.dataset_id()} at {dataset_dir} "
+          f"({', '.join(f'{s} {n:,}' for s, n in docs.items() if n)} documents)")
+    for s in manifest.get("skipped_inputs", []):
+        print(f"  skipped {s['path']}: {s['reason']}")
     tok_dir = prepare.tokenizer_dir(cfg, ws)
     if (tok_dir / "tokenizer.json").is_file():
         inputs = prepare.ensure_inputs(cfg, ws, progress=True)

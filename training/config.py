@@ -18,7 +18,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import yaml
 from pydantic import (
@@ -33,6 +33,9 @@ from pydantic import (
 from training.errors import UserError
 from training.model.transformer import ModelConfig
 
+if TYPE_CHECKING:
+    from training.data.config import PipelineConfig
+
 
 class _Strict(BaseModel):
     # extra="forbid": an unknown key is an error, not a silently ignored typo.
@@ -40,18 +43,21 @@ class _Strict(BaseModel):
 
 
 class DataConfig(_Strict):
-    """Where the text comes from and how it is split (see `training/data/shards.py`)."""
+    """Where the text comes from and how it is split: a snapshot from `playground data run`, or
+    `sources` that `playground data prepare` reads and splits into one (training/data/prepare.py)."""
 
-    name: str | None = Field(None, description="dataset id in the workspace; default derived from the sources")
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+                             description="dataset id in the workspace; default derived from the sources")
     sources: list[str] = Field(
         default_factory=lambda: ["synthetic"],
-        description="'synthetic', local .txt/.jsonl/.parquet files or folders, or 'hf:NAME[:CONFIG][@SPLIT]'",
+        description="'synthetic', local .txt/.jsonl/.parquet/.csv files or folders, 'upload:ID', "
+                    "'snapshot:ID' or 'hf:NAME[:CONFIG][@SPLIT]' (as for `playground data run`)",
     )
     synthetic_chars: int = Field(2_000_000, gt=0, description="size of the generated starter corpus")
     synthetic_seed: int = 0
     text_field: str = "text"
-    val_fraction: float = Field(0.05, gt=0.0, lt=0.5)
-    split_seed: int = 1337
+    val_fraction: float = Field(0.05, gt=0.0, lt=0.5, description="expected share of documents in val")
+    split_seed: int = Field(1337, description="salts the hash of each document's text that picks its split")
     snapshot: str | None = Field(
         None, description="a snapshot id from `playground data run`: train on its splits as they are "
                           "(sources and the split settings above are then not used); the run records it")
@@ -70,8 +76,25 @@ class DataConfig(_Strict):
         if self.name:
             return self.name
         key = json.dumps(self.model_dump(exclude={"name"}), sort_keys=True)
-        first = Path(self.sources[0].split("@")[0]).stem or "data"
-        return f"{_slug(first)}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+        first = _slug(Path(self.sources[0].split("@")[0]).stem or "data")[:48].strip("._-") or "data"
+        return f"{first}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+
+    def pipeline_config(self) -> PipelineConfig:
+        """The data pipeline's config for `data prepare`: these sources and split, every cleaning stage off.
+
+        Returns:
+            A `training.data.config.PipelineConfig` named after `dataset_id()`; val gets
+            `val_fraction` of the documents, train the rest, test none.
+        """
+        from training.data.config import PipelineConfig, Stages
+
+        return PipelineConfig.model_validate({
+            "name": self.dataset_id(), "sources": self.sources, "text_field": self.text_field,
+            "synthetic_chars": self.synthetic_chars, "synthetic_seed": self.synthetic_seed,
+            "stages": {stage: {"enabled": False} for stage in Stages.model_fields},
+            "split": {"train": 1.0 - self.val_fraction, "val": self.val_fraction, "test": 0.0,
+                      "seed": self.split_seed},
+        })
 
 
 class TokenizerConfig(_Strict):

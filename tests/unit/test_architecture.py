@@ -138,7 +138,6 @@ def test_benchmarks_live_together():
         assert "benchmarks" not in imported_modules(p), p
 
 
-@pytest.mark.xfail(strict=True, reason="data prepare still has its own reader until the one data path lands")
 def test_one_place_reads_hugging_face_datasets():
     """Sources are read by one reader: a single `load_dataset` call site in training/."""
     sites = [f"{p.relative_to(ROOT)}:{node.lineno}"

@@ -220,6 +220,20 @@ def test_tokenizer_lab_train_on_a_dataset(ws, capsys):
     assert_user_error(code, err, "vocab_size must be between 260")
 
 
+def test_dataset_of_an_older_playground(ws, capsys):
+    """A dataset folder the old `data prepare` wrote: one line saying what to run; running it upgrades the folder."""
+    code, out, _ = run_cli(capsys, "data", "prepare", "--config", "tiny.yaml")
+    assert code == 0 and "(train " in out and " documents)" in out
+    folder = next((ws / "datasets").iterdir())
+    (folder / "manifest.json").write_text(json.dumps({"kind": "text", "sources": ["synthetic"], "outputs": {}}))
+    code, _, err = run_cli(capsys, "tokenizer", "lab-train", "--dataset", folder.name, "--vocab-size", "300")
+    assert_user_error(code, err, f"dataset: no snapshot '{folder.name}': it is a dataset made by an older "
+                                 "playground; run `playground data prepare --config")
+    code, out, _ = run_cli(capsys, "data", "prepare", "--config", "tiny.yaml")
+    assert code == 0 and "wrote dataset" in out
+    assert json.loads((folder / "manifest.json").read_text())["kind"] == "snapshot"
+
+
 def test_dry_run_shows_the_lab_components(ws, capsys):
     code, out, _ = run_cli(capsys, "pretrain", "--config", "tiny.yaml", "--dry-run", "model.pos_embedding=rope",
                            "model.norm_position=post", "model.mlp=relu", "model.n_kv_head=1")

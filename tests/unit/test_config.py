@@ -69,6 +69,8 @@ def test_layering_defaults_then_yaml_then_overrides(tmp_path):
         (["model.arch=rnn"], "model.arch"),
         (["train.precision=fp8"], "train.precision"),
         (["data.sources=[]"], "data.sources"),
+        (["data.name=my data"], "data.name"),  # a folder name in the workspace
+        (["data.val_fraction=1.5"], "data.val_fraction"),
     ],
 )
 def test_bad_keys_and_types_name_the_key(overrides, fragment):
@@ -116,6 +118,17 @@ def test_ids_are_stable_and_distinct():
     assert a.data.dataset_id() != b.data.dataset_id()
     assert load_config(None, ["data.name=mine"]).data.dataset_id() == "mine"
     assert a.tokenizer.tokenizer_id("ds") == "bpe4096-ds"
+    assert a.data.dataset_id().startswith("synthetic-")  # as before snapshots: old workspaces keep their ids
+
+
+def test_data_prepare_runs_the_pipeline_with_cleaning_off():
+    """`data prepare` is the data pipeline with its cleaning stages off: DataConfig -> PipelineConfig."""
+    d = load_config(None, ["data.sources=[a.txt, hf:org/set]", "data.val_fraction=0.1", "data.split_seed=7",
+                           "data.text_field=body"]).data
+    p = d.pipeline_config()
+    assert p.name == d.dataset_id() and p.sources == ["a.txt", "hf:org/set"] and p.text_field == "body"
+    assert not any(getattr(p.stages, stage).enabled for stage in type(p.stages).model_fields)
+    assert (p.split.train, p.split.val, p.split.test, p.split.seed) == (0.9, 0.1, 0.0, 7)
 
 
 def test_deep_merge_does_not_mutate():

@@ -120,3 +120,51 @@ def test_hf_source_streams_a_local_dataset_folder(tmp_path, ws):
     assert len(_rows(_cfg(f"hf:{folder}", max_docs=3), ws)) == 3
     with pytest.raises(UserError, match=r"^cannot load hf:"):
         _rows(_cfg(f"hf:{tmp_path}/missing"), ws)
+
+
+def test_strict_reading_stops_at_the_first_bad_piece_naming_where(tmp_path, ws):
+    """`data prepare` reads with strict=True: nothing would count a skipped row, so the first
+    one is a one-line error naming the file and line (or row), and what to do about it."""
+    def first_error(path, **kw):
+        cfg = _cfg(path, **kw)
+        tasks, *_ = sources.plan_reads(cfg, ws)
+        with pytest.raises(UserError) as e:
+            for t in tasks:
+                list(sources.read_task(t, cfg, strict=True))
+        assert "\n" not in str(e.value) and "playground data run" in str(e.value)
+        return str(e.value)
+
+    f = tmp_path / "docs.jsonl"
+    f.write_bytes(b'{"text": "ok"}\n\n{"text": "caf\xe9"}\n')
+    assert first_error(f).startswith(f"{f}:3: not UTF-8 text;")
+    f.write_bytes(b'{"text": "ok"}\n{"text": null}\n')
+    assert first_error(f).startswith(f"{f}:2: text field 'text' missing or null;")
+    f.write_text(json.dumps({"text": "x" * 5000}) + "\n")
+    assert first_error(f, max_line_bytes=1000).startswith(f"{f}:1: a line longer than max_line_bytes (1,000);")
+    t = tmp_path / "t.txt"
+    t.write_bytes(b"first doc\n\nsecond\nbad \xff doc\n")
+    assert first_error(t).startswith(f"{t}:3: not UTF-8 text")  # where the document starts
+    c = tmp_path / "c.csv"
+    c.write_text('text,id\n"one\ntwo",1\n')
+    assert [r["text"] for r in sources.read_task(sources.plan_reads(_cfg(c), ws)[0][0], _cfg(c), strict=True)] == [
+        "one\ntwo"]
+    c.write_text("body,id\nx,1\n")
+    assert first_error(c).startswith(f"{c}: text field 'text' missing or null (columns: body, id);")
+    pq.write_table(pa.table({"text": ["p1", None]}), tmp_path / "p.parquet")
+    assert first_error(tmp_path / "p.parquet").startswith(f"{tmp_path / 'p.parquet'}, row 2: text field")
+    (tmp_path / "bad.parquet").write_bytes(b"PAR1 not really")
+    assert first_error(tmp_path / "bad.parquet").startswith(f"{tmp_path / 'bad.parquet'}: not a readable Parquet")
+
+
+def test_hf_specs_and_local_inputs(tmp_path, ws):
+    assert sources.parse_hf("hf:roneneldan/TinyStories") == ("roneneldan/TinyStories", None, "train")
+    assert sources.parse_hf("hf:allenai/c4:en@validation") == ("allenai/c4", "en", "validation")
+    for bad in ("hf:", "hf:name@", "hf:name:"):
+        with pytest.raises(UserError, match=r"^sources\[0\]: bad source spec"):
+            sources.plan_reads(_cfg(bad), ws)
+    folder = tmp_path / "hfdata"
+    folder.mkdir()
+    (folder / "train.jsonl").write_text('{"text": "a"}\n')
+    _, inputs, _, _ = sources.plan_reads(_cfg("synthetic", f"hf:{folder}", "hf:someone/remote"), ws)
+    assert [(i["path"], i["sha256"] is not None) for i in inputs[1:]] == [
+        (str(folder / "train.jsonl"), True), ("hf:someone/remote", False)]  # local files are fingerprinted

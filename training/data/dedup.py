@@ -19,7 +19,6 @@ import zlib
 from collections.abc import Hashable, Iterable
 
 import numpy as np
-from datasketch import MinHash
 
 from training.data.config import NearDedupStage
 
@@ -59,6 +58,8 @@ def signatures(texts: list[str], cfg: NearDedupStage) -> np.ndarray:
         uint64 array of shape (len(texts), num_perm). An empty text gets the all-maximum
         signature, so empty texts group together (they are exact duplicates anyway).
     """
+    from datasketch import MinHash  # here: it imports scipy (0.7 s), and `data prepare` never dedups
+
     out = np.empty((len(texts), cfg.num_perm), np.uint64)
     # bulk() builds the permutations once and copies them per document. CRC32 instead
     # of datasketch's default SHA-1 (2.5x faster overall): the hash only has to tell

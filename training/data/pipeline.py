@@ -9,6 +9,10 @@
     write train/val/test.jsonl, stats.json, samples.jsonl, manifest.json into a temp
     folder, renamed into workspace/datasets/<snapshot id>/ at the end                [4]
 
+The reader (`sources.py`), the row functions below and the writer (`snapshot.write`) are
+plain Python; `playground data prepare` (training/data/prepare.py) runs the same ones in
+its own process, with the cleaning stages off and without Ray.
+
 The exact-dedup key is treated as one more "band" (band -1), so exact and near
 duplicates come out of the same shuffle; exact duplicates are settled first and only
 their representatives take part in near-dedup. The driver holds only ids of
@@ -17,30 +21,25 @@ duplicates, never the text. Every Ray call is marked `# [n] Ray:`.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import os
-import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 
-from training.atomic import atomic_dir
-from training.data import dedup, sources
+from training.data import dedup, snapshot, sources
 from training.data.config import PipelineConfig
 from training.data.report import Report
-from training.data.shards import _read_json, sha256_file
-from training.data.snapshot import KIND, SPLITS
+from training.data.snapshot import SPLITS
 from training.data.stages import band_columns, clean_batch
 from training.errors import UserError
 from training.workspace import Workspace
 
-PIPELINE_VERSION = 1
 MAX_CLUSTERS_SHOWN = 20
 _SPLIT_CODES = np.array(SPLITS, dtype=object)
 
@@ -48,20 +47,28 @@ _SPLIT_CODES = np.array(SPLITS, dtype=object)
 # ----------------------------------------------------------------------------- row functions (plain Python)
 
 
+def clean_task(task: dict, cfg: PipelineConfig, strict: bool = False) -> Iterator[dict]:
+    """Read one task's documents and clean them, `cfg.block_docs` at a time (a generator of batches).
+
+    `strict`: unreadable input is a UserError naming its file and line (see `sources.read_task`).
+    """
+    chunk: list[dict] = []
+    for row in sources.read_task(task, cfg, strict=strict):
+        chunk.append(row)
+        if len(chunk) >= cfg.block_docs:
+            yield clean_batch({k: [r[k] for r in chunk] for k in chunk[0]}, cfg)
+            chunk = []
+    if chunk:
+        yield clean_batch({k: [r[k] for r in chunk] for k in chunk[0]}, cfg)
+
+
 def read_and_clean(tasks: dict, cfg: PipelineConfig):
-    """Read each task's documents and clean them, `cfg.block_docs` at a time (a generator of batches)."""
+    """`clean_task` for each task of a Ray Data batch (the tasks travel as JSON strings)."""
     # Ray gives this task one CPU: lingua's Rust thread pool must use one thread too, or
     # two tasks fight over the same cores (the pool reads this when it first starts).
     os.environ.setdefault("RAYON_NUM_THREADS", "1")
     for raw in tasks["task"]:
-        rows, chunk = sources.read_task(json.loads(raw), cfg), []
-        for row in rows:
-            chunk.append(row)
-            if len(chunk) >= cfg.block_docs:
-                yield clean_batch({k: [r[k] for r in chunk] for k in chunk[0]}, cfg)
-                chunk = []
-        if chunk:
-            yield clean_batch({k: [r[k] for r in chunk] for k in chunk[0]}, cfg)
+        yield from clean_task(json.loads(raw), cfg)
 
 
 def dedup_keys(batch: dict, exact: bool, bands: list[str]) -> dict:
@@ -146,20 +153,6 @@ def _tokenizer(path: str):
 # ----------------------------------------------------------------------------- the run
 
 
-def _code_version() -> dict:
-    try:
-        git = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                             check=False, text=True, timeout=5).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        git = None
-    from importlib.metadata import PackageNotFoundError, version
-    try:
-        pkg = version("llm-playground")
-    except PackageNotFoundError:
-        pkg = None
-    return {"pipeline": PIPELINE_VERSION, "git": git, "playground": pkg}
-
-
 def _tokenizer_dir(cfg: PipelineConfig, ws: Workspace) -> str | None:
     name = cfg.stats.tokenizer
     if not name:
@@ -222,21 +215,11 @@ def _run(cfg: PipelineConfig, ws: Workspace, *, workers: int | None = None,
     """
     say = progress or (lambda *_: None)
     t_start = time.perf_counter()
-    tasks, inputs, skipped, parents = sources.plan_reads(cfg, ws)
+    plan = snapshot.make_plan(cfg, ws, sources.plan_reads(cfg, ws))
     tokenizer = _tokenizer_dir(cfg, ws)
-    config = cfg.model_dump(mode="json")
-    fingerprint = hashlib.sha256(json.dumps(
-        {"inputs": inputs, "skipped": skipped, "config": config, "pipeline": PIPELINE_VERSION},
-        sort_keys=True).encode()).hexdigest()
-    snapshot_id = f"{cfg.name}-{fingerprint[:8]}"
-    out_dir = ws.dataset(snapshot_id)
-    old = _read_json(out_dir / "manifest.json")
-    if old and old.get("kind") == KIND and old.get("fingerprint") == fingerprint and all(
-            (out_dir / f).is_file() and sha256_file(out_dir / f) == o["sha256"] for f, o in old["outputs"].items()):
+    old = plan.reusable()
+    if old:
         return {**old, "reused": True}
-    if not tasks:
-        raise UserError("sources: nothing to read (every input was skipped: "
-                        + "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:3]) + ")")
 
     import ray
     import ray.data
@@ -252,7 +235,8 @@ def _run(cfg: PipelineConfig, ws: Workspace, *, workers: int | None = None,
     say(1, 4, "read_clean")
     t = time.perf_counter()
     # [1] Ray: one row per read task; each task reads and cleans its documents in parallel.
-    cleaned = ray.data.from_items([{"task": json.dumps(task)} for task in tasks], override_num_blocks=len(tasks)) \
+    cleaned = ray.data.from_items([{"task": json.dumps(task)} for task in plan.tasks],
+                                  override_num_blocks=len(plan.tasks)) \
         .map_batches(read_and_clean, batch_size=1, fn_kwargs={"cfg": cfg}, concurrency=workers, num_cpus=1) \
         .materialize()
     timings["read_clean"] = time.perf_counter() - t
@@ -294,47 +278,14 @@ def _run(cfg: PipelineConfig, ws: Workspace, *, workers: int | None = None,
         "seed": sp.seed, "ratios": (sp.train, sp.val), "tokenizer": tokenizer})
     report = Report(samples_per_reason=cfg.stats.samples_per_reason, samples_kept=cfg.stats.samples_kept,
                     seed=sp.seed, cluster_members=members)
-    with atomic_dir(_check_target(out_dir)) as tmp:
-        outputs = _write(tmp, final, report)
-        timings["write"] = time.perf_counter() - t
-        say(4, 4, "stats")
-        timings["total"] = time.perf_counter() - t_start
-        nd = cfg.stages.near_dedup
-        extra = {"exact_dedup": {"clusters": len(set(exact.values()))},
-                 "near_dedup": {"clusters": len(set(near.values())),
-                                **(dict(zip(("bands", "rows"), dedup.lsh_params(nd))) if nd.enabled else {})}}
-        stats = report.stats(extra=extra, clusters=clusters, skipped=skipped,
-                             timings={k: round(v, 3) for k, v in timings.items()},
-                             tokenizer=Path(tokenizer).name if tokenizer else None)
-        for name, content in (("stats.json", json.dumps(stats, indent=1)),
-                              ("samples.jsonl", "".join(json.dumps(s, ensure_ascii=False) + "\n"
-                                                        for s in report.samples))):
-            (tmp / name).write_text(content, encoding="utf-8")
-            outputs[name] = {"sha256": sha256_file(tmp / name), "size": (tmp / name).stat().st_size}
-        table = stats["stages"]
-        counts = {row["stage"]: {"in": row["in"], "out": row["out"]} for row in table}
-        counts["split"] = {"in": table[-1]["out"], "out": stats["totals"]["docs"]}
-        manifest = {
-            "kind": KIND, "id": snapshot_id, "name": cfg.name, "created_at": _now(),
-            "code_version": _code_version(), "parent": parents[0] if len(parents) == 1 else (parents or None),
-            "sources": list(cfg.sources), "inputs": inputs, "skipped_inputs": skipped, "config": config,
-            "counts": counts, "split": sp.model_dump(), "outputs": outputs, "fingerprint": fingerprint,
-        }
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    return {**manifest, "reused": False, "timings": stats["timings_s"]}
-
-
-def _now() -> str:
-    from datetime import datetime, timezone
-
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _check_target(out_dir: Path) -> Path:
-    m = _read_json(out_dir / "manifest.json")
-    if out_dir.exists() and any(out_dir.iterdir()) and not (m and m.get("kind") == KIND):
-        raise UserError(f"name: refusing to overwrite {out_dir}: it exists and is not a snapshot")
-    return out_dir
+    nd = cfg.stages.near_dedup
+    extra = {"exact_dedup": {"clusters": len(set(exact.values()))},
+             "near_dedup": {"clusters": len(set(near.values())),
+                            **(dict(zip(("bands", "rows"), dedup.lsh_params(nd))) if nd.enabled else {})}}
+    # [4] Ray: batches arrive in input order (preserve_order), so the files are reproducible.
+    return snapshot.write(plan, final.iter_batches(batch_format="numpy", batch_size=4096), report, driver="ray",
+                          timings=timings, t_start=t_start, tokenizer=tokenizer, stage_extra=extra,
+                          clusters=clusters, before_stats=lambda: say(4, 4, "stats"))
 
 
 def _clusters(dups: dict[int, int], kind: str) -> list[dict]:
@@ -343,24 +294,3 @@ def _clusters(dups: dict[int, int], kind: str) -> list[dict]:
         groups.setdefault(r, []).append(d)
     return [{"kind": kind, "size": len(m) + 1, "kept": r, "members": sorted(m)}
             for r, m in groups.items()]
-
-
-def _write(tmp: Path, final, report: Report) -> dict:
-    """Stream the kept documents into one JSONL file per split (hashing as it goes); feed the report."""
-    shas = {s: hashlib.sha256() for s in SPLITS}
-    counts = {s: [0, 0] for s in SPLITS}
-    with contextlib.ExitStack() as stack:
-        files = {s: stack.enter_context(open(tmp / f"{s}.jsonl", "wb")) for s in SPLITS}
-        # [4] Ray: batches arrive in input order (preserve_order), so the files are reproducible.
-        for b in final.iter_batches(batch_format="numpy", batch_size=4096):
-            report.add(b)
-            for text, split, ext_id in zip(b["text"], b["split"], b["ext_id"]):
-                if split:
-                    row = {"id": ext_id, "text": text} if ext_id else {"text": text}
-                    line = (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8")
-                    files[split].write(line)
-                    shas[split].update(line)
-                    counts[split][0] += 1
-                    counts[split][1] += len(text)
-    return {f"{s}.jsonl": {"sha256": shas[s].hexdigest(), "size": (tmp / f"{s}.jsonl").stat().st_size,
-                           "docs": counts[s][0], "chars": counts[s][1]} for s in SPLITS}

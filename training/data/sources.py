@@ -9,10 +9,15 @@ dataset) plus the inputs to fingerprint and the inputs it skipped with a reason.
 
 (`ext_id`: the JSONL field named by `id_field`, carried into the output for provenance.)
 
-Bad input never stops the run: a non-UTF-8 line, invalid JSON, a missing text field or
-an enormous line becomes a row with stage "read" and its reason (counted and shown in
-the statistics); binary, empty and unsupported files are skipped with their reason.
-A source that does not exist at all is a `UserError` before anything runs.
+Bad input never stops `playground data run`: a non-UTF-8 line, invalid JSON, a missing
+text field or an enormous line becomes a row with stage "read" and its reason (counted
+and shown in the statistics); binary, empty and unsupported files are skipped with their
+reason. `playground data prepare` reads with `strict=True`: there, the first such piece
+is a one-line `UserError` naming the file and line, since nothing would count it. A
+source that does not exist at all is a `UserError` before anything runs.
+
+This is the only reader of sources in the project: both drivers and therefore every
+dataset (the tokenizer's, pretraining's) read through it.
 
 Document ids are `(task index << 32) | ordinal`, so they are unique, and the same
 inputs give the same ids however many workers read them: "keep the first duplicate"
@@ -31,7 +36,7 @@ from pathlib import Path
 
 from training.data import corpus
 from training.data.config import PipelineConfig
-from training.data.shards import sha256_file
+from training.data.snapshot import SPLITS, sha256_file, snapshot_dir
 from training.errors import UserError
 from training.workspace import Workspace
 
@@ -80,8 +85,14 @@ def _file_tasks(path: Path, source: str) -> list[dict]:
     return [{"kind": "file", "path": str(path), "format": fmt, "source": source, "start": 0, "end": size}]
 
 
-def plan_reads(cfg: PipelineConfig, ws: Workspace) -> tuple[list[dict], list[dict], list[dict], list[str]]:
+def plan_reads(cfg: PipelineConfig, ws: Workspace,
+               prefix: str = "") -> tuple[list[dict], list[dict], list[dict], list[str]]:
     """The read tasks of the config's sources.
+
+    Args:
+        cfg: the pipeline config.
+        ws: the workspace (for planted:, upload: and snapshot: sources).
+        prefix: where `cfg`'s keys sit in the user's config, for errors ("data." names `data.sources[0]`).
 
     Returns:
         (tasks, inputs, skipped, parents): tasks in source order, each with its `index`;
@@ -91,14 +102,12 @@ def plan_reads(cfg: PipelineConfig, ws: Workspace) -> tuple[list[dict], list[dic
     Raises:
         UserError: naming `sources[i]` for a source that does not exist or cannot be read.
     """
-    from training.data.snapshot import SPLITS, snapshot_dir
-
     tasks: list[dict] = []
     inputs: list[dict] = []
     skipped: list[dict] = []
     parents: list[str] = []
     for i, spec in enumerate(cfg.sources):
-        field = f"sources[{i}]"
+        field = f"{prefix}sources[{i}]"
         if spec == "synthetic":
             tasks.append({"kind": "synthetic", "source": spec, "chars": cfg.synthetic_chars,
                           "seed": cfg.synthetic_seed})
@@ -120,8 +129,16 @@ def plan_reads(cfg: PipelineConfig, ws: Workspace) -> tuple[list[dict], list[dic
                 tasks += [{**t, "id_field": "id"} for t in _file_tasks(f, spec)]
             continue
         if spec.startswith("hf:"):
+            name = parse_hf(spec, field)[0]
             tasks.append({"kind": "hf", "source": spec, "field": cfg.text_field, "max_docs": cfg.max_docs})
-            inputs.append({"source": spec, "path": spec, "sha256": None, "size": None})
+            local = Path(name).expanduser()
+            if local.exists():  # a folder of data files: fingerprinted like any local input
+                files = [local] if local.is_file() else sorted(
+                    f for f in local.rglob("*") if f.is_file() and ".cache" not in f.relative_to(local).parts)
+                inputs += [{"source": spec, "path": str(f), "sha256": sha256_file(f), "size": f.stat().st_size}
+                           for f in files]
+            else:  # a Hub dataset: known by its name only
+                inputs.append({"source": spec, "path": spec, "sha256": None, "size": None})
             continue
         if spec.startswith("snapshot:"):
             folder = snapshot_dir(ws, spec.split(":", 1)[1], field)
@@ -160,10 +177,29 @@ def plan_reads(cfg: PipelineConfig, ws: Workspace) -> tuple[list[dict], list[dic
 
 
 # ----------------------------------------------------------------------------- readers
+#
+# Each reader yields one piece per document or per unreadable piece of input:
+# (text, reason, ext_id, at). `reason` is "" for a document; `at` says where the piece
+# starts, for an error message: a byte offset in .txt/.jsonl files (turned into a line
+# number only when needed), the line in a .csv file, the row in .parquet files and
+# hf: datasets, or 0 for the whole file.
 
 
-def _lines(path: str, start: int, end: int, max_bytes: int) -> Iterator[tuple[bytes | None, bool]]:
-    """(line, too_long) for each line that starts in [start, end); too-long lines come as (None, True).
+def parse_hf(spec: str, field: str = "source") -> tuple[str, str | None, str]:
+    """Split "hf:NAME[:CONFIG][@SPLIT]" into (name, config, split); NAME may be a local folder."""
+    rest, split, config = spec[3:], "train", None
+    if "@" in rest and not Path(rest).exists():
+        rest, split = rest.rsplit("@", 1)
+    name = rest
+    if ":" in rest and not Path(rest).exists():
+        name, config = rest.split(":", 1)
+    if not name or not split or config == "":
+        raise UserError(f"{field}: bad source spec {spec!r}; expected hf:NAME, hf:NAME:CONFIG or hf:NAME@SPLIT")
+    return name, config, split
+
+
+def _lines(path: str, start: int, end: int, max_bytes: int) -> Iterator[tuple[int, bytes | None, bool]]:
+    """(offset, line, too_long) for each line that starts in [start, end); too-long lines come as (offset, None, True).
 
     Byte ranges follow the usual rule: a range skips the partial line it starts in (the
     previous range reads it) and reads past `end` to finish its last line.
@@ -173,7 +209,7 @@ def _lines(path: str, start: int, end: int, max_bytes: int) -> Iterator[tuple[by
             f.seek(start - 1)
             if f.read(1) != b"\n":
                 f.readline()
-        while f.tell() < end:
+        while (offset := f.tell()) < end:
             line = f.readline(max_bytes + 1)
             if not line:
                 return
@@ -182,51 +218,63 @@ def _lines(path: str, start: int, end: int, max_bytes: int) -> Iterator[tuple[by
                     rest = f.readline(1 << 20)
                     if not rest or rest.endswith(b"\n"):
                         break
-                yield None, True
+                yield offset, None, True
                 continue
-            yield line, False
+            yield offset, line, False
+
+
+def _line_number(path: str, offset: int) -> int:
+    """The 1-based line that starts at byte `offset` (reads the file up to there: for error messages only)."""
+    newlines = 0
+    with open(path, "rb") as f:
+        while offset > 0 and (block := f.read(min(offset, 1 << 20))):
+            newlines += block.count(b"\n")
+            offset -= len(block)
+    return newlines + 1
 
 
 def _read_jsonl(t: dict, field: str, max_bytes: int, id_field: str | None) -> Iterator[tuple]:
-    """(text, reason[, id]) per line."""
-    for line, too_long in _lines(t["path"], t["start"], t["end"], max_bytes):
+    for at, line, too_long in _lines(t["path"], t["start"], t["end"], max_bytes):
         if too_long:
-            yield "", "line_too_long"
+            yield "", "line_too_long", "", at
             continue
         if not line.strip():
             continue
         try:
             s = line.decode("utf-8")
         except UnicodeDecodeError:
-            yield line[:PREVIEW].decode("utf-8", "replace"), "non_utf8"
+            yield line[:PREVIEW].decode("utf-8", "replace"), "non_utf8", "", at
             continue
         try:
             row = json.loads(s)
         except ValueError:
-            yield s[:PREVIEW], "invalid_json"
+            yield s[:PREVIEW], "invalid_json", "", at
             continue
         if not isinstance(row, dict) or row.get(field) is None:
-            yield s[:PREVIEW], "missing_field"
+            yield s[:PREVIEW], "missing_field", "", at
             continue
-        yield (str(row[field]), "", str(row.get(id_field, ""))) if id_field else (str(row[field]), "")
+        yield str(row[field]), "", str(row.get(id_field, "")) if id_field else "", at
 
 
-def _read_txt(t: dict, max_bytes: int) -> Iterator[tuple[str, str]]:
+def _read_txt(t: dict, max_bytes: int) -> Iterator[tuple]:
     """Documents separated by blank lines (one task per file); a non-UTF-8 document is one bad row."""
     lines: list[bytes] = []
+    first = 0  # offset of the document's first line
 
     def flush():
         raw = b"".join(lines)
         try:
-            return raw.decode("utf-8").rstrip("\n"), ""
+            return raw.decode("utf-8").rstrip("\n"), "", "", first
         except UnicodeDecodeError:
-            return raw[:PREVIEW].decode("utf-8", "replace"), "non_utf8"
+            return raw[:PREVIEW].decode("utf-8", "replace"), "non_utf8", "", first
 
-    for line, too_long in _lines(t["path"], 0, os.path.getsize(t["path"]), max_bytes):
+    for at, line, too_long in _lines(t["path"], 0, os.path.getsize(t["path"]), max_bytes):
         if too_long:
-            yield "", "line_too_long"
+            yield "", "line_too_long", "", at
             continue
         if line.strip():
+            if not lines:
+                first = at
             lines.append(line)
         elif lines:
             yield flush()
@@ -235,66 +283,93 @@ def _read_txt(t: dict, max_bytes: int) -> Iterator[tuple[str, str]]:
         yield flush()
 
 
-def _read_csv(t: dict, field: str, max_bytes: int) -> Iterator[tuple[str, str]]:
+def _read_csv(t: dict, field: str, max_bytes: int) -> Iterator[tuple]:
     csv.field_size_limit(max_bytes)
     with open(t["path"], "rb") as f:
         data = f.read()
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        yield data[:PREVIEW].decode("utf-8", "replace"), "non_utf8"
+        yield data[:PREVIEW].decode("utf-8", "replace"), "non_utf8", "", 0
         return
     reader = csv.DictReader(io.StringIO(text, newline=""))
     if reader.fieldnames is None or field not in reader.fieldnames:
-        yield text[:PREVIEW], "missing_field"
+        yield f"columns: {', '.join(reader.fieldnames or [])}"[:PREVIEW], "missing_field", "", 0
         return
     try:
         for row in reader:
             value = row.get(field)
-            yield (value, "") if value is not None else ("", "missing_field")
+            yield (value, "", "", reader.line_num) if value is not None else ("", "missing_field", "", reader.line_num)
     except csv.Error:
-        yield "", "line_too_long"
+        yield "", "line_too_long", "", reader.line_num
 
 
-def _read_parquet(t: dict, field: str) -> Iterator[tuple[str, str]]:
+def _read_parquet(t: dict, field: str) -> Iterator[tuple]:
     import pyarrow.parquet as pq
 
     try:
         pf = pq.ParquetFile(t["path"])
     except Exception as e:  # noqa: BLE001 - any unreadable parquet is one counted bad input
-        yield f"{type(e).__name__}: {e}"[:PREVIEW], "bad_parquet"
+        yield f"{type(e).__name__}: {e}"[:PREVIEW], "bad_parquet", "", 0
         return
     if field not in pf.schema_arrow.names:
-        yield f"columns: {', '.join(pf.schema_arrow.names)}"[:PREVIEW], "missing_field"
+        yield f"columns: {', '.join(pf.schema_arrow.names)}"[:PREVIEW], "missing_field", "", 0
         return
+    n = 0
     for batch in pf.iter_batches(columns=[field], batch_size=1024):
         for v in batch.column(0).to_pylist():
-            yield (str(v), "") if v is not None else ("", "missing_field")
+            n += 1
+            yield (str(v), "", "", n) if v is not None else ("", "missing_field", "", n)
 
 
-def _read_hf(t: dict) -> Iterator[tuple[str, str]]:
-    import datasets
+def _read_hf(t: dict) -> Iterator[tuple]:
+    import datasets  # imported here: slow to import, and only hf: sources need it
 
-    from training.data.shards import _parse_hf
-
-    name, config, split = _parse_hf(t["source"])
+    name, config, split = parse_hf(t["source"])
     try:
         # Streaming: rows arrive as they download, so C4/OpenWebText never have to fit on disk.
         ds = datasets.load_dataset(name, config, split=split, streaming=True)
-    except (OSError, ValueError, ConnectionError) as e:
+    except (OSError, ValueError, ConnectionError) as e:  # unknown name/config/split, offline
         raise UserError(f"cannot load {t['source']}: {type(e).__name__}: {(str(e) or '?').splitlines()[0]}") from e
-    for n, row in enumerate(ds):
-        if t.get("max_docs") is not None and n >= t["max_docs"]:
+    for n, row in enumerate(ds, 1):
+        if t.get("max_docs") is not None and n > t["max_docs"]:
             return
         v = row.get(t["field"])
-        yield (str(v), "") if v is not None else ("", "missing_field")
+        if v is None and n == 1 and t["field"] not in row:  # the whole dataset lacks the column
+            yield f"columns: {', '.join(row)}"[:PREVIEW], "missing_field", "", 0
+            return
+        yield (str(v), "", "", n) if v is not None else ("", "missing_field", "", n)
 
 
-def read_task(task: dict, cfg: PipelineConfig) -> Iterator[dict]:
-    """The rows of one read task (see the module docstring)."""
+_WHY = {"missing_field": "text field {field!r} missing or null", "invalid_json": "invalid JSON",
+        "non_utf8": "not UTF-8 text", "line_too_long": "a line longer than max_line_bytes ({max_line_bytes:,})",
+        "bad_parquet": "not a readable Parquet file"}
+
+
+def _where(task: dict, at: int) -> str:
+    """Where a piece is, for an error message: "file:line", "file, row n", or the whole file."""
+    if task["kind"] == "hf":
+        return f"{task['source']}, row {at}" if at else task["source"]
+    path, fmt = task["path"], task["format"]
+    if fmt in (".txt", ".jsonl"):
+        return f"{path}:{_line_number(path, at)}"  # `at` is a byte offset here
+    if not at:
+        return path
+    return f"{path}:{at}" if fmt == ".csv" else f"{path}, row {at}"
+
+
+def read_task(task: dict, cfg: PipelineConfig, strict: bool = False) -> Iterator[dict]:
+    """The rows of one read task (see the module docstring).
+
+    Args:
+        task: one of `plan_reads`' tasks.
+        cfg: the pipeline config (text_field, id_field, max_line_bytes).
+        strict: raise a `UserError` naming the file and line at the first piece that
+            cannot be read, instead of yielding it as a row with stage "read".
+    """
     kind, base, source = task["kind"], task["index"] << 32, task["source"]
     if kind == "synthetic":
-        pieces: Iterator[tuple[str, str]] = ((d, "") for d in corpus.generate_documents(task["chars"], task["seed"]))
+        pieces: Iterator[tuple] = ((d, "", "", 0) for d in corpus.generate_documents(task["chars"], task["seed"]))
     elif kind == "hf":
         pieces = _read_hf(task)
     else:
@@ -307,5 +382,11 @@ def read_task(task: dict, cfg: PipelineConfig) -> Iterator[dict]:
             pieces = _read_csv(task, cfg.text_field, cfg.max_line_bytes)
         else:
             pieces = _read_parquet(task, cfg.text_field)
-    for n, piece in enumerate(pieces):
-        yield _row(base | n, source, *piece)
+    for n, (text, reason, ext_id, at) in enumerate(pieces):
+        if reason and strict:
+            why = _WHY[reason].format(field=cfg.text_field, max_line_bytes=cfg.max_line_bytes)
+            whole_file = not at and task.get("format") not in (".txt", ".jsonl")
+            detail = f" ({text[:120]})" if whole_file and text else ""  # the columns there are, or the error
+            raise UserError(f"{_where(task, at)}: {why}{detail}; fix the input, or clean it with "
+                            "`playground data run`, which skips and counts such rows")
+        yield _row(base | n, source, text, reason, ext_id)

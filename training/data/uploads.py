@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from training.data import snapshot
 from training.errors import UserError
 from training.workspace import Workspace
 
@@ -122,15 +123,14 @@ def read_upload(ws: Workspace, upload_id: str, field: str = "upload") -> str:
 
 
 def dataset_path(ws: Workspace, dataset_id: str, field: str = "dataset") -> Path:
-    """The folder of a registered dataset (UserError naming `field` if there is none)."""
+    """The folder of a registered dataset, a snapshot (UserError naming `field` if there is none)."""
     path = ws.dataset(dataset_id) if isinstance(dataset_id, str) else None
     if path is None or "/" in dataset_id or ".." in dataset_id or not (path / "manifest.json").is_file():
         raise UserError(f"{field}: no dataset {dataset_id!r} in {ws.datasets}")
+    snapshot.manifest_at(path, field)  # a dataset of an older playground: what to run instead
     return path
 
 
 def read_dataset(ws: Workspace, dataset_id: str, field: str = "dataset") -> list[str]:
     """The documents of a registered dataset's train split (UserError naming `field` if unknown)."""
-    from training.pretrain.inputs import iter_split
-
-    return check_texts(list(iter_split(dataset_path(ws, dataset_id, field))), field)
+    return check_texts(list(snapshot.iter_split(dataset_path(ws, dataset_id, field))), field)

@@ -1,4 +1,8 @@
-"""The stages before training, wired to the workspace: text -> tokenizer -> token shards.
+"""The stages before training, wired to the workspace: snapshot -> tokenizer -> token shards.
+
+The dataset is always a snapshot (training/data/snapshot.py): the one `data.snapshot`
+names (made by `playground data run`), or the one `playground data prepare` makes from
+`data.sources` under `data.dataset_id()` (training/data/prepare.py).
 
 Each stage is idempotent: run it twice with the same config and the second run
 reuses what the first made (the manifests record input hashes). `pretrain` calls
@@ -8,14 +12,13 @@ each stage on its own (`playground data prepare`, `playground tokenizer train`).
 
 from __future__ import annotations
 
-import json
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from training.config import PretrainConfig
 from training.data import shards as data_lib
+from training.data import snapshot
 from training.errors import UserError
 from training.tokenizers import tokenizer as tok_lib
 from training.tokenizers.hf_tokenizers import train_hf_tokenizer
@@ -30,27 +33,21 @@ class Inputs:
 
 
 def prepare_text(cfg: PretrainConfig, ws: Workspace, progress: bool = False) -> dict:
-    """Gather, clean and split the text of `cfg.data` into the workspace (or check its snapshot)."""
+    """The run's dataset: check the snapshot `data.snapshot`, or make (or reuse) the one of `data.sources`.
+
+    Returns:
+        The snapshot's manifest, plus "reused".
+    """
     d = cfg.data
     if d.snapshot:
-        from training.data.snapshot import load_manifest
-
-        manifest = load_manifest(ws, d.snapshot, "data.snapshot")
+        manifest = snapshot.load_manifest(ws, d.snapshot, "data.snapshot")
         if not manifest["outputs"]["val.jsonl"]["docs"]:
             raise UserError(f"data.snapshot: {d.snapshot} has an empty val split; rerun the pipeline with "
                             "more documents or a larger split.val")
         return {**manifest, "reused": True}
-    return data_lib.prepare_text(
-        d.sources, ws.dataset(d.dataset_id()), val_fraction=d.val_fraction, split_seed=d.split_seed,
-        text_field=d.text_field, synthetic_chars=d.synthetic_chars, synthetic_seed=d.synthetic_seed,
-        progress=progress,
-    )
+    from training.data.prepare import prepare
 
-
-def iter_split(dataset_dir: Path, split: str = "train") -> Iterator[str]:
-    with open(dataset_dir / f"{split}.jsonl", encoding="utf-8") as f:
-        for line in f:
-            yield json.loads(line)["text"]
+    return prepare(d.pipeline_config(), ws, snapshot_id=d.dataset_id(), prefix="data.", progress=progress)
 
 
 def tokenizer_dir(cfg: PretrainConfig, ws: Workspace) -> Path:
@@ -74,16 +71,16 @@ def train_tokenizer(cfg: PretrainConfig, ws: Workspace, progress: bool = False, 
     if (out / "tokenizer.json").is_file() and not force:
         return out
     dataset_dir = ws.dataset(cfg.data.dataset_id())
-    if not (dataset_dir / "manifest.json").is_file():
+    if not snapshot.is_snapshot(dataset_dir):  # not made yet, or by an older playground
         prepare_text(cfg, ws, progress)
     show = progress and sys.stderr.isatty()
     if tc.trainer == "scratch":
         from training.tokenizers.bpe import train_bpe_folder
 
-        train_bpe_folder(iter_split(dataset_dir), tc.vocab_size, out, min_frequency=tc.min_frequency,
+        train_bpe_folder(snapshot.iter_split(dataset_dir), tc.vocab_size, out, min_frequency=tc.min_frequency,
                          show_progress=show)
     else:
-        train_hf_tokenizer(iter_split(dataset_dir), tc.vocab_size, out, model=tc.model,
+        train_hf_tokenizer(snapshot.iter_split(dataset_dir), tc.vocab_size, out, model=tc.model,
                            min_frequency=tc.min_frequency, show_progress=show)
     return out
 
