@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from services.schemas import MLFLOW_UI
 from services.serve_env import serve_env
 from training.errors import UserError
 from training.workspace import PROJECT_ROOT, Workspace
@@ -66,7 +67,7 @@ def up(ws: Workspace, models: list[str], timeout: float = 600) -> None:
     env = _env(ws)
     if not _ray_running():
         print("starting Ray ...", flush=True)
-        subprocess.run([str(PROJECT_ROOT / "cluster" / "start.sh")], env=env, check=True, capture_output=True)
+        _start_ray(env)
     cfg = serve_config(ws, models)
     print(f"deploying {SERVE_CONFIG.relative_to(PROJECT_ROOT)} (models: {', '.join(models) or 'none yet'}) ...",
           flush=True)
@@ -74,8 +75,22 @@ def up(ws: Workspace, models: list[str], timeout: float = 600) -> None:
     _wait_running(timeout)
     _start_ui(ws, env)
     port = cfg["http_options"]["port"]
+    mlflow_ui = next((a["args"].get("mlflow_url") for a in cfg["applications"] if a["name"] == "playground"),
+                     None) or MLFLOW_UI
     print(f"\nRay dashboard   {DASHBOARD}\nOpenAI API      http://127.0.0.1:{port}/v1  (docs of the playground API: "
-          f"http://127.0.0.1:{port}/api/docs)\nUI              http://127.0.0.1:{UI_PORT}")
+          f"http://127.0.0.1:{port}/api/docs)\nUI              http://127.0.0.1:{UI_PORT}\n"
+          f"MLflow          {ws.mlflow_uri()}; its UI on {mlflow_ui} once `playground mlflow` runs")
+
+
+def _start_ray(env: dict) -> None:
+    """Run cluster/start.sh; when Ray refuses to start, say why in one line (usually a port in use)."""
+    done = subprocess.run([str(PROJECT_ROOT / "cluster" / "start.sh")], env=env, capture_output=True, text=True,
+                          check=False)
+    if done.returncode:
+        lines = [ln.strip() for ln in (done.stderr + "\n" + done.stdout).splitlines() if ln.strip()]
+        reason = next((ln for ln in reversed(lines) if "Error" in ln or "error" in ln), lines[-1] if lines else "")
+        raise UserError(f"Ray did not start (cluster/start.sh exited {done.returncode}): {reason[:300]} "
+                        "-- is a port in use or a cluster left running? see `ray status`, `ray stop`")
 
 
 def _wait_running(timeout: float) -> None:

@@ -1,6 +1,6 @@
 """The playground API at /api: what the UI needs besides the OpenAI endpoints.
 
-    GET    /api/health               cluster, deployments, served models, links
+    GET    /api/health               cluster, deployments, served models, links (Ray dashboard, MLflow)
     GET    /api/models               exported checkpoints (workspace/models) and whether each is served
     GET    /api/runs                 runs with their last metrics
     GET    /api/runs/{run}           one run: resolved config, metrics history, samples
@@ -45,6 +45,16 @@ app.include_router(data_router)
 app.include_router(sweeps_router)
 
 
+def links(args: APIAppArgs, ws: Workspace) -> dict:
+    """Where to look next (GET /api/health): the Ray dashboard, and MLflow: the store every run
+    logs to unless its config names another (`tracking.tracking_uri`), and the URL of its UI.
+
+    The store is always known; the UI runs only once someone starts it (`playground mlflow`
+    serves it at `mlflow_url`'s default), so the Home page shows both and says how.
+    """
+    return {"ray_dashboard": args.dashboard_url, "mlflow": args.mlflow_url, "mlflow_store": ws.mlflow_uri()}
+
+
 @serve.deployment(name="PlaygroundAPI", ray_actor_options={"num_cpus": 0})
 @serve.ingress(app)
 class PlaygroundAPI:
@@ -53,7 +63,9 @@ class PlaygroundAPI:
         self.ws = Workspace.resolve(self.args.workspace)
         # What the routers (tokenizer lab, architecture lab, data) read from the app.
         app.state.workspace, app.state.dashboard_url, app.state.inspector = self.ws, self.args.dashboard_url, inspector
-        harden(app, set(), self.args.api_key or os.environ.get("PLAYGROUND_API_KEY") or None)
+        # Errors name ids; the workspace's absolute path becomes `<workspace>` in any message.
+        harden(app, set(), self.args.api_key or os.environ.get("PLAYGROUND_API_KEY") or None,
+               redact=self.ws.redact_root)
 
     # ----------------------------------------------------------------- reads
 
@@ -64,8 +76,7 @@ class PlaygroundAPI:
                        for name, a in details.get("applications", {}).items()
                        for dname, d in a.get("deployments", {}).items()}
         return {"status": "ok", "deployments": deployments, "models_deployed": self._deployed(details),
-                "links": {"ray_dashboard": self.args.dashboard_url, "mlflow": self.args.mlflow_url},
-                "workspace": str(self.ws.root)}
+                "links": links(self.args, self.ws), "workspace": str(self.ws.root)}
 
     @app.get("/models")
     async def models(self) -> list[dict]:

@@ -6,9 +6,13 @@ ingress and add three things in front of it, on the same FastAPI app:
 
 - an optional bearer key (`Authorization: Bearer ...`);
 - request checks that Ray's ingress gets wrong or leaves to a 500: a body that is not
-  JSON, an unknown model, empty messages;
+  JSON, an unknown model, empty messages, a message role OpenAI does not know;
 - every error in OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`,
   naming the offending field in `param`.
+
+The playground API (services/api.py) gets the same `harden`, with `redact` set: its
+errors come from messages written for the CLI, and must not tell an HTTP client where
+the server keeps its files.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -26,6 +31,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from services.schemas import LLMAppArgs
 
 CHECKED_PATHS = ("/v1/chat/completions", "/v1/completions")
+# The roles OpenAI's chat API accepts ("function" is its legacy form of "tool"). vLLM would
+# render any other role into the prompt and answer 200, so a typo goes unnoticed.
+ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 
 
 def openai_error(status: int, message: str, param: str | None = None, type_: str | None = None,
@@ -55,6 +63,22 @@ def check_request(path: str, raw: bytes, model_ids: set[str]) -> JSONResponse | 
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             return openai_error(400, "'messages' must be a non-empty list", "messages")
+        return check_messages(messages)
+    return None
+
+
+def check_messages(messages: list) -> JSONResponse | None:
+    """Each message is an object with a role OpenAI knows; the error names `messages[i].role`.
+
+    The code is OpenAI's for this case, `invalid_value`, as is the message's wording."""
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict):
+            return openai_error(400, f"messages[{i}] must be an object with 'role' and 'content'", f"messages[{i}]")
+        role = m.get("role")
+        if not isinstance(role, str) or role not in ROLES:
+            supported = ", ".join(f"'{r}'" for r in ROLES)
+            return openai_error(400, f"Invalid value for messages[{i}].role: {role!r}. Supported values are: "
+                                     f"{supported}.", f"messages[{i}].role", code="invalid_value")
     return None
 
 
@@ -64,14 +88,15 @@ _FIELDS = ("temperature", "top_p", "top_k", "max_tokens", "max_completion_tokens
            "messages", "prompt", "model")
 
 
-def normalize_error(path: str, status: int, raw: bytes) -> JSONResponse:
+def normalize_error(path: str, status: int, raw: bytes, redact: Callable[[str], str] | None = None) -> JSONResponse:
     """Rewrite an engine/ingress error as a clean OpenAI error that names the field.
 
     vLLM's checks are right but its errors arrive wrapped ("Message: ... (Request ID: ...),
     Internal exception: ...") and often with param=None, e.g. for a prompt longer than
     the context. We keep the status and the first sentence, and name the field. A prompt
     longer than the context gets OpenAI's code for it, `context_length_exceeded`, which
-    clients (our Chat page among them) check to shorten the conversation.
+    clients (our Chat page among them) check to shorten the conversation. `redact`, when
+    given, rewrites the message last (the playground API hides its workspace path with it).
     """
     try:
         body = json.loads(raw)
@@ -89,6 +114,8 @@ def normalize_error(path: str, status: int, raw: bytes) -> JSONResponse:
         code = "context_length_exceeded" if status == 400 else None
     elif param is None:
         param = named.group(1) if named else next((f for f in _FIELDS if re.search(rf"\b{f}\b", message)), None)
+    if redact is not None:
+        message = redact(message)
     return openai_error(status, message, param, err.get("type") if status >= 500 else None, code)
 
 
@@ -98,11 +125,12 @@ class Guard:
     Plain ASGI rather than `@app.middleware("http")`: Starlette's `BaseHTTPMiddleware`
     pipes every streamed chunk through an extra task and queue, which costs time per
     token. Here a 200 stream goes straight through; only error responses (4xx/5xx
-    JSON) are held back and rewritten by `normalize_error`.
+    JSON) are held back and rewritten by `normalize_error`, with `redact` applied to
+    their message: every error of every route passes here.
     """
 
-    def __init__(self, app, model_ids: set[str], api_key: str | None):
-        self.app, self.model_ids = app, model_ids
+    def __init__(self, app, model_ids: set[str], api_key: str | None, redact: Callable[[str], str] | None = None):
+        self.app, self.model_ids, self.redact = app, model_ids, redact
         self.auth = f"Bearer {api_key}".encode() if api_key else None
 
     async def __call__(self, scope, receive, send):
@@ -133,7 +161,8 @@ class Guard:
             if held and message["type"] == "http.response.body":
                 held["body"] += message.get("body", b"")
                 if not message.get("more_body"):
-                    await normalize_error(path, held["start"]["status"], held["body"])(scope, receive, send)
+                    await normalize_error(path, held["start"]["status"], held["body"],
+                                          self.redact)(scope, receive, send)
                 return
             await send(message)
 
@@ -150,9 +179,17 @@ def _replay(body: bytes, receive):
     return replayed
 
 
-def harden(app: FastAPI, model_ids: set[str], api_key: str | None) -> FastAPI:
-    """Add `Guard` and OpenAI-shaped validation errors to a FastAPI app."""
-    app.add_middleware(Guard, model_ids=model_ids, api_key=api_key)
+def harden(app: FastAPI, model_ids: set[str], api_key: str | None,
+           redact: Callable[[str], str] | None = None) -> FastAPI:
+    """Add `Guard` and OpenAI-shaped validation errors to a FastAPI app.
+
+    Args:
+        app: the FastAPI app (vLLM's, Ray's ingress, or the playground API).
+        model_ids: the models served; a request for another is a 404 `model_not_found`.
+        api_key: the bearer key every request must carry; None: no key.
+        redact: rewrites every error message (e.g. `Workspace.redact_root`); None: as is.
+    """
+    app.add_middleware(Guard, model_ids=model_ids, api_key=api_key, redact=redact)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):

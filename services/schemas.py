@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+MLFLOW_UI = "http://127.0.0.1:5000"  # where `playground mlflow` (cluster/cli.py) serves the MLflow UI
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -46,7 +48,8 @@ class APIAppArgs(_Strict):
     api_key: str | None = Field(None, description="bearer key for /api; env PLAYGROUND_API_KEY also sets it")
     llm_app: str = Field("llm", description="name of the LLM application that deploy/undeploy reconfigures")
     dashboard_url: str = "http://127.0.0.1:8265"
-    mlflow_url: str | None = None
+    mlflow_url: str | None = Field(
+        MLFLOW_UI, description="the MLflow UI on the workspace's store (`playground mlflow` serves it there)")
 
 
 class DeployRequest(_Strict):

@@ -7,7 +7,7 @@ a streamed response comes back the same way, one Ray message per chunk. With
 serves HTTP itself on a port of its own (30000+, on 127.0.0.1), and HAProxy routes by
 route prefix. Together with the single-model layout of `services/llm.py` (the vLLM
 server is the ingress), a streamed token crosses one local TCP hop instead of two Ray
-hops. `playground bench serve` measures the difference (docs in the README).
+hops. `playground bench serve` measures the difference (docs/figures.md, "Serving").
 
 Serve reads these variables when its processes start, so they must be in the
 environment of `ray start` / `ray.init`: `cluster/start.sh` and `cluster/local.py`,

@@ -34,6 +34,17 @@ def open_page(page: str | None, timeout: float = 10) -> AppTest:
     return at
 
 
+def shown(frame):
+    """The cells of an AppTest dataframe as the page shows them: a Styler's display values
+    (ui/format.py `readable`), else the data itself (`frame.value` is always the data)."""
+    from streamlit import dataframe_util
+
+    styler = frame.proto.arrow_data.styler
+    if not styler.display_values:
+        return frame.value
+    return dataframe_util.convert_arrow_bytes_to_pandas_df(styler.display_values)
+
+
 def assistant_texts(at: AppTest) -> list[str]:
     """The text of every assistant message on the page, oldest first."""
     return ["".join(md.value for md in msg.markdown) for msg in at.chat_message if msg.name == "assistant"]

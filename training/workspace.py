@@ -2,7 +2,8 @@
 
 ```
 workspace/
-  datasets/<dataset_id>/            text splits + tokens/<tokenizer_id>/ shards (training/data/shards.py)
+  datasets/<dataset_id>/            a snapshot: text splits and manifest (training/data/snapshot.py),
+                                    + tokens/<tokenizer_id>/ shards (training/data/shards.py)
   tokenizers/<tokenizer_id>/        Hugging Face tokenizer folders
   runs/<run_id>/                    Ray Train storage for one run: checkpoint_*/, config.yaml,
                                     metrics.jsonl, samples.jsonl
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,6 +77,17 @@ class Workspace:
     def mlflow_artifacts(self) -> Path:
         """Where the local store's experiments keep their artifacts (configs, samples, models)."""
         return self.runs / "mlartifacts"
+
+    def redact_root(self, text: str) -> str:
+        """`text` with this workspace's absolute path written `<workspace>`.
+
+        For messages that go over HTTP: they say what inside the workspace is wrong
+        (`<workspace>/runs/x/checkpoint_000002`), not where the server keeps it.
+        """
+        for root in sorted({str(self.root), str(self.root.resolve())} - {os.sep}, key=len, reverse=True):
+            # the whole name only: a sibling folder such as `<root>-old` is not the workspace
+            text = re.sub(re.escape(root) + r"(?![\w.-])", "<workspace>", text)
+        return text
 
     def list_runs(self) -> list[Path]:
         """Run folders, newest first (a run folder is one that has a config.yaml)."""

@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from ui.client import ApiError, PlaygroundClient
-from ui.format import human_bytes
+from ui.format import figure, human_bytes, mlflow_line
 
 st.set_page_config(page_title="LLM Playground", page_icon="🧪", layout="wide")
 client = PlaygroundClient()
@@ -56,8 +56,7 @@ if links.get("ray_dashboard"):
     cols[0].link_button("Ray dashboard", links["ray_dashboard"])
 if links.get("mlflow"):
     cols[1].link_button("MLflow", links["mlflow"])
-else:
-    cols[1].caption("MLflow: not configured")
+cols[1].caption(mlflow_line(links))
 
 st.subheader("Serve deployments")
 deployments = health.get("deployments") or {}
@@ -88,7 +87,7 @@ for m in models:
         left.markdown(f"**`{model_id}`** {'🟢 deployed' if deployed else '⚪ not deployed'}")
         left.caption(" · ".join([
             f"run `{m.get('run_id')}`", f"step {m.get('step')}",
-            f"val_loss {val:.3f}" if isinstance(val, (int, float)) else "val_loss ?",
+            f"val_loss {figure('val_loss', val) or '?'}",
             human_bytes(m.get("size_bytes")),
         ]))
         if deployed:

@@ -1,13 +1,16 @@
 """Pure helpers for the pages (no network, no Streamlit): the sampling-parameter table,
-turning widget values into request fields, conversation export, and config diffs.
+turning widget values into request fields, conversation export, config diffs, and the
+figures of training runs as people read them.
 
 Kept apart from the pages so they can be unit-tested without running an app.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,6 +146,86 @@ def show_value(value: Any) -> str:
     if isinstance(value, str) or value is MISSING:
         return str(value)
     return json.dumps(value, default=str)
+
+
+# ---- figures in tables -----------------------------------------------------------------
+
+# How a figure reads, by the last part of its column name: "train.lr" is a learning rate,
+# "best val_loss" and a sweep's "best_metric" are losses.
+_COUNTS = ("step", "best_step", "trial", "trials", "tokens_seen", "memory_mb", "docs")
+_LOSSES = ("loss", "val_loss", "train_loss", "eval_loss", "metric", "best_metric")
+_RATES = ("lr", "learning_rate", "min_lr", "max_lr")
+_SECONDS = ("time_s", "seconds", "elapsed_s", "duration_s", "step_time_s")
+
+
+def figure(name: str, value: Any) -> str:
+    """One figure of a run as people read it, chosen by its column `name`.
+
+    >>> figure("tokens_per_s", 10709.1052), figure("val_loss", 3.214567), figure("train.lr", 0.0003)
+    ('10,709', '3.2146', '3.00e-04')
+    >>> figure("mfu", 0.1234), figure("seconds", 12.345), figure("perplexity", 24.5), figure("loss", None)
+    ('12.3%', '12.3 s', '24.50', '')
+
+    Throughput and counts are integers with thousands separators; losses have 4 decimals,
+    perplexity 2, gradient norms 3; learning rates are scientific with 3 significant digits;
+    MFU (a fraction of the device's peak FLOP/s) is a percent with one decimal; durations are
+    seconds with one decimal. Other numbers get 4 significant digits; text stays as it is.
+    """
+    if value is None or isinstance(value, float) and math.isnan(value):
+        return ""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    key = name.rsplit(".", 1)[-1].removeprefix("best ")
+    if key.endswith("_per_s") or key in _COUNTS:
+        return f"{value:,.0f}"
+    if key in _LOSSES:
+        return f"{value:.4f}"
+    if key == "perplexity":
+        return f"{value:.2f}"
+    if key == "grad_norm":
+        return f"{value:.3f}"
+    if key in _RATES:
+        return f"{value:.2e}"
+    if key == "mfu":
+        return f"{100 * value:.1f}%"
+    if key in _SECONDS:
+        return f"{value:.1f} s"
+    return str(int(value)) if float(value).is_integer() else f"{value:.4g}"
+
+
+def readable(df):
+    """`df` (a pandas DataFrame) for `st.dataframe`, its numeric columns shown with `figure`.
+
+    A pandas Styler: only what is shown is rounded; the cells keep their numbers, so the
+    columns still sort as numbers, and the frame itself (what the charts draw) is unchanged.
+    """
+    import pandas as pd
+
+    numeric = [c for c in df.columns
+               if pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])]
+    return df.style.format({c: functools.partial(figure, str(c)) for c in numeric})
+
+
+def mlflow_line(links: dict) -> str:
+    """What the Home page says about MLflow, from GET /api/health's `links`: the store the runs
+    log to, and where its UI is (markdown).
+
+    The API always knows the store; the UI runs only once someone starts it, and
+    `playground mlflow` serves it on 127.0.0.1:5000 (`--port` for another port).
+    """
+    from urllib.parse import urlsplit
+
+    store, url = links.get("mlflow_store"), links.get("mlflow")
+    if not store and not url:
+        return "MLflow: not configured"
+    line = f"MLflow: runs are logged to `{store}`" if store else "MLflow"
+    if url:
+        where = urlsplit(url)
+        line += f" — open [{url}]({url})"
+        if where.hostname in ("127.0.0.1", "localhost"):  # ours to start
+            port = "" if where.port in (None, 5000) else f" --port {where.port}"
+            line += f" (start it with `playground mlflow{port}`)"
+    return line
 
 
 def human_bytes(n: float | None) -> str:

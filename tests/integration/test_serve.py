@@ -7,6 +7,7 @@ so its replicas never hold CPUs that Ray Train workers wait for.
 """
 
 import json
+import os
 from pathlib import Path
 
 import httpx
@@ -97,7 +98,7 @@ def test_what_we_configure_listens_on_loopback_only(stack, ray_cluster):
     processes. Ray's own core ports do not follow the config (Ray 2.60 turns a loopback
     node IP into the machine's IP): GCS, raylet, every worker's gRPC port, the agents, the
     client server, HAProxy's stats and metrics pages. Those may listen wider, and only
-    those; Ray's token auth (RAY_AUTH_MODE=token) guards them. README "Ports" lists them."""
+    those; Ray's token auth (RAY_AUTH_MODE=token) guards them. docs/concepts/serving.md ("Ports and security") lists them."""
     from ray.serve._private import constants as serve_constants
 
     loopback = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
@@ -130,6 +131,9 @@ def test_what_we_configure_listens_on_loopback_only(stack, ray_cluster):
     (json.dumps({"model": "nope", "messages": [{"role": "user", "content": "x"}]}).encode(), 404, "model",
      "model_not_found"),
     (json.dumps({"model": "tiny-a", "messages": []}).encode(), 400, "messages", 400),
+    (json.dumps({"model": "tiny-a", "messages": [{"role": "user", "content": "x"},
+                                                 {"role": "wizard", "content": "y"}]}).encode(),
+     400, "messages[1].role", "invalid_value"),
     (json.dumps({"model": "tiny-a", "messages": [{"role": "user", "content": "x"}], "temperature": 5}).encode(),
      400, "temperature", 400),
     (json.dumps({"model": "tiny-a", "messages": [{"role": "user", "content": "word " * 400}]}).encode(),
@@ -150,6 +154,9 @@ def test_playground_api(stack):
     health = httpx.get(f"{base}/api/health").json()
     assert health["status"] == "ok" and health["models_deployed"] == ["tiny-a"]
     assert any(k.startswith("llm/") for k in health["deployments"])
+    # MLflow: the workspace's store, and where `playground mlflow` serves its UI (the Home page links to it)
+    assert health["links"]["mlflow_store"] == f"sqlite:///{health['workspace']}/runs/mlflow.db"
+    assert health["links"]["mlflow"] == "http://127.0.0.1:5000"
     models = {m["id"]: m for m in httpx.get(f"{base}/api/models").json()}
     assert models["tiny-a"]["deployed"] and not models["tiny-b"]["deployed"]
     assert models["tiny-a"]["size_bytes"] > 0 and models["tiny-a"]["run_id"] == "fake-run"
@@ -159,6 +166,9 @@ def test_playground_api(stack):
     assert [m["step"] for m in detail["metrics"]] == [1, 2, 3] and detail["config"]["model"]["n_layer"] == 2
     missing = httpx.get(f"{base}/api/runs/nope")
     assert missing.status_code == 404 and missing.json()["error"]["param"] == "run"
+    gone = httpx.get(f"{base}/api/data/diff", params={"a": "nope-00000000", "b": "nope-11111111"})
+    # errors name the id, never the server's workspace path (services/api.py: harden's redact)
+    assert gone.status_code == 404 and "'nope-00000000'" in gone.text and health["workspace"] not in gone.text
     bad = httpx.post(f"{base}/api/deployments", json={"modle": "x"})
     assert bad.status_code == 400 and "model" in json.dumps(bad.json())
     assert httpx.get(f"{base}/api/docs").status_code == 200
@@ -422,7 +432,7 @@ def test_browser_chat_streams_an_answer(stack, data_job, sweep_result, demo_mode
     ui = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "ui/Home.py", "--server.address", "127.0.0.1",
          "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        env={**__import__("os").environ, "PLAYGROUND_URL": stack["base"]},
+        env={**os.environ, "PLAYGROUND_URL": stack["base"]},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for(lambda: httpx.get(f"http://127.0.0.1:{port}/_stcore/health").status_code == 200, 60, "the UI")
@@ -529,6 +539,11 @@ def test_browser_chat_streams_an_answer(stack, data_job, sweep_result, demo_mode
         assert "4 of 4 trials finished" in sweeps_text and "Traceback" not in sweeps_text
         assert sweeps_shot.stat().st_size > 10_000
         print(f"answer: {text!r}; screenshots: {shot} {tok_shot} {arch_shot} {data_shot} {runs_shot} {sweeps_shot}")
+        keep = os.environ.get("PLAYGROUND_SCREENSHOTS")  # a folder to keep them in, e.g. docs/img for the tutorial
+        if keep:
+            Path(keep).mkdir(parents=True, exist_ok=True)
+            for s in (shot, tok_shot, arch_shot, data_shot, runs_shot, sweeps_shot):
+                shutil.copy(s, Path(keep) / s.name)
     finally:
         ui.terminate()
         ui.wait(timeout=30)

@@ -48,7 +48,7 @@ def api(ws):
     app = FastAPI()
     app.include_router(data_router, prefix="/api")
     app.include_router(tokenizer_router, prefix="/api")
-    harden(app, set(), None)
+    harden(app, set(), None, redact=ws.redact_root)  # as services/api.py does
     app.state.workspace, app.state.dashboard_url = ws, "http://127.0.0.1:1"
     return TestClient(app)
 
@@ -148,6 +148,35 @@ def test_snapshot_errors_name_the_field(api):
     assert_error(api.get("/api/data/diff", params={"a": "web-00000000", "b": B}), 404, "a")
     assert_error(api.get("/api/data/diff", params={"a": A, "b": "web-00000000"}), 404, "b")
     assert_error(api.get("/api/data/diff", params={"b": B}), 400, "a")
+
+
+def test_errors_name_ids_not_server_paths(api, ws, jobs):
+    """The messages come from code the CLI shares (which may name folders for a local user);
+    over HTTP they name the id, and the server's workspace path never shows."""
+    cases = [
+        (api.get("/api/data/diff", params={"a": "web-00000000", "b": B}), 404, "a", "web-00000000"),
+        (api.get("/api/data/diff", params={"a": A, "b": "web-99999999"}), 404, "b", "web-99999999"),
+        (api.get("/api/data/snapshots/web-00000000/samples"), 404, "snapshot", "web-00000000"),
+        (api.get("/api/data/snapshots/tiny-shakespeare"), 404, "snapshot", "tiny-shakespeare"),  # "delete <folder>"
+        (api.post("/api/data/jobs", json={"config": {"stats": {"tokenizer": "no-such-tok"}}}), 404,
+         "config.stats.tokenizer", "no-such-tok"),
+        (api.post("/api/tokenizers/train", json={"source": {"dataset": "no-such-set"}}), 400, "source.dataset",
+         "no-such-set"),
+        (api.post("/api/tokenizers/encode", json={"tokenizer": "bad name!", "text": "x"}), 404, "tokenizer",
+         "bad name!"),
+    ]
+    for resp, status, param, named in cases:
+        message = assert_error(resp, status, param)
+        assert f"'{named}'" in message, message
+        assert str(ws.root) not in resp.text and str(ws.root.resolve()) not in resp.text, resp.text
+    assert jobs.submitted == []
+
+
+def test_redact_root_keeps_what_is_inside_the_workspace(ws):
+    message = f"corrupt checkpoint {ws.run('r1') / 'checkpoint_000002'}: model.pt is truncated"
+    assert ws.redact_root(message) == "corrupt checkpoint <workspace>/runs/r1/checkpoint_000002: model.pt is truncated"
+    assert ws.redact_root("no snapshot 'x'") == "no snapshot 'x'"
+    assert ws.redact_root(f"{ws.root}-old/x and {ws.root}") == f"{ws.root}-old/x and <workspace>"  # a sibling stays
 
 
 # ---------------------------------------------------------------------------- jobs

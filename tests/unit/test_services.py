@@ -28,7 +28,7 @@ def error_of(resp):
     body = resp.json()
     assert set(body) == {"error"} and {"message", "type", "param", "code"} <= set(body["error"])
     # OpenAI's name for the case where it has one, else the HTTP status (as vLLM gives it).
-    assert body["error"]["code"] in (resp.status_code, "model_not_found", "invalid_api_key")
+    assert body["error"]["code"] in (resp.status_code, "model_not_found", "invalid_api_key", "invalid_value")
     return body["error"]
 
 
@@ -38,6 +38,12 @@ def error_of(resp):
     (b'{"messages": [{"role": "user", "content": "x"}]}', 400, "model", 400),
     (b'{"model": "nope", "messages": [{"role": "user", "content": "x"}]}', 404, "model", "model_not_found"),
     (b'{"model": "tiny", "messages": []}', 400, "messages", 400),
+    (b'{"model": "tiny", "messages": [{"role": "user", "content": "x"}, {"role": "wizard", "content": "y"}]}',
+     400, "messages[1].role", "invalid_value"),
+    (b'{"model": "tiny", "messages": [{"content": "x"}]}', 400, "messages[0].role", "invalid_value"),
+    (b'{"model": "tiny", "messages": [{"role": ["user"], "content": "x"}]}', 400, "messages[0].role",
+     "invalid_value"),
+    (b'{"model": "tiny", "messages": ["hello"]}', 400, "messages[0]", 400),
 ])
 def test_bad_requests_are_openai_shaped_4xx(client, payload, status, param, code):
     resp = client.post("/v1/chat/completions", content=payload, headers={"content-type": "application/json"})
@@ -49,7 +55,17 @@ def test_bad_requests_are_openai_shaped_4xx(client, payload, status, param, code
 def test_good_request_passes_through(client):
     resp = client.post("/v1/chat/completions", json={"model": "tiny", "messages": [{"role": "user", "content": "x"}]})
     assert resp.status_code == 200 and resp.json() == {"ok": True}
+    every_role = [{"role": r, "content": "x"} for r in ("system", "developer", "user", "assistant", "tool", "function")]
+    assert client.post("/v1/chat/completions", json={"model": "tiny", "messages": every_role}).status_code == 200
     assert client.post("/v1/completions", json={"model": "tiny", "prompt": "x"}).status_code == 200
+
+
+def test_unknown_role_names_the_message_and_the_roles(client):
+    resp = client.post("/v1/chat/completions", json={"model": "tiny", "messages": [
+        {"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}, {"role": "wizard", "content": "x"}]})
+    err = error_of(resp)
+    assert resp.status_code == 400 and err["param"] == "messages[2].role" and err["code"] == "invalid_value"
+    assert "'wizard'" in err["message"] and all(f"'{r}'" in err["message"] for r in ("user", "tool", "developer"))
 
 
 def test_unknown_route_is_openai_shaped(client):
@@ -130,3 +146,17 @@ def test_exported_models_tell_the_engine_their_context(tmp_path):
     assert [c.engine_kwargs.get("max_model_len") for c in llm_configs(args, tmp_path)] == [64, 256, None]
     args = LLMAppArgs(models=["gpt2-like"], engine={"max_model_len": 32})  # the Serve config's value wins
     assert llm_configs(args, tmp_path)[0].engine_kwargs["max_model_len"] == 32
+
+
+def test_health_links_name_the_mlflow_store_and_its_ui(tmp_path):
+    """Every run logs to the workspace's store, so GET /api/health always names it; the UI's
+    URL defaults to where `playground mlflow` serves it."""
+    from services.api import links
+    from services.schemas import APIAppArgs
+    from training.workspace import Workspace
+
+    ws = Workspace(tmp_path)
+    assert links(APIAppArgs(), ws) == {"ray_dashboard": "http://127.0.0.1:8265", "mlflow": "http://127.0.0.1:5000",
+                                       "mlflow_store": ws.mlflow_uri()}
+    assert ws.mlflow_uri() == f"sqlite:///{tmp_path}/runs/mlflow.db"
+    assert links(APIAppArgs(mlflow_url="http://10.0.0.5:5000"), ws)["mlflow"] == "http://10.0.0.5:5000"

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from ui_stub import start_stub
 
 from cluster.cli import main
-from tests.ui_checks import open_page
+from tests.ui_checks import open_page, shown
 from training.errors import UserError
 from training.pretrain import sweep
 from training.workspace import PROJECT_ROOT, Workspace
@@ -167,6 +167,9 @@ def test_sweeps_page(tmp_path, monkeypatch):
         assert not at.exception and not at.error, [e.value for e in at.error]
         trials = at.dataframe[1].value
         assert list(trials["status"]) == ["TERMINATED", "EARLY_STOPPED", "ERROR"]
+        seen = shown(at.dataframe[1])  # the numbers rounded for reading (the plots get `trials`' own)
+        assert list(seen["train.lr"]) == ["3.00e-03", "1.00e-06", "1.00e-02"]
+        assert list(seen["best val_loss"]) == ["4.9000", "6.2000", ""] and list(seen["step"]) == ["20", "10", ""]
         assert at.metric[0].value == "4.9000" and "train.lr: 0.003" in at.code[0].value
         assert "lr-1-best" in at.success[0].value and "sweep-lr v1" in at.success[0].value
 

@@ -31,7 +31,7 @@ def ws(tmp_path_factory):
 def api(ws):
     app = FastAPI()
     app.include_router(router, prefix="/api")
-    harden(app, set(), None)
+    harden(app, set(), None, redact=ws.redact_root)  # as services/api.py does
     app.state.workspace, app.state.dashboard_url = ws, "http://127.0.0.1:1"
     return TestClient(app)
 

@@ -1,5 +1,5 @@
 """The UI's HTTP client against the stub server, plus its pure helpers (export, config diff,
-sampling parameters)."""
+sampling parameters, figures, the MLflow line)."""
 
 import json
 import socket
@@ -14,6 +14,9 @@ from ui.format import (
     config_diff,
     conversation_to_json,
     conversation_to_markdown,
+    figure,
+    mlflow_line,
+    readable,
     request_params,
     show_value,
     without_oldest_exchange,
@@ -181,3 +184,53 @@ def test_context_overflow_is_the_prompt_too_long_400():
     assert ApiError(400, vllm, "messages").context_overflow
     assert not ApiError(400, "max_tokens=128 cannot be greater than max_model_len=64.", "max_tokens").context_overflow
     assert not ApiError(500, vllm).context_overflow
+
+
+@pytest.mark.parametrize("name, value, text", [
+    ("tokens_per_s", 10709.1052, "10,709"),  # throughput: an integer with thousands separators
+    ("output_tokens_per_s", 64.4, "64"),
+    ("tokens_seen", 1_572_864, "1,572,864"),
+    ("memory_mb", 912.75, "913"),
+    ("step", 200.0, "200"),  # a step column with a gap is float: still a step
+    ("loss", 3.0123456, "3.0123"),  # losses: 4 decimals
+    ("val_loss", 3.2, "3.2000"),
+    ("best val_loss", 4.9, "4.9000"),  # a sweep's trial table
+    ("best_metric", 4.91234, "4.9123"),  # a sweep's summary
+    ("perplexity", 24.5321, "24.53"),
+    ("grad_norm", 1.23456, "1.235"),
+    ("lr", 0.000299999, "3.00e-04"),  # learning rates: scientific, 3 significant digits
+    ("train.lr", 0.0123456, "1.23e-02"),  # a searched key of a sweep
+    ("mfu", 0.41234, "41.2%"),  # a fraction of the peak: a percent with one decimal
+    ("seconds", 12.345, "12.3 s"),  # durations: seconds with one decimal
+    ("elapsed_s", 0.04, "0.0 s"),
+    ("model.n_layer", 4, "4"),  # any other number: as it is, or 4 significant digits
+    ("dropout", 0.123456, "0.1235"),
+    ("loss", None, ""), ("loss", float("nan"), ""), ("checkpoint", "ckpt_2", "ckpt_2"), ("best", True, "True"),
+])
+def test_figures_read_as_people_read_them(name, value, text):
+    assert figure(name, value) == text
+
+
+def test_readable_rounds_what_is_shown_and_keeps_the_numbers():
+    import pandas as pd
+
+    df = pd.DataFrame([{"run": "a", "tokens_per_s": 10709.1052, "lr": 3e-4, "mfu": 0.1, "best": True},
+                       {"run": "b", "tokens_per_s": None, "lr": 1e-3, "mfu": None, "best": False}])
+    cells = readable(df).to_html()
+    assert all(t in cells for t in ("10,709", "3.00e-04", "1.00e-03", "10.0%"))
+    assert "10709.1" not in cells and df.loc[0, "tokens_per_s"] == 10709.1052  # the frame is unchanged
+
+
+STORE = "sqlite:////w/runs/mlflow.db"
+LOGGED = f"MLflow: runs are logged to `{STORE}`"
+
+
+@pytest.mark.parametrize("url, hint", [
+    ("http://127.0.0.1:5000", " (start it with `playground mlflow`)"),
+    ("http://localhost:5001", " (start it with `playground mlflow --port 5001`)"),
+    ("https://mlflow.example.org", ""),  # not ours to start
+])
+def test_mlflow_line(url, hint):
+    assert mlflow_line({"mlflow": url, "mlflow_store": STORE}) == f"{LOGGED} — open [{url}]({url}){hint}"
+    assert mlflow_line({"mlflow": None, "mlflow_store": STORE}) == LOGGED
+    assert mlflow_line({"mlflow": None}) == "MLflow: not configured"  # an older API: no store named

@@ -2,9 +2,9 @@
 
 import socket
 
-from ui_stub import FAIL_BEFORE, FAIL_DURING, KEY, MODEL, stub, stub_env  # noqa: F401
+from ui_stub import FAIL_BEFORE, FAIL_DURING, KEY, MLFLOW_STORE, MODEL, stub, stub_env  # noqa: F401
 
-from tests.ui_checks import assistant_texts, check_chat_page, open_page
+from tests.ui_checks import assistant_texts, check_chat_page, open_page, shown
 
 
 def _clean(at):
@@ -22,7 +22,10 @@ def test_home_shows_health_deployments_and_models(stub_env):  # noqa: F811
     markdown = " ".join(m.value for m in at.markdown)
     assert MODEL in markdown and "tiny-shakespeare/step-100" in markdown
     assert [b.label for b in at.button if b.key] == ["Undeploy", "Deploy"]
-    assert "MLflow: not configured" in " ".join(c.value for c in at.caption)
+    # MLflow: the store every run logged to, a link to its UI, and how to start that UI
+    mlflow = next(c.value for c in at.caption if c.value.startswith("MLflow"))
+    assert MLFLOW_STORE in mlflow and "http://127.0.0.1:5000" in mlflow and "`playground mlflow`" in mlflow
+    assert [b.proto.url for b in at.get("link_button")] == ["http://127.0.0.1:8265", "http://127.0.0.1:5000"]
 
     at.button(key="deploy:tiny-shakespeare/step-100").click().run()
     _clean(at)
@@ -141,6 +144,10 @@ def test_pages_report_an_unreachable_cluster(stub_env, monkeypatch):  # noqa: F8
 def test_runs_page_charts_samples_and_config_diff(stub_env):  # noqa: F811
     at = open_page("pages/2_Runs.py")
     _clean(at)
+    runs = shown(at.dataframe[0])  # rounded as people read them; the cells keep their numbers
+    assert runs.loc[0, ["tokens_per_s", "loss", "val_loss", "perplexity", "step"]].tolist() == [
+        "10,709", "3.0123", "3.2000", "24.53", "200"]
+    assert runs.loc[1, "tokens_per_s"] == "" and at.dataframe[0].value.loc[0, "tokens_per_s"] == 10709.1052
     assert at.selectbox(key="runs_selected").value == "run-a"
     # loss & val_loss, perplexity, lr, grad norm, tokens/s, MFU, memory
     assert len(at.get("vega_lite_chart")) == 7

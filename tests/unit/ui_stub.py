@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 KEY = "stub-key"
 MODEL = "tiny-shakespeare/step-200"
+MLFLOW_STORE = "sqlite:////w/runs/mlflow.db"  # what services/api.py `links` reports: the workspace's store
 # Chat messages that make the stub fail, to test error handling end to end.
 FAIL_BEFORE = "please fail"  # 400 with an OpenAI-style error body
 FAIL_DURING = "fail midway"  # 200, one piece, then an error event inside the stream
@@ -100,7 +101,8 @@ def make_app() -> FastAPI:
     def health():
         return {"status": "ok", "deployments": {"llm/LLMServer": "HEALTHY", "api/PlaygroundAPI": "UPDATING"},
                 "models_deployed": [MODEL],
-                "links": {"ray_dashboard": "http://127.0.0.1:8265", "mlflow": None}}
+                "links": {"ray_dashboard": "http://127.0.0.1:8265", "mlflow": "http://127.0.0.1:5000",
+                          "mlflow_store": MLFLOW_STORE}}
 
     @app.get("/api/models")
     def models():
@@ -110,8 +112,8 @@ def make_app() -> FastAPI:
 
     @app.get("/api/runs")
     def runs():
-        return [{"run": "run-a", "step": 200, "loss": 3.0, "val_loss": 3.2, "perplexity": 24.5,
-                 "tokens_per_s": 1200.0, "checkpoint": "/w/ckpt"},
+        return [{"run": "run-a", "step": 200, "loss": 3.0123456, "val_loss": 3.2, "perplexity": 24.5321,
+                 "tokens_per_s": 10709.1052, "checkpoint": "/w/ckpt"},
                 {"run": "run-b", "step": 0, "loss": None, "val_loss": None, "perplexity": None,
                  "tokens_per_s": None, "checkpoint": None}]
 

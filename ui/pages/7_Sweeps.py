@@ -12,7 +12,7 @@ import streamlit as st
 import yaml
 
 from ui.client import PlaygroundClient
-from ui.format import parallel_rows, show_value, trial_rows
+from ui.format import figure, parallel_rows, readable, show_value, trial_rows
 from ui.widgets import call, submit_yaml_job
 
 st.set_page_config(page_title="Sweeps · LLM Playground", page_icon="🎛️", layout="wide")
@@ -47,7 +47,7 @@ if not sweeps:
     st.info("No sweeps yet: start one above, or run `playground tune --config configs/tune/lr.yaml`.")
     st.stop()
 
-st.dataframe(pd.DataFrame(sweeps), hide_index=True)
+st.dataframe(readable(pd.DataFrame(sweeps)), hide_index=True)
 sweep_id = st.selectbox("Sweep", [s["sweep_id"] for s in sweeps], key="sweeps_selected")
 
 
@@ -65,7 +65,7 @@ def show_sweep(sweep_id: str) -> None:
     best = record.get("best_trial")
     if best:
         left, right = st.columns([1, 2])
-        left.metric(f"Best {metric}", f"{record['best_metric']:.4f}", help=f"trial {best}")
+        left.metric(f"Best {metric}", figure(metric, record["best_metric"]), help=f"trial {best}")
         params = record["trials"][best]["params"]
         right.markdown("**Best config** (trial " + best + ")")
         right.code(yaml.safe_dump(params, sort_keys=False), language="yaml")
@@ -80,7 +80,7 @@ def show_sweep(sweep_id: str) -> None:
     table = pd.DataFrame(rows)
     for col in columns:  # lists and mappings as text, so the table renders any search
         table[col] = table[col].map(lambda v: v if isinstance(v, (int, float, str)) or v is None else show_value(v))
-    st.dataframe(table, hide_index=True)
+    st.dataframe(readable(table), hide_index=True)  # rounded on screen; `table` keeps the numbers for the plots
 
     if not rows or table[metric_col].isna().all():
         st.info("No trial has reported an evaluation yet.")

@@ -1,0 +1,37 @@
+"""`playground up` when Ray cannot start: one line that says why, not a traceback.
+
+`cluster/start.sh` (a real `ray start`) is replaced by a recorded failure: starting a
+second Ray head on this machine's ports is not something a unit test can do safely.
+"""
+
+import subprocess
+
+import pytest
+
+from cluster import local
+from training.errors import UserError
+from training.workspace import Workspace
+
+RAY_SAYS = ("Usage stats collection is enabled.\n"
+            "ConnectionError: Ray is trying to start at 127.0.0.1:6379, but is already being used by "
+            "another process. Please stop that process or use a different port.\n")
+
+
+def test_up_says_why_ray_did_not_start(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_run(cmd, **kwargs):
+        calls.append(cmd)
+        if cmd[0].endswith("start.sh"):
+            return subprocess.CompletedProcess(cmd, 1, stdout="", stderr=RAY_SAYS)
+        return subprocess.CompletedProcess(cmd, 1, stdout="", stderr="")  # `ray status`: none running
+
+    monkeypatch.setattr(local.subprocess, "run", fake_run)
+    monkeypatch.setattr(local, "_serve_client", lambda: pytest.fail("must not deploy when Ray did not start"))
+    with pytest.raises(UserError) as err:
+        local.up(Workspace(tmp_path / "ws"), [])
+    message = str(err.value)
+    assert "\n" not in message
+    assert "exited 1" in message and "127.0.0.1:6379, but is already being used" in message
+    assert "ray stop" in message
+    assert any(c[0].endswith("start.sh") for c in calls)
