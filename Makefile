@@ -16,9 +16,9 @@ TORCH_INDEX ?=
 SUDO   := $(if $(filter 0,$(shell id -u)),,sudo)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install browser demo lint test test-all bench help
+.PHONY: install browser demo lint test test-all bench docs help
 help:
-	@echo "make demo | make test | make test-all | make lint | make bench | make install"
+	@echo "make demo | make test | make test-all | make lint | make bench | make docs | make install"
 
 install: $(STAMP)
 
@@ -56,3 +56,8 @@ test-all: install browser
 
 bench: install
 	$(BIN)/playground bench train
+
+# docs/reference/ (commands, config keys, HTTP routes), generated from the code;
+# tests/unit/test_docs_reference.py fails until this is rerun after a change.
+docs: install
+	$(BIN)/python -m cluster.reference
