@@ -13,7 +13,7 @@ export RAY_AUTH_MODE="${RAY_AUTH_MODE:-token}"   # keep Ray's token check; clien
 # Serve's HTTP port is HAProxy, and replicas answer HTTP themselves (services/serve_env.py).
 export RAY_SERVE_ENABLE_HA_PROXY="${RAY_SERVE_ENABLE_HA_PROXY:-1}"
 # No --node-ip-address 127.0.0.1: Ray turns a loopback node IP into the machine's IP anyway.
-# Ray's own ports listen beyond loopback whatever we pass (README "Ports"); ours do not.
+# Ray's own ports listen beyond loopback whatever we pass (docs/concepts/serving.md, "Ports and security"); ours do not.
 exec ray start --head \
   --num-cpus "${PLAYGROUND_NUM_CPUS:-8}" \
   --include-dashboard true --dashboard-host 127.0.0.1 --dashboard-port "${PLAYGROUND_DASHBOARD_PORT:-8265}" \
