@@ -1,0 +1,1 @@
+"""Post-training: instruction data from the starter world (instructions.py) and its file shapes (formats.py)."""
