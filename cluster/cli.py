@@ -140,6 +140,16 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except ValueError as e:
+        # `ray.init` in a terminal joins a cluster that `ray start` (or `playground up`) left on
+        # this machine, and then refuses the CPU count the recipes ask for a local one.
+        if "connecting to an existing cluster" not in str(e):
+            raise
+        print(f"error: a Ray cluster is already running on this machine (playground up or ray start): run "
+              f"`{args.command}` on it as a job (the UI's Jobs page, or `ray job submit --address "
+              f"http://127.0.0.1:8265 -- playground {args.command} ...` with RAY_AUTH_MODE=token), or stop it "
+              f"first with `playground down`", file=sys.stderr)
+        return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -279,3 +279,29 @@ def test_from_run_errors(ws, capsys):
 def test_mlflow_bad_port(ws, capsys):
     code, _, err = run_cli(capsys, "mlflow", "--port", "70000")
     assert_user_error(code, err, "--port must be 1-65535")
+
+
+def test_a_ray_cluster_left_running_is_one_line(ws, capsys, monkeypatch):
+    """With `playground up` (or `ray start`) running, a terminal `playground pretrain` joins that
+    cluster, and Ray refuses the CPU count asked for a local one. The recipe's `ray.init` is
+    replaced by Ray's own refusal (recorded from a real run): a unit test starts no cluster."""
+    import ray
+
+    def refuse(*args, **kwargs):
+        raise ValueError("When connecting to an existing cluster, num_cpus and num_gpus must not be provided.")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", refuse)
+    code, _, err = run_cli(capsys, "pretrain", "--config", "tiny.yaml")
+    assert_user_error(code, err, "a Ray cluster is already running on this machine")
+    assert "ray job submit" in err and "playground down" in err
+
+
+def test_other_value_errors_keep_their_traceback(ws, monkeypatch):
+    """Only Ray's refusal to join is a user situation; any other ValueError is a bug and is raised."""
+    import ray
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda *a, **k: (_ for _ in ()).throw(ValueError("something else")))
+    with pytest.raises(ValueError, match="something else"):
+        main(["pretrain", "--config", "tiny.yaml"])
