@@ -36,9 +36,12 @@ def _serve_client():
 RAY = str(Path(sys.executable).parent / "ray")
 
 
-# Ray 2.60 clusters require a token (~/.ray/auth_token); clients send it only in token
-# mode. We keep the check on, and say so to every client and process we start.
-os.environ.setdefault("RAY_AUTH_MODE", "token")
+def _token_mode() -> None:
+    """Ray 2.60 clusters require a token (~/.ray/auth_token); clients send it only in token
+    mode. We keep the check on, and say so to every client and process that up/down/status
+    start. Set when a command runs, not on import: Ray reads the mode once per process, so a
+    process that merely imports this module and starts its own Ray must keep its mode."""
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
 
 
 def _env(ws: Workspace) -> dict:
@@ -61,6 +64,7 @@ def serve_config(ws: Workspace, models: list[str]) -> dict:
 
 
 def up(ws: Workspace, models: list[str], timeout: float = 600) -> None:
+    _token_mode()
     for m in models:
         if not (ws.model(m) / "config.json").is_file():
             raise UserError(f"no exported model '{m}' in {ws.models} (run `playground export RUN` first)")
@@ -134,6 +138,7 @@ def _alive(pid: int) -> bool:
 
 
 def down(ws: Workspace) -> None:
+    _token_mode()
     pid_file = _ui_pid_file(ws)
     if pid_file.is_file():
         pid = int(pid_file.read_text())
@@ -153,6 +158,7 @@ def down(ws: Workspace) -> None:
 
 
 def status(ws: Workspace) -> int:
+    _token_mode()
     if not _ray_running():
         print("Ray: not running (start everything with `playground up`)")
         return 1

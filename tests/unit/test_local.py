@@ -26,6 +26,7 @@ def test_up_says_why_ray_did_not_start(tmp_path, monkeypatch):
             return subprocess.CompletedProcess(cmd, 1, stdout="", stderr=RAY_SAYS)
         return subprocess.CompletedProcess(cmd, 1, stdout="", stderr="")  # `ray status`: none running
 
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)  # up() sets it for its clients; restored after
     monkeypatch.setattr(local.subprocess, "run", fake_run)
     monkeypatch.setattr(local, "_serve_client", lambda: pytest.fail("must not deploy when Ray did not start"))
     with pytest.raises(UserError) as err:
@@ -35,3 +36,15 @@ def test_up_says_why_ray_did_not_start(tmp_path, monkeypatch):
     assert "exited 1" in message and "127.0.0.1:6379, but is already being used" in message
     assert "ray stop" in message
     assert any(c[0].endswith("start.sh") for c in calls)
+
+
+def test_importing_local_leaves_rays_auth_mode_alone(monkeypatch):
+    """Ray reads RAY_AUTH_MODE once per process: a process that imports this module (a test run)
+    and then starts its own Ray must not find the mode changed under it (its GCS would then ask
+    for a token its client never sends). Only up/down/status set it, for what they start."""
+    import importlib
+    import os
+
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    importlib.reload(local)
+    assert "RAY_AUTH_MODE" not in os.environ
