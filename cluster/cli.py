@@ -7,6 +7,7 @@
     playground tokenizer lab-train --upload ID | --dataset ID [--model unigram] [--vocab-size 1024]
     playground pretrain       --config configs/pretrain/micro.yaml [--dry-run] [--resume RUN] [key=value ...]
     playground pretrain       --from-run RUN [key=value ...]     # the same config again, as a new run
+    playground sft            --config configs/sft/demo.yaml [--resume RUN] [key=value ...]
     playground mlflow         [--port 5000]                      # the MLflow UI on the workspace's runs
     playground export RUN     [--out DIR]
     playground sample RUN     --prompt "Once upon a time"
@@ -26,6 +27,7 @@ import sys
 from pathlib import Path
 
 from cluster.cli_bench import add_bench_parsers
+from cluster.cli_posttrain import add_posttrain_parsers
 from training.errors import UserError
 
 EXIT_USER_ERROR = 2
@@ -129,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="the cluster, each deployment and the models")
     p.set_defaults(func=cmd_status)
 
+    add_posttrain_parsers(sub, _add_config_args)
     add_bench_parsers(sub, _add_config_args)
     return parser
 

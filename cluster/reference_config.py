@@ -55,6 +55,7 @@ def schemas() -> list[Schema]:
     from services.schemas import APIAppArgs, LLMAppArgs
     from training.config import PretrainConfig
     from training.data.config import PipelineConfig
+    from training.posttrain.config import SFTConfig
     from training.pretrain.sweep import SweepConfig
 
     return [
@@ -64,6 +65,8 @@ def schemas() -> list[Schema]:
                "Tokenizer training is its `tokenizer.*` section."),
         Schema("Data pipeline", PipelineConfig,
                "`configs/data/*.yaml`; `playground data run`; `POST /api/data/jobs`, `POST /api/jobs` (kind data)"),
+        Schema("Fine-tuning run", SFTConfig,
+               "`configs/sft/*.yaml`; `playground sft`; `POST /api/jobs` (kind sft), which the Fine-tune page sends."),
         Schema("Sweep", SweepConfig,
                "`configs/tune/*.yaml`; `playground tune`; `POST /api/jobs` (kind tune). "
                "`fixed` and `search` take dotted keys of the pretraining run config."),
@@ -78,6 +81,7 @@ def schemas() -> list[Schema]:
 FOLDERS = {
     "data": "Data pipeline",
     "pretrain": "Pretraining run",
+    "sft": "Fine-tuning run",
     "serve": "Ray Serve's own config file schema (`ray.serve.schema.ServeDeploySchema`, see "
              "https://docs.ray.io/en/latest/serve/production-guide/config.html); each application's `args:` "
              "follows the schema of its `import_path`: [`services.app:build_llm_app`](#{LLMAppArgs}), "

@@ -1,9 +1,11 @@
 """The playground API at /api: what the UI needs besides the OpenAI endpoints.
 
     GET    /api/health               cluster, deployments, served models, links (Ray dashboard, MLflow)
-    GET    /api/models               exported checkpoints (workspace/models) and whether each is served
-    GET    /api/runs                 runs with their last metrics
-    GET    /api/runs/{run}           one run: resolved config, metrics history, samples
+    GET    /api/models               exported and fine-tuned models (workspace/models), whether each is served,
+                                     and what a tuned one came from (`lineage`)
+    GET    /api/runs                 runs with their kind (pretrain, sft) and last metrics
+    GET    /api/runs/{run}           one run: resolved config, metrics history, samples; for a fine-tuning
+                                     run its `lineage` and, once it ends, `results` (base vs tuned on held-out)
     POST   /api/deployments          {"model": id}: serve a model (reconfigures only the LLM app)
     DELETE /api/deployments/{model}  stop serving it
     /api/tokenizers/...              the tokenizer lab (services/tokenizer_api.py)
@@ -23,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from pathlib import Path
 
 import yaml
 from fastapi import FastAPI
@@ -55,6 +58,53 @@ def links(args: APIAppArgs, ws: Workspace) -> dict:
     return {"ray_dashboard": args.dashboard_url, "mlflow": args.mlflow_url, "mlflow_store": ws.mlflow_uri()}
 
 
+def _json(path: Path) -> dict | None:
+    """A JSON file's content; None when it is not there (yet)."""
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def model_rows(ws: Workspace, deployed: set[str]) -> list[dict]:
+    """GET /api/models: every model folder of the workspace (an export or a fine-tuning run's model),
+    with its playground.json facts; `lineage` says what a fine-tuned one came from (else None)."""
+    out = []
+    if ws.models.is_dir():
+        for d in sorted(p for p in ws.models.iterdir() if (p / "config.json").is_file()):
+            info = _json(d / "playground.json") or {}
+            out.append({"id": d.name, "path": str(d), "run_id": info.get("run_id"), "step": info.get("step"),
+                        "val_loss": info.get("val_loss"), "config": info.get("config"),
+                        "lineage": info.get("lineage"),
+                        "size_bytes": sum(f.stat().st_size for f in d.rglob("*") if f.is_file()),
+                        "deployed": d.name in deployed})
+    return out
+
+
+def run_kind(run_dir: Path, record: dict | None = None) -> str:
+    """"sft" for a fine-tuning run (its run.json says so), else "pretrain"."""
+    record = _json(run_dir / "run.json") if record is None else record
+    return (record or {}).get("kind") or "pretrain"
+
+
+def run_rows(ws: Workspace) -> list[dict]:
+    """GET /api/runs: each run's kind and last metrics, newest first."""
+    return [{**run_summary(r), "kind": run_kind(r)} for r in ws.list_runs()]
+
+
+def run_detail(ws: Workspace, run: str):
+    """GET /api/runs/{run}: the run in full, or a 404 naming `run`.
+
+    A fine-tuning run adds `lineage` (base model, data snapshot, method, parent run; from its
+    run.json) and `results` (results.json: base vs tuned accuracy on each held-out split and
+    their replies; null until the run has ended)."""
+    run_dir = ws.run(run)
+    if not (run_dir / "config.yaml").is_file() or run_dir.parent != ws.runs:
+        return openai_error(404, f"no run named '{run}'", "run", code="not_found")
+    record = _json(run_dir / "run.json") or {}
+    return {"run": run, "kind": run_kind(run_dir, record),
+            "config": yaml.safe_load((run_dir / "config.yaml").read_text()),
+            "metrics": read_jsonl(run_dir / "metrics.jsonl"), "samples": read_jsonl(run_dir / "samples.jsonl"),
+            "lineage": record.get("lineage"), "results": _json(run_dir / "results.json"), **run_summary(run_dir)}
+
+
 @serve.deployment(name="PlaygroundAPI", ray_actor_options={"num_cpus": 0})
 @serve.ingress(app)
 class PlaygroundAPI:
@@ -81,28 +131,15 @@ class PlaygroundAPI:
     @app.get("/models")
     async def models(self) -> list[dict]:
         deployed = set(self._deployed(await asyncio.to_thread(self._serve_details)))
-        out = []
-        if self.ws.models.is_dir():
-            for d in sorted(p for p in self.ws.models.iterdir() if (p / "config.json").is_file()):
-                info = json.loads((d / "playground.json").read_text()) if (d / "playground.json").is_file() else {}
-                out.append({"id": d.name, "path": str(d), "run_id": info.get("run_id"), "step": info.get("step"),
-                            "val_loss": info.get("val_loss"), "config": info.get("config"),
-                            "size_bytes": sum(f.stat().st_size for f in d.rglob("*") if f.is_file()),
-                            "deployed": d.name in deployed})
-        return out
+        return await asyncio.to_thread(model_rows, self.ws, deployed)
 
     @app.get("/runs")
     async def runs(self) -> list[dict]:
-        return [run_summary(r) for r in self.ws.list_runs()]
+        return await asyncio.to_thread(run_rows, self.ws)
 
     @app.get("/runs/{run}")
     async def run(self, run: str):
-        run_dir = self.ws.run(run)
-        if not (run_dir / "config.yaml").is_file() or run_dir.parent != self.ws.runs:
-            return openai_error(404, f"no run named '{run}'", "run", code="not_found")
-        return {"run": run, "config": yaml.safe_load((run_dir / "config.yaml").read_text()),
-                "metrics": read_jsonl(run_dir / "metrics.jsonl"), "samples": read_jsonl(run_dir / "samples.jsonl"),
-                **run_summary(run_dir)}
+        return await asyncio.to_thread(run_detail, self.ws, run)
 
     # ----------------------------------------------------------------- deploy
 

@@ -1,6 +1,7 @@
-"""Training, tokenizer and data jobs over HTTP, through the Ray Jobs API.
+"""Training, fine-tuning, tokenizer and data jobs over HTTP, through the Ray Jobs API.
 
-    POST   /api/jobs                      {"kind": "pretrain" | "tokenizer" | "data" | "tune", "config": {...}} -> 202
+    POST   /api/jobs                      {"kind": "pretrain" | "sft" | "tokenizer" | "data" | "tune",
+                                           "config": {...}} -> 202
     GET    /api/jobs                      the playground's jobs, newest first (kind, name, status, times)
     GET    /api/jobs/{job_id}             one job: status, its config file, Ray's message
     GET    /api/jobs/{job_id}/logs?tail=  the last lines of its output
@@ -10,6 +11,11 @@ Each job is the `playground` CLI run as a Ray job with the config written to
 `workspace/jobs/`: the same job a user starts with
 
     ray job submit --address http://127.0.0.1:8265 -- playground pretrain --config workspace/jobs/<file>.yaml
+
+Kinds and the command each runs: pretrain (`playground pretrain`, a `PretrainConfig`), sft
+(`playground sft`, an `SFTConfig`: fine-tune a workspace model), tokenizer (`playground
+tokenizer train`, a `PretrainConfig`), data (`playground data run`, a `PipelineConfig`), tune
+(`playground tune`, a `SweepConfig`).
 
 The API keeps no state of its own: Ray's job table (in the head's GCS) holds the jobs,
 so they survive a restart of the UI or of this deployment. When the cluster is busy,
@@ -41,14 +47,14 @@ from training.errors import UserError
 
 router = APIRouter()
 
-KINDS = ("pretrain", "tokenizer", "data", "tune")
+KINDS = ("pretrain", "sft", "tokenizer", "data", "tune")
 DONE = ("SUCCEEDED", "FAILED", "STOPPED")
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 
 class JobRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    kind: Literal["pretrain", "tokenizer", "data", "tune"]
+    kind: Literal["pretrain", "sft", "tokenizer", "data", "tune"]
     config: dict[str, Any] = {}
 
 
@@ -57,6 +63,10 @@ def _schema(kind: str):
         from training.data.config import PipelineConfig
 
         return PipelineConfig
+    if kind == "sft":
+        from training.posttrain.config import SFTConfig
+
+        return SFTConfig
     from training.config import (
         PretrainConfig,  # pretrain and tokenizer jobs read a run config
     )
@@ -77,14 +87,33 @@ def check_config(kind: str, config: dict) -> BaseModel:
         return _schema(kind).model_validate(config)
     except ValidationError as e:
         err = e.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise UserError(f"config.{where}: {err['msg']}") from None
+        where, msg = ".".join(str(p) for p in err["loc"]), err["msg"]
+        if not where:  # a check across keys (SFT's fp16 needs a GPU): its message starts with the key
+            msg = msg.removeprefix("Value error, ")
+            named = re.match(r"([A-Za-z_][\w.]*)[=:]", msg)
+            where = named.group(1) if named else ""
+        raise UserError(f"config.{where}: {msg}" if where else f"config: {msg}") from None
+
+
+def check_sft_sources(cfg):
+    """An SFT config with its local .jsonl sources checked on this machine (a 404 naming
+    `config.data.sources[i]`) and made absolute, since the job does not run in this folder.
+    Generated instructions, hf:NAME and snapshot:ID are checked by the job itself."""
+    sources = []
+    for i, src in enumerate(s.strip() for s in cfg.data.sources):
+        if src.lower().endswith(".jsonl") and not src.startswith(("hf:", "snapshot:")):
+            path = Path(src).expanduser()
+            if not path.is_file():
+                raise UserError(f"config.data.sources[{i}]: no file {src!r} on the server (a path on the "
+                                "machine that runs the API)")
+            src = str(path.resolve())
+        sources.append(src)
+    return cfg.model_copy(update={"data": cfg.data.model_copy(update={"sources": sources})})
 
 
 def _args(kind: str, path: Path) -> list[str]:
-    return {"pretrain": ["pretrain"], "tokenizer": ["tokenizer", "train"], "data": ["data", "run"],
-            "tune": ["tune"]}[kind] + [
-        "--config", str(path)]
+    return {"pretrain": ["pretrain"], "sft": ["sft"], "tokenizer": ["tokenizer", "train"], "data": ["data", "run"],
+            "tune": ["tune"]}[kind] + ["--config", str(path)]
 
 
 def _summary(info: Any) -> dict:
@@ -134,6 +163,8 @@ async def submit(req: JobRequest, request: Request):
             from services.data_api import check_config as check_sources
 
             cfg = check_sources(ws, cfg)
+        elif req.kind == "sft":
+            cfg = check_sft_sources(cfg)
         path = write_job_config(ws, req.kind, cfg)
         name = getattr(cfg, "run_name", None) or getattr(cfg, "name", None) or path.stem
         job_id = submit_cli_job(request, _args(req.kind, path),

@@ -110,8 +110,10 @@ def run_summary(run_dir: Path) -> dict:
 
     rows = read_jsonl(run_dir / "metrics.jsonl")
     last = rows[-1] if rows else {}
+    # The last training row: an evaluation row, or fine-tuning's closing row of accuracies, has no loss.
+    last_train = next((r for r in reversed(rows) if "loss" in r), last)
     last_eval = next((r for r in reversed(rows) if "val_loss" in r), {})
     ckpt = latest(run_dir)
-    return {"run": run_dir.name, "step": last.get("step"), "loss": last.get("loss"),
+    return {"run": run_dir.name, "step": last.get("step"), "loss": last_train.get("loss"),
             "val_loss": last_eval.get("val_loss"), "perplexity": last_eval.get("perplexity"),
-            "tokens_per_s": last.get("tokens_per_s"), "checkpoint": ckpt.name if ckpt else None}
+            "tokens_per_s": last_train.get("tokens_per_s"), "checkpoint": ckpt.name if ckpt else None}

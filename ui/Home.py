@@ -85,10 +85,12 @@ for m in models:
         left, right = st.columns([4, 1])
         val = m.get("val_loss")
         left.markdown(f"**`{model_id}`** {'🟢 deployed' if deployed else '⚪ not deployed'}")
+        lineage = m.get("lineage") or {}
         left.caption(" · ".join([
             f"run `{m.get('run_id')}`", f"step {m.get('step')}",
             f"val_loss {figure('val_loss', val) or '?'}",
             human_bytes(m.get("size_bytes")),
+            *([f"fine-tuned ({lineage.get('method')}) from `{lineage.get('base_model')}`"] if lineage else []),
         ]))
         if deployed:
             right.button("Undeploy", key=f"undeploy:{model_id}", on_click=_act, args=("undeploy", model_id))
@@ -98,4 +100,5 @@ for m in models:
             with st.expander("config"):
                 st.json(m["config"], expanded=False)
 
-st.caption("Chat with a deployed model on the **Chat** page; compare training runs on **Runs**.")
+st.caption("Chat with a deployed model on the **Chat** page; compare training runs on **Runs**; fine-tune a "
+           "model on **Fine-tune**.")

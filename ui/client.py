@@ -125,12 +125,24 @@ class PlaygroundClient:
         return self._request("GET", "/api/models")
 
     def runs(self) -> list[dict]:
-        """One summary row per training run (last step, loss, val_loss, perplexity, tokens/s)."""
+        """One summary row per training run (kind, last step, loss, val_loss, perplexity, tokens/s)."""
         return self._request("GET", "/api/runs")
 
     def run(self, run_id: str) -> dict:
-        """One run in full: resolved `config`, per-step `metrics` and generated `samples`."""
+        """One run in full: resolved `config`, per-step `metrics` and generated `samples`; a
+        fine-tuning run adds its `lineage` and, once it has ended, its `results`."""
         return self._request("GET", f"/api/runs/{quote(run_id, safe='')}")
+
+    # ---- fine-tuning (SFT) -----------------------------------------------------------
+
+    def sft_runs(self) -> list[dict]:
+        """The fine-tuning runs (kind `sft`) of GET /api/runs, newest first."""
+        return [r for r in self.runs() if r.get("kind") == "sft"]
+
+    def submit_sft(self, config: dict) -> dict:
+        """Start `playground sft` on an SFT config (base.model, method, data, lora, train, scale)
+        as a Ray job; returns its `job_id` and `name`."""
+        return self.submit_job("sft", config)
 
     def deploy(self, model: str) -> dict:
         """Ask Serve to start serving `model`; returns at once (`status: deploying`)."""
@@ -206,7 +218,7 @@ class PlaygroundClient:
         return self._request("GET", f"/api/jobs/{quote(job_id, safe='')}/logs", params={"tail": tail})
 
     def submit_job(self, kind: str, config: dict) -> dict:
-        """Start `playground pretrain|tokenizer train|data run|tune` with `config` as a Ray job."""
+        """Start `playground pretrain|sft|tokenizer train|data run|tune` with `config` as a Ray job."""
         return self._request("POST", "/api/jobs", json={"kind": kind, "config": config})
 
     def stop_job(self, job_id: str) -> dict:

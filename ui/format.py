@@ -352,3 +352,98 @@ def parallel_rows(rows: list[dict], columns: list[str], metric_col: str) -> list
                             "scaled": (f(v) - f(lo)) / span if span else 0.5, "value": v,
                             "metric": r.get(metric_col)})
     return out
+
+
+# ---- fine-tuning ---------------------------------------------------------------------
+
+SFT_METHODS = {
+    "full": "Full: every weight trains. The most capacity and the most memory (weights, gradients and Adam's "
+            "two moments for all of them).",
+    "lora": "LoRA: the base stays frozen; small rank-r matrices B·A beside each linear layer train, often "
+            "under 1% of the parameters.",
+    "qlora": "QLoRA: LoRA on a base loaded in 4 bits (NF4, bitsandbytes): the least memory; needs a device "
+             "bitsandbytes supports.",
+}
+# What each held-out split tests (training/posttrain/instructions.py makes them).
+SFT_SPLITS = {"heldout_template": "held-out phrasings", "heldout_entity": "held-out entities", "val": "validation"}
+
+
+def sft_run_name(model: str, now) -> str:
+    """A run id for fine-tuning `model` at `now` (a datetime): `sft-<model>-<YYYYmmdd-HHMMSS>`, with
+    only the characters a run folder and a model id take (a Hub name's "/" becomes "-")."""
+    import re
+
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", model).strip("-.")[:60] or "model"
+    return f"sft-{stem}-{now:%Y%m%d-%H%M%S}"
+
+
+def sft_config(*, model: str, method: str, run_name: str, sources: list[str], shape: str, n_train: int,
+               max_steps: int, lr: float, batch_size: int, eval_interval: int, lora_r: int, lora_alpha: int,
+               num_workers: int) -> dict:
+    """The Fine-tune page's choices as an SFT config (training/posttrain/config.py): what the
+    page leaves out keeps the schema's default. `lora` is sent only for LoRA and QLoRA."""
+    config = {
+        "run_name": run_name, "base": {"model": model}, "method": method,
+        "data": {"sources": sources, "shape": shape, **({"n_train": n_train} if "instructions" in sources else {})},
+        **({"lora": {"r": lora_r, "alpha": lora_alpha}} if method != "full" else {}),
+        "train": {"max_steps": max_steps, "lr": lr, "batch_size": batch_size,
+                  "eval_interval": min(eval_interval, max_steps)},
+        "scale": {"num_workers": num_workers},
+    }
+    return config
+
+
+def replies_by_question(samples: list[dict]) -> dict[str, list[dict]]:
+    """samples.jsonl's rows (the same held-out questions answered at every evaluation) turned
+    around: question -> [{"step", "reply"}], newest first, so one question's answers read
+    down the table as they improved."""
+    out: dict[str, list[dict]] = {}
+    for group in sorted(samples, key=lambda g: g.get("step") or 0, reverse=True):
+        for s in group.get("samples") or []:
+            out.setdefault(s.get("prompt", ""), []).append({"step": group.get("step"), "reply": s.get("text", "")})
+    return out
+
+
+def _percent(x: float | None) -> str:
+    return "" if x is None else f"{100 * x:.1f}%"
+
+
+def accuracy_rows(results: dict) -> list[dict]:
+    """Base vs tuned exact-match accuracy per held-out split, from results.json, as the page shows them."""
+    base, tuned = results.get("base") or {}, results.get("sft") or {}
+    rows = []
+    for split in [*[s for s in SFT_SPLITS if s in tuned or s in base],
+                  *sorted((set(tuned) | set(base)) - set(SFT_SPLITS))]:
+        b, t = base.get(split), tuned.get(split)
+        change = f"{100 * (t - b):+.1f} pts" if b is not None and t is not None else ""
+        rows.append({"split": f"{split} ({SFT_SPLITS[split]})" if split in SFT_SPLITS else split,
+                     "base model": _percent(b), "fine-tuned": _percent(t), "change": change})
+    return rows
+
+
+def reply_rows(results: dict, split: str) -> list[dict]:
+    """One held-out split's questions with the base model's and the tuned model's replies side
+    by side, each marked ✓ or ✗ (exact match after normalising, as scored)."""
+    def question(r: dict) -> str:
+        return r["instruction"] + (f"\n{r['input']}" if r.get("input") else "")
+
+    replies = results.get("replies") or {}
+    base = {question(r): r for r in (replies.get("base") or {}).get(split) or []}
+    tuned = (replies.get("sft") or {}).get(split) or []
+    mark = {True: "✓", False: "✗", None: ""}
+    rows = []
+    for r in tuned or list(base.values()):
+        q, b = question(r), base.get(question(r)) or {}
+        t = r if tuned else {}
+        rows.append({"question": q, "expected": r.get("expected", b.get("expected", "")),
+                     "base reply": b.get("reply", ""), "base": mark[b.get("correct")],
+                     "tuned reply": t.get("reply", ""), "tuned": mark[t.get("correct")]})
+    return rows
+
+
+def lineage_rows(lineage: dict | None) -> list[dict]:
+    """What a tuned model came from (run.json's or playground.json's `lineage`), as table rows."""
+    names = {"base_model": "base model", "method": "method", "data_snapshot": "data snapshot",
+             "parent_run": "parent run", "run_id": "fine-tuning run"}
+    return [{"of the tuned model": label, "value": show_value(lineage[k]) if not isinstance(lineage[k], str) else lineage[k]}
+            for k, label in names.items() if lineage and lineage.get(k) is not None]

@@ -88,3 +88,50 @@ def sweep_result(ray_cluster, workspace, tmp_path_factory):
     assert code == 0, out.getvalue()[-2000:]
     return {"workspace": workspace, "line": json.loads(out.getvalue().strip().splitlines()[-1]),
             "stdout": out.getvalue()}
+
+
+@pytest.fixture(scope="session")
+def sft_base(workspace, tiny_config):
+    """A tiny model of ours (GPT-2 layout, context 128) exported as `sft-base`, and a tiny Hugging
+    Face Llama (`sft-llama`) with the session's tokenizer: the bases the SFT tests tune."""
+    import json
+    import shutil
+
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from training.model.export import export_hf
+    from training.model.transformer import Transformer
+
+    cfg = tiny_config("model.block_size=128")
+    tokenizer_dir = workspace.tokenizer(cfg.tokenizer.tokenizer_id(cfg.data.dataset_id()))
+    torch.manual_seed(0)
+    info = {"run_id": "sft-base", "step": 0, "config": cfg.model_dump(mode="json")}  # as `playground export` writes
+    export_hf(Transformer(cfg.model), workspace.model("sft-base"), tokenizer_dir=tokenizer_dir,
+              extra_files={"playground.json": json.dumps(info)})
+    llama = LlamaForCausalLM(LlamaConfig(vocab_size=cfg.model.vocab_size, hidden_size=64, intermediate_size=128,
+                                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                         max_position_embeddings=256, tie_word_embeddings=False))
+    llama.save_pretrained(workspace.model("sft-llama"))
+    for f in tokenizer_dir.iterdir():
+        if f.name.startswith("tokenizer"):
+            shutil.copy(f, workspace.model("sft-llama") / f.name)
+    return {"gpt2": "sft-base", "llama": "sft-llama"}
+
+
+SFT_QUICK = ["data.n_train=96", "data.n_val=16", "data.n_test=16", "train.batch_size=8", "train.lr=3e-3",
+             "train.warmup_steps=0", "train.log_interval=2", "train.eval_interval=4", "train.checkpoint_interval=4",
+             "train.eval_prompts=2", "train.eval_examples=16", "tracking.experiment=tests"]
+
+
+@pytest.fixture(scope="session")
+def sft_run(ray_cluster, workspace, sft_base):
+    """`playground sft` once per session: LoRA on the tiny GPT-2 through Ray Train (8 steps).
+    test_posttrain.py checks it; test_serve.py's browser test opens it on the Fine-tune page."""
+    from cluster.cli import main
+
+    run_id = "sft-lora-tiny"
+    rc = main(["--workspace", str(workspace.root), "sft", "--config", "configs/sft/demo.yaml",
+               f"base.model={sft_base['gpt2']}", f"run_name={run_id}", "method=lora", "train.max_steps=8", *SFT_QUICK])
+    assert rc == 0
+    return run_id

@@ -547,3 +547,23 @@ def test_browser_chat_streams_an_answer(stack, data_job, sweep_result, demo_mode
     finally:
         ui.terminate()
         ui.wait(timeout=30)
+
+
+def test_browser_finetune_page_compares_base_and_tuned(stack, sft_run, tmp_path):
+    """The Fine-tune page in headless Chromium, on the session's real SFT run (conftest.py
+    `sft_run`: LoRA through Ray Train): base and tuned accuracy, the replies side by side, and
+    the Watch view's curves."""
+    from finetune_browser import check_finetune_page
+
+    out = check_finetune_page(stack["base"], free_port(), sft_run, tmp_path)
+    assert not out["errors"], out["errors"]
+    assert "Traceback" not in out["compare_text"] + out["watch_text"]
+    assert any("tuned reply" in t and "base reply" in t for t in out["tables"]), out["tables"]
+    assert "heldout_template" in out["compare_text"].replace(" ", "_") or "template" in out["compare_text"]
+    assert out["compare_screenshot"].stat().st_size > 10_000 and out["watch_screenshot"].stat().st_size > 10_000
+    keep = os.environ.get("PLAYGROUND_SCREENSHOTS")
+    if keep:
+        import shutil
+
+        for s in (out["compare_screenshot"], out["watch_screenshot"]):
+            shutil.copy(s, Path(keep) / s.name)

@@ -43,8 +43,16 @@ def test_every_data_config_validates(path):
     assert cfg.sources and abs(cfg.split.train + cfg.split.val + cfg.split.test - 1) < 1e-9
 
 
+@pytest.mark.parametrize("path", sorted((ROOT / "configs/sft").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_sft_config_validates(path):
+    from training.posttrain.config import SFTConfig
+
+    cfg = load_config(path, schema=SFTConfig)
+    assert cfg.base.model and cfg.train.eval_interval <= cfg.train.max_steps
+
+
 def test_covers_every_config_folder():
-    assert {p.relative_to(ROOT / "configs").parts[0] for p in ALL_YAML} == {"pretrain", "serve", "data", "tune"}
+    assert {p.relative_to(ROOT / "configs").parts[0] for p in ALL_YAML} == {"pretrain", "serve", "data", "tune", "sft"}
 
 
 def test_layering_defaults_then_yaml_then_overrides(tmp_path):

@@ -136,9 +136,10 @@ def config_schemas() -> list[type]:
     from services.schemas import APIAppArgs, LLMAppArgs
     from training.config import PretrainConfig
     from training.data.config import PipelineConfig
+    from training.posttrain.config import SFTConfig
     from training.pretrain.sweep import SweepConfig
 
-    return [PretrainConfig, PipelineConfig, SweepConfig, LLMAppArgs, APIAppArgs]
+    return [PretrainConfig, PipelineConfig, SFTConfig, SweepConfig, LLMAppArgs, APIAppArgs]
 
 
 def missing_config(text: str) -> list[str]:

@@ -40,11 +40,42 @@ def test_submit_writes_the_config_and_runs_the_cli(api, tmp_path):
     assert "cluster.cli data run --config" in FakeJobs.jobs[data["job_id"]].entrypoint
 
 
+def test_submit_an_sft_job(api, tmp_path):
+    resp = api.post("/api/jobs", json={"kind": "sft", "config": {
+        "run_name": "sft-web", "base": {"model": "tiny-a"}, "method": "full", "train": {"max_steps": 4}}})
+    assert resp.status_code == 202, resp.text
+    out = resp.json()
+    job = FakeJobs.jobs[out["job_id"]]
+    assert out["kind"] == "sft" and out["name"] == "sft-web" and job.metadata["kind"] == "sft"
+    assert job.entrypoint.endswith(f"-m cluster.cli sft --config {out['config_file']}")
+    saved = yaml.safe_load(Path(out["config_file"]).read_text())
+    assert saved["base"]["model"] == "tiny-a" and saved["method"] == "full" and saved["train"]["max_steps"] == 4
+    assert saved["lora"]["r"] == 16 and saved["data"]["sources"] == ["instructions"]  # the defaults, resolved
+    assert [j["kind"] for j in api.get("/api/jobs").json()] == ["sft"]
+
+    rows = tmp_path / "mine.jsonl"  # a local file: checked here, and made absolute for the job
+    rows.write_text('{"instruction": "Say hi", "output": "hi"}\n')
+    out = api.post("/api/jobs", json={"kind": "sft", "config": {
+        "base": {"model": "tiny-a"}, "data": {"sources": [str(rows)], "shape": "alpaca"}}}).json()
+    assert yaml.safe_load(Path(out["config_file"]).read_text())["data"]["sources"] == [str(rows)]
+    assert_error(api.post("/api/jobs", json={"kind": "sft", "config": {
+        "base": {"model": "tiny-a"}, "data": {"sources": ["instructions", "/no/such.jsonl"]}}}), 404,
+        "config.data.sources[1]")
+
+
 def test_bad_requests_name_the_field(api):
     assert_error(api.post("/api/jobs", json={"kind": "finetune", "config": {}}), 400, "kind")
     assert_error(api.post("/api/jobs", json={"kind": "pretrain", "config": {"train": {"lr": -1}}}), 400,
                  "config.train.lr")
     assert_error(api.post("/api/jobs", json={"kind": "pretrain", "config": {"trian": {}}}), 400, "config.trian")
+    assert_error(api.post("/api/jobs", json={"kind": "sft", "config": {}}), 400, "config.base")
+    assert_error(api.post("/api/jobs", json={"kind": "sft", "config": {"base": {"model": "m"}, "method": "dora"}}),
+                 400, "config.method")
+    assert_error(api.post("/api/jobs", json={"kind": "sft", "config": {"base": {"model": "m"}, "lora": {"r": 0}}}),
+                 400, "config.lora.r")
+    assert_error(api.post("/api/jobs", json={"kind": "sft", "config": {"base": {"model": "m"},
+                                                                       "train": {"precision": "fp16"}}}),
+                 400, "config.train.precision")
     assert_error(api.post("/api/jobs", json={"kind": "data", "config": {"sources": ["/no/such/file"]}}), 404,
                  "config.sources[0]")
     assert FakeJobs.jobs == {}  # nothing was submitted

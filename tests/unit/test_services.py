@@ -160,3 +160,68 @@ def test_health_links_name_the_mlflow_store_and_its_ui(tmp_path):
                                        "mlflow_store": ws.mlflow_uri()}
     assert ws.mlflow_uri() == f"sqlite:///{tmp_path}/runs/mlflow.db"
     assert links(APIAppArgs(mlflow_url="http://10.0.0.5:5000"), ws)["mlflow"] == "http://10.0.0.5:5000"
+
+
+def _sft_run(ws, run_id="sft-demo", finished=True):
+    """A fine-tuning run folder and its model, as training/posttrain/sft.py leaves them."""
+    import json
+
+    lineage = {"kind": "sft", "method": "lora", "base_model": "tiny-a", "base_path": str(ws.model("tiny-a")),
+               "data_snapshot": "instructions-1a2b3c4d", "parent_run": "tiny-a", "run_id": run_id}
+    run_dir = ws.run(run_id)
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text("base:\n  model: tiny-a\nmethod: lora\n")
+    (run_dir / "run.json").write_text(json.dumps({"run_id": run_id, "kind": "sft", "lineage": lineage}))
+    (run_dir / "metrics.jsonl").write_text('{"step": 10, "loss": 2.5, "tokens_per_s": 900.0}\n'
+                                           '{"step": 10, "val_loss": 2.4, "token_accuracy": 0.3}\n')
+    (run_dir / "samples.jsonl").write_text('{"step": 10, "samples": [{"prompt": "Capital of Varnia?", "text": "x"}]}\n')
+    results = {"model": run_id, "method": "lora", "trainable_params": 10, "total_params": 100,
+               "base": {"heldout_template": 0.0}, "sft": {"heldout_template": 0.5},
+               "replies": {"base": {"heldout_template": []}, "sft": {"heldout_template": []}}}
+    if finished:
+        (run_dir / "results.json").write_text(json.dumps(results))
+        model = ws.model(run_id)
+        model.mkdir(parents=True)
+        (model / "config.json").write_text("{}")
+        (model / "playground.json").write_text(json.dumps({"run_id": run_id, "step": 10, "lineage": lineage}))
+    return lineage, results
+
+
+def test_runs_and_models_carry_the_fine_tuning_lineage_and_results(tmp_path):
+    """GET /api/runs says each run's kind; GET /api/runs/{run} adds an SFT run's lineage and
+    results (null until it ends, and for a pretraining run); GET /api/models a model's lineage."""
+    import json
+
+    from services.api import model_rows, run_detail, run_rows
+    from training.workspace import Workspace
+
+    ws = Workspace(tmp_path / "ws")
+    exported = ws.model("tiny-a")
+    exported.mkdir(parents=True)
+    (exported / "config.json").write_text("{}")
+    (exported / "playground.json").write_text(json.dumps({"run_id": "pre", "step": 3}))
+    pre = ws.run("pre")
+    pre.mkdir(parents=True)
+    (pre / "config.yaml").write_text("model:\n  n_layer: 2\n")
+    (pre / "run.json").write_text(json.dumps({"run_id": "pre", "config": {}}))  # pretraining's: no kind
+    lineage, results = _sft_run(ws)
+    _sft_run(ws, "sft-running", finished=False)
+
+    assert {r["run"]: r["kind"] for r in run_rows(ws)} == {"pre": "pretrain", "sft-demo": "sft",
+                                                           "sft-running": "sft"}
+    detail = run_detail(ws, "sft-demo")
+    assert detail["kind"] == "sft" and detail["lineage"] == lineage and detail["results"] == results
+    assert detail["config"]["base"]["model"] == "tiny-a" and detail["samples"][0]["step"] == 10
+    assert detail["val_loss"] == 2.4 and detail["tokens_per_s"] == 900.0
+    assert run_detail(ws, "sft-running")["results"] is None
+    assert {k: run_detail(ws, "pre")[k] for k in ("kind", "lineage", "results")} == {
+        "kind": "pretrain", "lineage": None, "results": None}
+    for missing in ("nope", "../runs"):
+        resp = run_detail(ws, missing)
+        body = json.loads(resp.body)
+        assert resp.status_code == 404 and body["error"]["param"] == "run" and body["error"]["code"] == "not_found"
+
+    models = {m["id"]: m for m in model_rows(ws, {"sft-demo"})}
+    assert models["sft-demo"]["lineage"] == lineage and models["sft-demo"]["deployed"]
+    assert models["tiny-a"]["lineage"] is None and not models["tiny-a"]["deployed"]
+    assert models["tiny-a"]["run_id"] == "pre" and models["tiny-a"]["size_bytes"] > 0

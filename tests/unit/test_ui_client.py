@@ -34,7 +34,9 @@ def client(stub):  # noqa: F811
 def test_management_routes(client):
     assert client.health()["deployments"]["llm/LLMServer"] == "HEALTHY"
     assert client.models()[0]["id"] == MODEL
-    assert [r["run"] for r in client.runs()] == ["run-a", "run-b"]
+    assert [r["run"] for r in client.runs()] == ["run-a", "run-b", "sft-demo", "sft-live"]
+    assert [r["run"] for r in client.sft_runs()] == ["sft-demo", "sft-live"]  # kind sft only
+    assert client.run("sft-demo")["results"]["model"] == "sft-demo" and client.run("run-a")["results"] is None
     assert client.run("run-a")["config"] == CONFIG_A
     assert client.deploy("m1") == {"model": "m1", "status": "deploying"}
     # ids may contain "/": it is escaped so the id stays one path segment on the wire.

@@ -21,7 +21,9 @@ def test_home_shows_health_deployments_and_models(stub_env):  # noqa: F811
     assert "UPDATING" in deployments["status"][1]
     markdown = " ".join(m.value for m in at.markdown)
     assert MODEL in markdown and "tiny-shakespeare/step-100" in markdown
-    assert [b.label for b in at.button if b.key] == ["Undeploy", "Deploy"]
+    assert [b.label for b in at.button if b.key] == ["Undeploy", "Deploy", "Deploy"]
+    # a fine-tuned model says what it came from (GET /api/models' lineage)
+    assert any(c.value.endswith(f"fine-tuned (lora) from `{MODEL}`") for c in at.caption)
     # MLflow: the store every run logged to, a link to its UI, and how to start that UI
     mlflow = next(c.value for c in at.caption if c.value.startswith("MLflow"))
     assert MLFLOW_STORE in mlflow and "http://127.0.0.1:5000" in mlflow and "`playground mlflow`" in mlflow

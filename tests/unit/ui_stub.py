@@ -36,6 +36,46 @@ RUNS = {
                     {"step": 200, "samples": [{"prompt": "ROMEO:", "text": "newest words"}]}]},
     "run-b": {"config": CONFIG_B, "metrics": [], "samples": []},
 }
+# A finished fine-tuning run (LoRA on MODEL), as training/posttrain/sft.py leaves it and
+# GET /api/runs/{run} returns it, and one still training (no results yet).
+SFT_RUN, SFT_LIVE = "sft-demo", "sft-live"
+SFT_CONFIG = {"run_name": SFT_RUN, "base": {"model": MODEL}, "method": "lora",
+              "data": {"sources": ["instructions"], "shape": "messages"}, "lora": {"r": 16, "alpha": 32},
+              "train": {"max_steps": 80, "lr": 0.003, "eval_interval": 40}}
+SFT_LINEAGE = {"kind": "sft", "method": "lora", "base_model": MODEL, "base_path": f"/w/models/{MODEL}",
+               "data_snapshot": "instructions-1a2b3c4d", "parent_run": MODEL, "run_id": SFT_RUN}
+QUESTIONS = ("What is the capital of Varnia?", "Who rules Ostria?")
+
+
+def _reply(question: str, expected: str, reply: str) -> dict:
+    return {"instruction": question, "input": "", "expected": expected, "reply": reply, "correct": reply == expected}
+
+
+SFT_RESULTS = {
+    "model": SFT_RUN, "method": "lora", "trainable_params": 73728, "total_params": 4_200_000,
+    "base": {"heldout_template": 0.0, "heldout_entity": 0.0, "val": 0.02},
+    "sft": {"heldout_template": 0.62, "heldout_entity": 0.41, "val": 0.7},
+    "replies": {
+        "base": {"heldout_template": [_reply(QUESTIONS[0], "Mirel", "Once upon a time there")],
+                 "heldout_entity": [_reply(QUESTIONS[1], "Queen Ada", "the the the")]},
+        "sft": {"heldout_template": [_reply(QUESTIONS[0], "Mirel", "Mirel")],
+                "heldout_entity": [_reply(QUESTIONS[1], "Queen Ada", "King Bo")]}},
+}
+RUNS |= {
+    SFT_RUN: {"kind": "sft", "config": SFT_CONFIG, "lineage": SFT_LINEAGE, "results": SFT_RESULTS, "metrics": [
+        *({"step": s, "loss": 3.0 - s / 40, "lr": 3e-3, "tokens_per_s": 900.0 + s, "tokens_seen": 100 * s}
+          for s in (10, 20, 30, 40, 50, 60, 70, 80)),
+        {"step": 40, "val_loss": 2.1, "perplexity": 8.2, "token_accuracy": 0.41},
+        {"step": 80, "val_loss": 1.2, "perplexity": 3.3, "token_accuracy": 0.72},
+        {"step": 80, "base_heldout_template_accuracy": 0.0, "sft_heldout_template_accuracy": 0.62}],
+        "samples": [{"step": 40, "samples": [{"prompt": QUESTIONS[0], "text": "the capital the"},
+                                             {"prompt": QUESTIONS[1], "text": "Ostria is"}]},
+                    {"step": 80, "samples": [{"prompt": QUESTIONS[0], "text": "Mirel"},
+                                             {"prompt": QUESTIONS[1], "text": "King Bo"}]}]},
+    SFT_LIVE: {"kind": "sft", "config": {**SFT_CONFIG, "run_name": SFT_LIVE}, "lineage": {
+        **SFT_LINEAGE, "run_id": SFT_LIVE}, "results": None,
+        "metrics": [{"step": 10, "loss": 2.9, "tokens_per_s": 880.0}], "samples": []},
+}
 
 
 def reply_pieces(messages: list[dict]) -> list[str]:
@@ -108,20 +148,27 @@ def make_app() -> FastAPI:
     def models():
         row = {"path": "/w/exports/x", "run_id": "run-a", "step": 200, "val_loss": 3.2, "size_bytes": 123456,
                "config": CONFIG_A}
-        return [{"id": MODEL, "deployed": True, **row}, {"id": "tiny-shakespeare/step-100", "deployed": False, **row}]
+        return [{"id": MODEL, "deployed": True, **row, "lineage": None},
+                {"id": "tiny-shakespeare/step-100", "deployed": False, **row, "lineage": None},
+                {"id": SFT_RUN, "deployed": False, **row, "run_id": SFT_RUN, "step": 80, "val_loss": 1.2,
+                 "lineage": SFT_LINEAGE}]
 
     @app.get("/api/runs")
     def runs():
-        return [{"run": "run-a", "step": 200, "loss": 3.0123456, "val_loss": 3.2, "perplexity": 24.5321,
+        return [{"run": "run-a", "kind": "pretrain", "step": 200, "loss": 3.0123456, "val_loss": 3.2, "perplexity": 24.5321,
                  "tokens_per_s": 10709.1052, "checkpoint": "/w/ckpt"},
-                {"run": "run-b", "step": 0, "loss": None, "val_loss": None, "perplexity": None,
-                 "tokens_per_s": None, "checkpoint": None}]
+                {"run": "run-b", "kind": "pretrain", "step": 0, "loss": None, "val_loss": None, "perplexity": None,
+                 "tokens_per_s": None, "checkpoint": None},
+                {"run": SFT_RUN, "kind": "sft", "step": 80, "loss": 1.0, "val_loss": 1.2, "perplexity": 3.3,
+                 "tokens_per_s": 980.0, "checkpoint": None},
+                {"run": SFT_LIVE, "kind": "sft", "step": 10, "loss": 2.9, "val_loss": None, "perplexity": None,
+                 "tokens_per_s": 880.0, "checkpoint": None}]
 
     @app.get("/api/runs/{run}")
     def run(run: str):
         if run not in RUNS:  # FastAPI's own error shape, on purpose
             return JSONResponse({"detail": f"run {run!r} not found"}, status_code=404)
-        return {"run": run, **RUNS[run]}
+        return {"run": run, "kind": "pretrain", "lineage": None, "results": None, **RUNS[run]}
 
     @app.post("/api/deployments", status_code=202)
     def deploy(body: dict):

@@ -322,16 +322,30 @@ def _read_parquet(t: dict, field: str) -> Iterator[tuple]:
             yield (str(v), "", "", n) if v is not None else ("", "missing_field", "", n)
 
 
-def _read_hf(t: dict) -> Iterator[tuple]:
+def hf_rows(spec: str, field: str = "source") -> Iterator[dict]:
+    """The rows of the Hugging Face dataset "hf:NAME[:CONFIG][@SPLIT]", as plain dicts.
+
+    The project's one `load_dataset` call: pretraining text (`_read_hf`) and SFT
+    instruction data (training/posttrain/sft_data.py) both read Hugging Face datasets here.
+    Offline, NAME may be a local folder of data files (.jsonl, .parquet, ...).
+
+    Raises:
+        UserError: `field: bad source spec ...`, or `cannot load <spec>: ...` (unknown
+            name/config/split, or offline), when the first row is asked for.
+    """
     import datasets  # imported here: slow to import, and only hf: sources need it
 
-    name, config, split = parse_hf(t["source"])
+    name, config, split = parse_hf(spec, field)
     try:
         # Streaming: rows arrive as they download, so C4/OpenWebText never have to fit on disk.
         ds = datasets.load_dataset(name, config, split=split, streaming=True)
     except (OSError, ValueError, ConnectionError) as e:  # unknown name/config/split, offline
-        raise UserError(f"cannot load {t['source']}: {type(e).__name__}: {(str(e) or '?').splitlines()[0]}") from e
-    for n, row in enumerate(ds, 1):
+        raise UserError(f"cannot load {spec}: {type(e).__name__}: {(str(e) or '?').splitlines()[0]}") from e
+    yield from ds
+
+
+def _read_hf(t: dict) -> Iterator[tuple]:
+    for n, row in enumerate(hf_rows(t["source"]), 1):
         if t.get("max_docs") is not None and n > t["max_docs"]:
             return
         v = row.get(t["field"])

@@ -192,6 +192,34 @@ def _detect(row: dict) -> str:
                     "'messages' (chat) or 'conversations' (ShareGPT)")
 
 
+def parse_row(row: object, where: str, shape: str | None = None) -> tuple[dict, str]:
+    """One row of a file or dataset, in any of the three shapes, as an example.
+
+    `read_jsonl` uses it for each line of a file, and sft_data.py for each row of a
+    Hugging Face dataset, so both accept the same rows and word their errors alike.
+
+    Args:
+        row: the decoded row (a dict, or anything else, which is an error).
+        where: where the row is, for errors: "data.jsonl:7" or "hf:tatsu-lab/alpaca row 7".
+        shape: "alpaca", "messages" or "sharegpt" when an earlier row decided it; None: detect it.
+
+    Returns:
+        (example, shape): the example as `read_jsonl` returns it, and the shape it was read as.
+
+    Raises:
+        UserError: one line, `<where>: <what is wrong>`, e.g. `data.jsonl:7: missing field 'output'`.
+    """
+    try:
+        if not isinstance(row, dict):
+            raise _RowError(f"expected a JSON object, got {_kind(row)}")
+        shape = shape or _detect(row)
+        ex = _READERS[shape](row)
+    except _RowError as e:
+        raise UserError(f"{where}: {e}") from None
+    ex.update({k: row[k] for k in META_KEYS if isinstance(row.get(k), str)})
+    return ex, shape
+
+
 def read_jsonl(path: str | Path) -> list[dict]:
     """Read a user's SFT file in the Alpaca, chat or ShareGPT shape.
 
@@ -225,14 +253,7 @@ def read_jsonl(path: str | Path) -> list[dict]:
             raise UserError(f"{path}:{lineno}: not valid UTF-8") from None
         except json.JSONDecodeError as e:
             raise UserError(f"{path}:{lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
-        try:
-            if not isinstance(row, dict):
-                raise _RowError(f"expected a JSON object, got {_kind(row)}")
-            shape = shape or _detect(row)
-            ex = _READERS[shape](row)
-        except _RowError as e:
-            raise UserError(f"{path}:{lineno}: {e}") from None
-        ex.update({k: row[k] for k in META_KEYS if isinstance(row.get(k), str)})
+        ex, shape = parse_row(row, f"{path}:{lineno}", shape)
         examples.append(ex)
     if not examples:
         raise UserError(f"{path}: no examples (the file is empty)")

@@ -12,7 +12,7 @@ import time
 import uuid
 from pathlib import Path
 
-from training.config import PretrainConfig
+from training.config import PretrainConfig  # or any run config with .tracking (the SFT one too)
 from training.errors import UserError
 
 
@@ -22,7 +22,7 @@ class Tracker:
     def __init__(self, cfg: PretrainConfig, paths: dict):
         self.run_dir = Path(paths["run_dir"])
         self.mlflow = None
-        self.log_model, self.tokenizer_dir = cfg.tracking.log_model, paths["tokenizer_dir"]
+        self.log_model, self.tokenizer_dir = cfg.tracking.log_model, paths.get("tokenizer_dir")
         self.wandb = _start_wandb(cfg, paths, self.run_dir) if cfg.tracking.wandb_project else None
         if cfg.tracking.mlflow:
             import mlflow
@@ -49,9 +49,11 @@ class Tracker:
                 for name in ("config.yaml", "run.json"):
                     if (self.run_dir / name).is_file():
                         mlflow.log_artifact(str(self.run_dir / name))
-                tokens = Path(paths["tokens_dir"])
-                for manifest, where in ((tokens.parent.parent / "manifest.json", "data"),
-                                        (tokens / "manifest.json", "data/tokens")):
+                tokens = Path(paths["tokens_dir"]) if paths.get("tokens_dir") else None
+                manifests = [(Path(m), where) for m, where in paths.get("manifests", [])]
+                if tokens is not None:
+                    manifests += [(tokens.parent.parent / "manifest.json", "data"), (tokens / "manifest.json", "data/tokens")]
+                for manifest, where in manifests:
                     if manifest.is_file():
                         mlflow.log_artifact(str(manifest), where)
             self.mlflow = mlflow

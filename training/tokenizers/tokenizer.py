@@ -39,9 +39,20 @@ MIN_VOCAB_SIZE = 256 + len(SPECIAL_TOKENS)  # every byte plus the special tokens
 # and `add_generation_prompt=True` opens an assistant turn for the model to complete.
 # vLLM's /v1/chat/completions refuses tokenizers without a chat template, so this
 # is stored inside tokenizer_config.json.
+# The {% generation %} ... {% endgeneration %} markers around each assistant reply
+# (its <|im_end|> included) render nothing; they let `apply_chat_template(...,
+# return_assistant_tokens_mask=True)` say which tokens the assistant wrote, which is
+# what supervised fine-tuning computes its loss on (TRL's assistant_only_loss). The
+# <|im_end|> is inside, so a tuned model learns to end its reply, and stops.
 CHAT_TEMPLATE = (
     "{%- for message in messages %}"
+    "{%- if message['role'] == 'assistant' %}"
+    "{{- '<|im_start|>assistant\\n' }}"
+    "{%- generation %}{{- message['content'] + '<|im_end|>' }}{%- endgeneration %}"
+    "{{- '\\n' }}"
+    "{%- else %}"
     "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{%- endif %}"
     "{%- endfor %}"
     "{%- if add_generation_prompt %}"
     "{{- '<|im_start|>assistant\\n' }}"

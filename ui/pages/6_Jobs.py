@@ -1,4 +1,4 @@
-"""Jobs: start a training, tokenizer or data job on the cluster, follow its log, stop it.
+"""Jobs: start a training, fine-tuning, tokenizer or data job on the cluster, follow its log, stop it.
 
 Everything goes through /api/jobs (services/jobs_api.py): the jobs are Ray jobs, so they
 keep running, and stay listed, when this page or the API restarts; `ray job list` and the
@@ -19,6 +19,9 @@ EXAMPLES = {
     "pretrain": "run_name: my-run\ndata:\n  synthetic_chars: 2000000\nmodel:\n  n_layer: 4\n  n_head: 4\n"
                 "  n_embd: 128\n  block_size: 128\n  vocab_size: 2048\ntokenizer:\n  vocab_size: 2048\n"
                 "train:\n  max_steps: 300\n  batch_size: 16\n",
+    "sft": "base:\n  model: my-run        # a model id from the Home page (GET /api/models)\nmethod: lora\n"
+           "data:\n  sources: [instructions]\n  shape: messages\nlora:\n  r: 16\n  alpha: 32\ntrain:\n"
+           "  max_steps: 80\n  batch_size: 32\n  lr: 3.0e-3\n  eval_interval: 40\n",
     "tokenizer": "data:\n  synthetic_chars: 2000000\ntokenizer:\n  vocab_size: 2048\n",
     "data": "name: mydata\nsources: [synthetic, \"planted:2\"]\nstages:\n  near_dedup: {threshold: 0.8}\n",
     "tune": "name: lr\nbase: configs/pretrain/nano.yaml\nfixed:\n  train.max_steps: 300\n  train.eval_interval: 50\n"
@@ -27,7 +30,8 @@ EXAMPLES = {
 
 with st.expander("Start a job", expanded=False):
     kind = st.selectbox("Kind", list(EXAMPLES), format_func={
-        "pretrain": "pretrain (Ray Train)", "tokenizer": "train the run's tokenizer",
+        "pretrain": "pretrain (Ray Train)", "sft": "fine-tune on instructions (see the Fine-tune page)",
+        "tokenizer": "train the run's tokenizer",
         "data": "data pipeline (Ray Data)", "tune": "sweep (Ray Tune; see the Sweeps page)"}.get)
     text = st.text_area("Config (YAML; what you leave out keeps its default)", EXAMPLES[kind], height=260,
                         key=f"job_config_{kind}")

@@ -1,0 +1,150 @@
+"""SFT without Ray: the chat template's loss mask, TRL's labels, and the checks `sft.plan`
+makes before any worker starts (each a one-line UserError, with nothing written)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from training.config import load_config
+from training.errors import UserError
+from training.model.export import export_hf
+from training.model.transformer import ModelConfig, Transformer
+from training.posttrain import chat, instructions, sft_data, sft_setup
+from training.posttrain.config import SFTConfig
+from training.tokenizers.tokenizer import CHAT_TEMPLATE, IM_END, train_tokenizer
+from training.workspace import Workspace
+
+
+@pytest.fixture(scope="module")
+def tok_dir(tmp_path_factory):
+    from training.data.corpus import generate_documents
+
+    return train_tokenizer(generate_documents(200_000, seed=0), 600, tmp_path_factory.mktemp("tok") / "bpe")
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory, tok_dir):
+    """A workspace holding one tiny exported GPT-2 ("tiny") of ours, with our tokenizer."""
+    ws = Workspace.resolve(tmp_path_factory.mktemp("ws"))
+    torch.manual_seed(0)
+    cfg = ModelConfig(arch="gpt2", vocab_size=600, block_size=128, n_layer=2, n_head=2, n_embd=32)
+    export_hf(Transformer(cfg), ws.model("tiny"), tokenizer_dir=tok_dir)
+    return ws
+
+
+def config(*overrides: str) -> SFTConfig:
+    return load_config(None, ["base.model=tiny", "data.n_train=40", "data.n_val=8", "data.n_test=8",
+                              "tracking.mlflow=false", *overrides], schema=SFTConfig)
+
+
+def _tok(ws):
+    from transformers import AutoTokenizer
+
+    return chat.prepare_tokenizer(AutoTokenizer.from_pretrained(ws.model("tiny")), need_markers=True)
+
+
+def test_assistant_mask_is_the_reply_and_its_end_token_only(ws):
+    tok = _tok(ws)
+    assert tok.chat_template == CHAT_TEMPLATE and chat.stop_token(tok) == IM_END
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is 2 plus 3?"},
+                {"role": "assistant", "content": "2 plus 3 is 5."}]
+    out = tok.apply_chat_template(messages, return_assistant_tokens_mask=True, return_dict=True)
+    masked = [i for i, m in zip(out["input_ids"], out["assistant_masks"]) if m]
+    assert tok.decode(masked) == "2 plus 3 is 5." + IM_END
+    assert masked[-1] == tok.convert_tokens_to_ids(IM_END)  # every reply ends with the token generation stops at
+
+
+def test_trl_labels_cover_the_answer_tokens_only(ws):
+    """What SFTTrainer actually trains on: labels are -100 everywhere but the reply (+ <|im_end|>)."""
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM
+    from trl import SFTTrainer
+
+    tok = _tok(ws)
+    cfg = config()
+    ex = {"instruction": "What is the capital of Varnia?", "input": "", "output": "The capital of Varnia is Tolbek."}
+    for shape in ("messages", "alpaca"):
+        cfg = config(f"data.shape={shape}")
+        paths = {"run_dir": str(ws.root / "runs" / "x"), "stop_token": IM_END}
+        args = sft_setup.trl_args(cfg, paths, "cpu", max_len=128, has_eval=False)
+        trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(ws.model("tiny")), args=args,
+                             train_dataset=Dataset.from_list(sft_data.to_rows([ex], shape)), processing_class=tok)
+        batch = trainer.data_collator([trainer.train_dataset[0]])
+        labels = batch["labels"][0]
+        answer = [int(i) for i in labels if i != -100]
+        assert tok.decode(answer).strip() == "The capital of Varnia is Tolbek." + IM_END, shape
+        assert (labels != -100).sum() < len(labels) / 2  # the prompt is most of the row and is not trained on
+
+
+def test_zero_init_lora_leaves_logits_unchanged_at_step_0(ws):
+    from transformers import AutoModelForCausalLM
+
+    from training.posttrain import adapters
+
+    base = AutoModelForCausalLM.from_pretrained(ws.model("tiny")).eval()
+    x = torch.randint(0, 600, (2, 16))
+    want = base(x).logits
+    lora = adapters.apply(AutoModelForCausalLM.from_pretrained(ws.model("tiny")), "lora", config().lora).eval()
+    assert torch.allclose(lora(x).logits, want, atol=1e-6)
+
+
+def test_plan_refuses_bad_input_with_one_line_and_writes_nothing(ws, tmp_path):
+    from training.posttrain import sft
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"instruction": "Hi", "input": "", "output": "Hello"}) + "\n"
+                   + json.dumps({"instruction": "Hi again", "input": ""}) + "\n")
+    cases = [
+        (["lora.target_modules=[q_proj]"], "c_attn"),                  # names the layers it has
+        (["lora.r=512"], "at most 32"),                               # rank larger than the layer
+        ([f"data.sources=[{bad}]"], f"{bad}:2"),                      # file:line ... field
+        (["base.model=./no/such/model"], "base.model"),
+        ([f"base.tokenizer={ws.root / 'big-tok'}"], "embedding has 600 rows"),
+        (["train.max_length=4096"], "context (128)"),
+    ]
+    from training.data.corpus import generate_documents
+    from training.tokenizers.tokenizer import train_tokenizer as train
+
+    train(generate_documents(100_000, seed=1), 900, ws.root / "big-tok")
+    for overrides, needle in cases:
+        before = sorted(p.name for p in ws.datasets.iterdir()) if ws.datasets.is_dir() else []
+        with pytest.raises(UserError) as e:
+            sft.plan(config(*overrides), ws, run_id="never", resume=False)
+        msg = str(e.value)
+        assert needle in msg and "\n" not in msg, (overrides, msg)
+        assert not ws.run("never").exists()
+        if "data.sources" in overrides[0]:
+            assert (sorted(p.name for p in ws.datasets.iterdir()) if ws.datasets.is_dir() else []) == before
+        if "target_modules" in overrides[0]:
+            assert "output" not in msg and "field" not in msg
+
+
+def test_plan_refuses_a_template_without_generation_markers(ws, tmp_path):
+    import shutil
+
+    from training.posttrain import sft
+
+    own = tmp_path / "tok"
+    shutil.copytree(ws.model("tiny"), own)
+    conf = json.loads((own / "tokenizer_config.json").read_text())
+    conf["chat_template"] = "{% for m in messages %}{{ m['content'] }}\n{% endfor %}"
+    (own / "tokenizer_config.json").write_text(json.dumps(conf))
+    with pytest.raises(UserError, match="generation"):
+        sft.plan(config(f"base.tokenizer={own}"), ws, run_id="never", resume=False)
+    # prompt/completion rows need no markers: the same tokenizer is accepted for them
+    paths = sft.plan(config(f"base.tokenizer={own}", "data.shape=alpaca"), ws, run_id="never", resume=False)
+    assert paths["train_rows"] > 0
+
+
+def test_plan_records_snapshot_rows_and_heldout_prompts(ws):
+    from training.posttrain import sft
+
+    paths = sft.plan(config("train.eval_prompts=3"), ws, run_id="fine", resume=False)
+    manifest = sft_data.manifest(ws, paths["snapshot"])
+    assert manifest["kind"] == "instructions" and manifest["counts"]["train"] == 40
+    assert paths["train_rows"] + paths["dropped_rows"] == 40 and paths["max_length"] == 128
+    assert len(paths["eval_prompts"]) == 3
+    assert all(e["template"].split(".")[0] in instructions.TASK_KINDS for e in paths["eval_prompts"])
