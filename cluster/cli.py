@@ -13,7 +13,7 @@
     playground sample RUN     --prompt "Once upon a time"
     playground runs
     playground up [--model ID] | down | status
-    playground bench train | serve | tokenizer | inspect | data
+    playground bench train | sft | serve | tokenizer | inspect | data
 
 User mistakes print one line on stderr and exit with code 2. Heavy imports (torch,
 ray) happen inside the subcommands so `playground --help` answers at once.

@@ -42,6 +42,14 @@ def add_bench_parsers(sub, add_config_args: Callable[[argparse.ArgumentParser], 
     p.add_argument("--mb", type=int, default=200, help="corpus size in MB (at least 200 for the recorded figures)")
     p.add_argument("--scaling-mb", type=int, default=50, help="MB used for the 1-vs-2-worker comparison")
     p.set_defaults(func=cmd_bench_data)
+    p = bench.add_parser("sft", help="SFT of the demo model: held-out accuracy before and after, Ray Train vs plain "
+                                     "TRL tokens/s, memory of full, LoRA and QLoRA")
+    p.add_argument("--model", "-m", help="base model id in the workspace (default: the newest `make demo` export)")
+    p.add_argument("--steps", type=int, default=300, help="fine-tuning steps for the accuracy figure")
+    p.add_argument("--timing-steps", type=int, default=30, help="timed steps per setup for tokens/s (after one log "
+                                                                "interval of warmup)")
+    p.add_argument("--skip-accuracy", action="store_true", help="leave out the fine-tuning run (accuracy figures)")
+    p.set_defaults(func=cmd_bench_sft)
 
 
 def _workspace(args):
@@ -56,6 +64,15 @@ def cmd_bench_data(args) -> None:
     if args.mb < 1 or args.scaling_mb < 1:
         raise UserError("--mb and --scaling-mb must be >= 1")
     bench_data(mb=args.mb, scaling_mb=args.scaling_mb, workspace=_workspace(args))
+
+
+def cmd_bench_sft(args) -> None:
+    from benchmarks.sft import bench_sft
+
+    if args.steps < 1 or args.timing_steps < 1:
+        raise UserError("--steps and --timing-steps must be >= 1")
+    bench_sft(model=args.model, steps=args.steps, timing_steps=args.timing_steps, skip_accuracy=args.skip_accuracy,
+              workspace=_workspace(args))
 
 
 def cmd_bench_train(args) -> None:

@@ -1,7 +1,7 @@
 """`make demo`: the whole path, each stage a `playground` command as a user types it.
 
 data prepare -> tokenizer train -> pretrain (Ray Train) -> export (Hugging Face) -> sample
--> sft (LoRA with TRL on Ray Train) -> up (Ray Serve + vLLM + the playground API + the
+-> sft (full fine-tuning with TRL on Ray Train) -> up (Ray Serve + vLLM + the playground API + the
 Streamlit UI) -> a streamed chat with the tuned model
 """
 
@@ -43,7 +43,7 @@ def main() -> None:
     stage("4/7 export to Hugging Face format", "export", run_id)
     stage("5/7 sample", "sample", run_id, "--prompt", "Once upon a time", "--prompt", f"Q: {QUESTION}",
           "--max-new-tokens", "40", "--temperature", "0.7")
-    stage("6/7 fine-tune on instructions: LoRA with TRL on Ray Train", "sft", "--config", SFT_CONFIG,
+    stage("6/7 fine-tune on instructions: TRL's SFTTrainer on Ray Train", "sft", "--config", SFT_CONFIG,
           f"base.model={run_id}", f"run_name={sft_id}")
 
     stage("7/7 serve it: Ray Serve + vLLM, the playground API and the UI", "up", "--model", sft_id)
@@ -70,7 +70,7 @@ def main() -> None:
     print(f"  tuned model:   {ws.model(sft_id)}  held-out accuracy, base -> tuned: {scores}")
     print(f"  MLflow:        {ws.mlflow_uri()}  (`mlflow ui --backend-store-uri {ws.mlflow_uri()}`)")
     print("\nRunning now (stop with `playground down`):")
-    print("  UI (chat, runs, models):  http://127.0.0.1:8501")
+    print("  UI (chat, runs, fine-tune): http://127.0.0.1:8501")
     print("  OpenAI-compatible API:    http://127.0.0.1:8000/v1   playground API docs: http://127.0.0.1:8000/api/docs")
     print("  Ray dashboard:            http://127.0.0.1:8265")
 

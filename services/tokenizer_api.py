@@ -146,10 +146,12 @@ async def list_tokenizers(request: Request) -> list[dict]:
 async def datasets(request: Request) -> list[dict]:
     import json
 
+    from training.data.snapshot import is_snapshot
+
     root = _ws(request).datasets
     out = []
     for d in sorted(root.iterdir()) if root.is_dir() else []:
-        if (d / "manifest.json").is_file():
+        if is_snapshot(d):  # text snapshots only: instruction data (posttrain/sft_data.py) trains no tokenizer
             manifest = json.loads((d / "manifest.json").read_text())
             out.append({"id": d.name, "sources": manifest.get("sources"), "counts": manifest.get("counts")})
     return out

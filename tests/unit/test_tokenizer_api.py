@@ -95,3 +95,14 @@ def test_bad_input_is_a_4xx_naming_the_field(api, ws, monkeypatch):
     monkeypatch.setattr(uploads, "MAX_TEXT_BYTES", 100)
     assert_error(api.post("/api/uploads", content=b"x" * 101), 413, "file")
     assert not any(p.name.startswith(".") for p in (ws.root / "uploads").iterdir())  # no half-written file
+
+
+def test_datasets_lists_text_snapshots_only(api, ws):
+    """Instruction data (kind "instructions", training/posttrain/sft_data.py) trains no tokenizer."""
+    import json
+
+    for name, kind in (("text-1", "snapshot"), ("instructions-1", "instructions")):
+        (ws.datasets / name).mkdir(parents=True, exist_ok=True)
+        (ws.datasets / name / "manifest.json").write_text(json.dumps({"kind": kind, "counts": {"train": 1}}))
+    ids = [d["id"] for d in api.get("/api/datasets").json()]
+    assert "text-1" in ids and "instructions-1" not in ids

@@ -94,6 +94,9 @@ def train_loop_per_worker(config: dict) -> None:
     tracker = Tracker(cfg, paths) if rank == 0 else None
     trainer, tokenizer = build_trainer(cfg, paths, device, rank=rank, tracker=tracker)
     trainer.add_callback(_RayReport())
+    from transformers import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # LiveMetrics prints one line per log instead of a dict
     if rank == 0:
         trainable, total = adapters.trainable_params(trainer.model)
         print(f"{cfg.method}: {trainable:,} of {total:,} parameters train ({100 * trainable / total:.2f}%)",
@@ -111,6 +114,8 @@ def train_loop_per_worker(config: dict) -> None:
                               AutoTokenizer.from_pretrained(out))
     results = {"model": out.name, "method": cfg.method, "trainable_params": trainable, "total_params": total,
                "base": _summary(base), "sft": _summary(tuned),
+               "by_task": {"base": {k: v["by_task"] for k, v in base.items()},
+                           "sft": {k: v["by_task"] for k, v in tuned.items()}},
                "replies": {"base": _replies(base), "sft": _replies(tuned)}}
     tmp = Path(paths["run_dir"]) / ".results.json.tmp"
     tmp.write_text(json.dumps(results, indent=2) + "\n")
