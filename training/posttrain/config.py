@@ -102,7 +102,7 @@ class SFTScaleConfig(_Strict):
 class SFTConfig(_Strict):
     """One supervised fine-tuning run."""
 
-    run_name: str | None = Field(None, description="run id; default '<config name>-<timestamp>'")
+    run_name: str | None = Field(None, description="run id; default 'sft-<config name>-<timestamp>'")
     base: BaseModelConfig
     method: Literal["full", "lora", "qlora"] = Field(
         "lora", description="full: every weight trains; lora: low-rank adapters on a frozen base; qlora: the same "
