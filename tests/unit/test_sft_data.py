@@ -213,3 +213,15 @@ def test_to_rows():
          "completion": [{"role": "assistant", "content": "5."}]}]
     with pytest.raises(UserError, match=r"^data\.shape: use one of alpaca, messages, got 'text'$"):
         sft_data.to_rows(exs, "text")
+
+
+def test_text_stages_name_instruction_data_for_what_it_is(tmp_path):
+    import json as _json
+
+    from training.data.snapshot import manifest_at
+
+    folder = tmp_path / "datasets" / "instructions-1"
+    folder.mkdir(parents=True)
+    (folder / "manifest.json").write_text(_json.dumps({"kind": "instructions"}))
+    with pytest.raises(UserError, match="is instruction data"):
+        manifest_at(folder, "data.snapshot")

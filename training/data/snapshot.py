@@ -223,6 +223,8 @@ def manifest_at(folder: Path, field: str = "dataset") -> dict:
         return manifest
     if manifest is None:
         raise UserError(f"{field}: no snapshot {folder.name!r} in {folder.parent} (see `playground data list`)")
+    if manifest.get("kind") == "instructions":  # training/posttrain/sft_data.py: for `playground sft`, not text
+        raise UserError(f"{field}: {folder.name!r} is instruction data (for `playground sft`), not a text snapshot")
     raise UserError(f"{field}: no snapshot {folder.name!r}: it is a dataset made by an older playground; run "
                     f"`playground data prepare --config <your run config>` again, or delete {folder}")
 
