@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.set_defaults(func=cmd_pretrain)
 
-    p = sub.add_parser("tune", help="sweep pretraining hyperparameters with Ray Tune (ASHA), e.g. "
+    p = sub.add_parser("tune", help="sweep pretraining or fine-tuning hyperparameters with Ray Tune (ASHA), e.g. "
                                     "--config configs/tune/lr.yaml")
     p.add_argument("--config", "-c", required=True, help="a sweep YAML in configs/tune/")
     p.add_argument("overrides", nargs="*", metavar="key=value",
@@ -266,7 +266,7 @@ def cmd_pretrain(args) -> None:
 
 
 def cmd_tune(args) -> None:
-    from training.pretrain import sweep
+    from training.pretrain import sweep, sweep_record
 
     ws = _workspace(args)
     cfg, base, name = sweep.load_sweep(args.config, args.overrides)
@@ -280,7 +280,7 @@ def cmd_tune(args) -> None:
         print(f"best checkpoint exported to {reg['path']}"
               + (f" and registered as MLflow model {reg['mlflow_model']} v{reg['mlflow_version']}"
                  if reg.get("mlflow_version") else ""))
-    print(json.dumps(sweep.summary_line(record)))
+    print(json.dumps(sweep_record.summary_line(record)))
 
 
 def _print_param_table(cfg) -> None:

@@ -1,7 +1,9 @@
-"""`playground sft`: fine-tune a model on instructions (training/posttrain/sft.py, on Ray Train).
+"""`playground sft`: fine-tune a model on instructions (training/posttrain/sft.py, on Ray Train);
+`playground experiment`: variants of one fine-tuning config, side by side (posttrain/experiment.py).
 
     playground sft --config configs/sft/demo.yaml [key=value ...]
     playground sft --config configs/sft/demo.yaml --resume RUN
+    playground experiment --config configs/experiments/lora-rank.yaml [key=value ...]
 """
 
 from __future__ import annotations
@@ -18,6 +20,13 @@ def add_posttrain_parsers(sub, add_config_args: Callable[[argparse.ArgumentParse
     p.add_argument("--resume", metavar="RUN", help="continue RUN from its latest checkpoint (optimizer state too)")
     add_config_args(p)
     p.set_defaults(func=cmd_sft)
+
+    p = sub.add_parser("experiment", help="fine-tuning variants side by side (LoRA rank, full vs LoRA, "
+                                          "forgetting), e.g. --config configs/experiments/lora-rank.yaml")
+    p.add_argument("--config", "-c", required=True, help="an experiment YAML in configs/experiments/")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="dotted overrides of the experiment file, e.g. fixed.train.max_steps=30")
+    p.set_defaults(func=cmd_experiment)
 
 
 def sft_config(args):
@@ -52,3 +61,27 @@ def cmd_sft(args) -> None:
         base = r["base"].get(split)
         print(f"  {split:<17} accuracy {acc:.3f}" + (f"  (base model {base:.3f})" if base is not None else ""))
     print(f"  serve it: playground up --model {r['model']}")
+
+
+def cmd_experiment(args) -> None:
+    from training.posttrain import experiment
+    from training.workspace import Workspace
+
+    ws = Workspace.resolve(args.workspace)
+    exp, configs, name = experiment.load_experiment(args.config, args.overrides)
+    record = experiment.run(exp, configs, ws, name=name)
+    rows = experiment.table(record)
+    print(f"\nexperiment {record['experiment_id']} ({ws.root / 'experiments' / record['experiment_id']})")
+    print(f"{'variant':<12}{'status':<10}{'held-out':>9}{'trainable':>12}{'peak MB':>9}{'tok/s':>8}{'s':>7}"
+          f"{'ppl ratio':>10}{'facts +/-':>10}")
+    for r in rows:
+        print(f"{r['variant']:<12}{r['status']:<10}{_cell(r['heldout_accuracy'], '.3f'):>9}"
+              f"{_cell(r['trainable_params'], ','):>12}{_cell(r['peak_memory_mb'], ',.0f'):>9}"
+              f"{_cell(r['tokens_per_s'], ',.0f'):>8}{_cell(r['seconds'], '.0f'):>7}"
+              f"{_cell(r['pretrain_perplexity_ratio'], '.3f'):>10}{_cell(r['world_facts_change'], '+.2f'):>10}")
+    print(json.dumps({"experiment_id": record["experiment_id"], "status": record["status"],
+                      "variants": {r["variant"]: {k: v for k, v in r.items() if k != "variant"} for r in rows}}))
+
+
+def _cell(value, fmt: str) -> str:
+    return format(value, fmt) if isinstance(value, (int, float)) else "-"

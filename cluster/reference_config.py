@@ -56,6 +56,7 @@ def schemas() -> list[Schema]:
     from training.config import PretrainConfig
     from training.data.config import PipelineConfig
     from training.posttrain.config import SFTConfig
+    from training.posttrain.experiment import ExperimentConfig
     from training.pretrain.sweep import SweepConfig
 
     return [
@@ -69,7 +70,11 @@ def schemas() -> list[Schema]:
                "`configs/sft/*.yaml`; `playground sft`; `POST /api/jobs` (kind sft), which the Fine-tune page sends."),
         Schema("Sweep", SweepConfig,
                "`configs/tune/*.yaml`; `playground tune`; `POST /api/jobs` (kind tune). "
-               "`fixed` and `search` take dotted keys of the pretraining run config."),
+               "`fixed` and `search` take dotted keys of the run config of its `stage` (pretraining or fine-tuning)."),
+        Schema("Fine-tuning experiment", ExperimentConfig,
+               "`configs/experiments/*.yaml`; `playground experiment`; `POST /api/jobs` (kind experiment), which "
+               "the Fine-tune page's Experiments view sends. `fixed` and each variant take dotted keys of the "
+               "fine-tuning run config."),
         Schema("Serve args of the LLM application", LLMAppArgs,
                "the `args:` block of the application `services.app:build_llm_app` in `configs/serve/*.yaml`"),
         Schema("Serve args of the playground API", APIAppArgs,
@@ -80,6 +85,7 @@ def schemas() -> list[Schema]:
 # What each folder of configs/ holds. The test checks that every folder is listed here.
 FOLDERS = {
     "data": "Data pipeline",
+    "experiments": "Fine-tuning experiment",
     "pretrain": "Pretraining run",
     "sft": "Fine-tuning run",
     "serve": "Ray Serve's own config file schema (`ray.serve.schema.ServeDeploySchema`, see "

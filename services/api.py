@@ -32,6 +32,7 @@ from fastapi import FastAPI
 from ray import serve
 
 from services.data_api import router as data_router
+from services.experiments_api import router as experiments_router
 from services.inspector import router as inspector_router
 from services.jobs_api import router as jobs_router
 from services.llm import harden, openai_error
@@ -46,6 +47,7 @@ app.include_router(inspector_router)
 app.include_router(jobs_router)
 app.include_router(data_router)
 app.include_router(sweeps_router)
+app.include_router(experiments_router)
 
 
 def links(args: APIAppArgs, ws: Workspace) -> dict:

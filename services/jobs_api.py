@@ -1,7 +1,7 @@
 """Training, fine-tuning, tokenizer and data jobs over HTTP, through the Ray Jobs API.
 
-    POST   /api/jobs                      {"kind": "pretrain" | "sft" | "tokenizer" | "data" | "tune",
-                                           "config": {...}} -> 202
+    POST   /api/jobs                      {"kind": "pretrain" | "sft" | "tokenizer" | "data" | "tune" |
+                                           "experiment", "config": {...}} -> 202
     GET    /api/jobs                      the playground's jobs, newest first (kind, name, status, times)
     GET    /api/jobs/{job_id}             one job: status, its config file, Ray's message
     GET    /api/jobs/{job_id}/logs?tail=  the last lines of its output
@@ -15,7 +15,7 @@ Each job is the `playground` CLI run as a Ray job with the config written to
 Kinds and the command each runs: pretrain (`playground pretrain`, a `PretrainConfig`), sft
 (`playground sft`, an `SFTConfig`: fine-tune a workspace model), tokenizer (`playground
 tokenizer train`, a `PretrainConfig`), data (`playground data run`, a `PipelineConfig`), tune
-(`playground tune`, a `SweepConfig`).
+(`playground tune`, a `SweepConfig`), experiment (`playground experiment`, an `ExperimentConfig`).
 
 The API keeps no state of its own: Ray's job table (in the head's GCS) holds the jobs,
 so they survive a restart of the UI or of this deployment. When the cluster is busy,
@@ -47,14 +47,14 @@ from training.errors import UserError
 
 router = APIRouter()
 
-KINDS = ("pretrain", "sft", "tokenizer", "data", "tune")
+KINDS = ("pretrain", "sft", "tokenizer", "data", "tune", "experiment")
 DONE = ("SUCCEEDED", "FAILED", "STOPPED")
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 
 class JobRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    kind: Literal["pretrain", "sft", "tokenizer", "data", "tune"]
+    kind: Literal["pretrain", "sft", "tokenizer", "data", "tune", "experiment"]
     config: dict[str, Any] = {}
 
 
@@ -83,6 +83,13 @@ def check_config(kind: str, config: dict) -> BaseModel:
             return load_sweep(None, data=config)[0]
         except UserError as e:
             raise UserError(f"config.{str(e).removeprefix('sweep: ')}") from None
+    if kind == "experiment":  # every variant's SFT config is checked too
+        from training.posttrain.experiment import load_experiment
+
+        try:
+            return load_experiment(None, data=config)[0]
+        except UserError as e:
+            raise UserError(f"config.{str(e).removeprefix('experiment: ')}") from None
     try:
         return _schema(kind).model_validate(config)
     except ValidationError as e:
@@ -113,7 +120,7 @@ def check_sft_sources(cfg):
 
 def _args(kind: str, path: Path) -> list[str]:
     return {"pretrain": ["pretrain"], "sft": ["sft"], "tokenizer": ["tokenizer", "train"], "data": ["data", "run"],
-            "tune": ["tune"]}[kind] + ["--config", str(path)]
+            "tune": ["tune"], "experiment": ["experiment"]}[kind] + ["--config", str(path)]
 
 
 def _summary(info: Any) -> dict:

@@ -17,19 +17,19 @@ from fastapi import APIRouter, Request
 
 from services.jobs import workspace
 from services.llm import openai_error
-from training.pretrain import sweep
+from training.pretrain import sweep_record
 
 router = APIRouter()
 
 
 @router.get("/sweeps")
 async def list_sweeps(request: Request) -> list[dict]:
-    return await asyncio.to_thread(sweep.list_sweeps, workspace(request))
+    return await asyncio.to_thread(sweep_record.list_sweeps, workspace(request))
 
 
 @router.get("/sweeps/{sweep_id}")
 async def get_sweep(sweep_id: str, request: Request):
-    record = await asyncio.to_thread(sweep.read_record, workspace(request), sweep_id)
+    record = await asyncio.to_thread(sweep_record.read_record, workspace(request), sweep_id)
     if record is None:
         return openai_error(404, f"sweep_id: no sweep {sweep_id!r} (GET /api/sweeps lists them)", "sweep_id",
                             code="not_found")

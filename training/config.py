@@ -315,9 +315,12 @@ def validate(schema: type[BaseModel], data: dict, source: str = "config"):
         return schema.model_validate(data)
     except ValidationError as e:
         err = e.errors()[0]
-        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = "unknown key" if err["type"] in ("extra_forbidden", "unexpected_keyword_argument") else err["msg"]
+        key = ".".join(str(p) for p in err["loc"])
+        msg = "unknown key" if err["type"] in ("extra_forbidden", "unexpected_keyword_argument") \
+            else err["msg"].removeprefix("Value error, ")  # our validators' messages, as they wrote them
         more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
+        if not key:  # a check across keys: its message starts with the key it is about
+            raise UserError(f"{source}: {msg}{more}") from None
         raise UserError(f"{source}: {key}: {msg}{more}") from None
 
 

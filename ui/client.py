@@ -234,6 +234,16 @@ class PlaygroundClient:
         """One sweep in full: config, search keys, each trial (params, status, curve), best, registered model."""
         return self._request("GET", f"/api/sweeps/{quote(sweep_id, safe='')}")
 
+    # ---- fine-tuning experiments -----------------------------------------------------
+
+    def experiments(self) -> list[dict]:
+        """Every fine-tuning experiment, newest first: id, status, variants."""
+        return self._request("GET", "/api/experiments")
+
+    def experiment(self, experiment_id: str) -> dict:
+        """One experiment: config, the base model's scores before, each variant's results, and `table`."""
+        return self._request("GET", f"/api/experiments/{quote(experiment_id, safe='')}")
+
     # ---- data pipeline ---------------------------------------------------------------
 
     def snapshots(self) -> list[dict]:

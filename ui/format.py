@@ -324,8 +324,10 @@ def trial_rows(record: dict) -> tuple[list[dict], list[str]]:
         for key in params:
             if key not in columns:
                 columns.append(key)
+        # a fine-tuning trial that finished has its held-out accuracy (exact match) per split
+        accuracy = {f"accuracy {split}": acc for split, acc in ((t.get("results") or {}).get("sft") or {}).items()}
         rows.append({"trial": t["trial"], "status": t["status"], "step": t.get("step"),
-                     f"best {record.get('metric', 'metric')}": t.get("best_metric"), **params,
+                     f"best {record.get('metric', 'metric')}": t.get("best_metric"), **params, **accuracy,
                      "run": t.get("run_id"), "best": t["trial"] == record.get("best_trial")})
     return rows, columns
 

@@ -68,7 +68,7 @@ def test_lora_run_records_learns_merges_and_resumes(workspace, sft_run, sft_base
     assert state["global_step"] == 10
 
 
-@pytest.mark.parametrize("method", ["full", "qlora"])
+@pytest.mark.parametrize("method", ["qlora"])  # full fine-tuning on 2 workers: test_experiment_* below
 def test_llama_two_workers_with_gradient_checkpointing(workspace, sft_base, tmp_path, method, ray_cluster):
     """2 Ray Train workers (gloo DDP), gradient checkpointing on: with LoRA this is the known trap
     ("Expected to mark a variable ready only once", trl #4782). Alpaca rows from a local file:
@@ -105,3 +105,38 @@ def test_cli_bad_input_is_one_line_and_exit_code_2(workspace, sft_base, capsys):
     err = capsys.readouterr().err.strip()
     assert rc == 2 and err.startswith("error: lora.target_modules") and "q_proj" in err and "\n" not in err
     assert not workspace.run("never").exists()
+
+
+def test_experiment_full_on_two_workers_against_lora(workspace, sft_base, tmp_path, capsys, ray_cluster):
+    """`playground experiment`: two variants run one after another through Ray Train (full
+    fine-tuning on 2 DDP workers with gradient checkpointing; LoRA r=2 on one), each measured
+    for what it learned, cost and forgot, in one record and one table."""
+    import yaml
+
+    from training.posttrain import experiment
+
+    fixed = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in SFT_QUICK)}
+    config = tmp_path / "rank.yaml"
+    config.write_text(yaml.safe_dump({
+        "base": "configs/sft/demo.yaml",
+        "fixed": {**fixed, "base.model": sft_base["gpt2"], "train.max_steps": 4, "train.eval_prompts": 0},
+        "variants": {"full": {"method": "full", "scale.num_workers": 2, "scale.threads_per_worker": 1,
+                              "train.grad_checkpointing": True},
+                     "lora-r2": {"method": "lora", "lora.r": 2, "lora.target_modules": ["c_attn"]}}}))
+    assert main(["--workspace", str(workspace.root), "experiment", "--config", str(config)]) == 0
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    record = experiment.read_record(workspace, line["experiment_id"])
+    assert record["status"] == "FINISHED" and list(record["variants"]) == ["full", "lora-r2"]
+    assert record["before"]["world_facts"]["n"] == 30 and record["before"]["pretrain_val"] is None  # no corpus
+    full, lora = record["variants"]["full"], record["variants"]["lora-r2"]
+    assert full["trainable_params"] == full["total_params"]
+    n_layer, n_embd = 2, 64  # the tiny GPT-2: c_attn is (n_embd -> 3 n_embd); LoRA adds r x (in + out)
+    assert lora["trainable_params"] == n_layer * 2 * (n_embd + 3 * n_embd), lora
+    for row in (full, lora):
+        assert 0 <= row["heldout_accuracy"] <= 1 and row["peak_memory_mb"] > 0 and row["seconds"] > 0
+        assert -1 <= row["forgetting"]["world_facts_change"] <= 1
+        assert (workspace.model(row["model"]) / "config.json").is_file()
+        assert json.loads((workspace.run(row["run_id"]) / "run.json").read_text())["kind"] == "sft"
+    losses = [m["loss"] for m in _rows(workspace.run(full["run_id"]) / "metrics.jsonl") if "loss" in m]
+    assert losses[-1] < losses[0]  # the two workers' averaged gradients trained it
+    assert line["variants"]["lora-r2"]["trainable_params"] == lora["trainable_params"]

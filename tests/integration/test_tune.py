@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from training.pretrain import sweep
+from training.pretrain import sweep_record
 
 pytestmark = pytest.mark.integration
 
@@ -14,8 +14,8 @@ def test_sweep_of_four_trials_on_nano(sweep_result):
     assert line["trials"] == 4
     assert line["best_config"]["train.lr"] in (3e-3, 1e-2)
 
-    sweeps = sweep.list_sweeps(workspace)
-    record = sweep.read_record(workspace, sweeps[0]["sweep_id"])
+    sweeps = sweep_record.list_sweeps(workspace)
+    record = sweep_record.read_record(workspace, sweeps[0]["sweep_id"])
     assert record["status"] == "FINISHED" and record["best_trial"] == line["best_trial"]
     assert line["best_metric"] == pytest.approx(record["trials"][line["best_trial"]]["best_metric"])
     by_lr = {t["params"]["train.lr"]: t for t in record["trials"].values()}
@@ -49,3 +49,36 @@ def test_sweep_of_four_trials_on_nano(sweep_result):
     assert {"config.yaml", "run.json", "data", "model"} <= listed, listed
     assert "model/config.json" in {a.path for a in client.list_artifacts(mlrun.info.run_id, "model")}
     assert "data/manifest.json" in {a.path for a in client.list_artifacts(mlrun.info.run_id, "data")}
+
+
+def test_sft_sweep_runs_fine_tuning_trials(ray_cluster, workspace, sft_base, tmp_path, capsys):
+    """`playground tune` with stage: sft: each trial is a `playground sft` run (TRL in Ray Train),
+    reporting its val_loss to Tune; a finished trial's held-out accuracy lands in the record."""
+    import yaml
+
+    from cluster.cli import main
+    from tests.integration.conftest import SFT_QUICK
+
+    fixed = dict(item.split("=", 1) for item in SFT_QUICK)
+    fixed.update({"method": "lora", "train.max_steps": "4", "train.eval_prompts": "0", "train.eval_examples": "8"})
+    config = tmp_path / "sft-lr.yaml"
+    config.write_text(yaml.safe_dump({
+        "stage": "sft", "base": "configs/sft/demo.yaml", "fixed": {"base.model": sft_base["gpt2"], **{
+            k: yaml.safe_load(v) for k, v in fixed.items()}},
+        "search": {"train.lr": {"grid": [3e-3, 1e-7]}}, "max_concurrent_trials": 1,
+        "scheduler": {"type": "fifo"}}))
+    assert main(["--workspace", str(workspace.root), "tune", "--config", str(config)]) == 0
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["trials"] == 2 and line["best_config"] == {"train.lr": 3e-3}  # 1e-7 barely moves the loss
+
+    ours = [s for s in sweep_record.list_sweeps(workspace) if s["name"] == "sft-lr"]
+    record = sweep_record.read_record(workspace, ours[0]["sweep_id"])
+    assert record["stage"] == "sft" and record["status"] == "FINISHED"
+    for t in record["trials"].values():
+        assert t["status"] == "TERMINATED" and [s for s, _ in t["curve"]] == [4]
+        assert set(t["results"]["sft"]) >= {"heldout_template", "heldout_entity"}, t["results"]
+        run = json.loads((workspace.run(t["run_id"]) / "run.json").read_text())
+        assert run["kind"] == "sft" and run["config"]["train"]["lr"] == t["params"]["train.lr"]
+    reg = record["registered"]
+    assert reg["model"] == record["trials"][line["best_trial"]]["results"]["model"]
+    assert (workspace.model(reg["model"]) / "config.json").is_file() and reg["mlflow_version"] is not None, reg

@@ -51,8 +51,18 @@ def test_every_sft_config_validates(path):
     assert cfg.base.model and cfg.train.eval_interval <= cfg.train.max_steps
 
 
+@pytest.mark.parametrize("path", sorted((ROOT / "configs/experiments").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_experiment_config_validates(path):
+    from training.posttrain.experiment import load_experiment
+
+    exp, configs, name = load_experiment(path)
+    assert name == path.stem and {"full"} < set(configs) and exp.forgetting
+    assert all(c.train.eval_interval <= c.train.max_steps for c in configs.values())
+
+
 def test_covers_every_config_folder():
-    assert {p.relative_to(ROOT / "configs").parts[0] for p in ALL_YAML} == {"pretrain", "serve", "data", "tune", "sft"}
+    assert {p.relative_to(ROOT / "configs").parts[0] for p in ALL_YAML} == {
+        "pretrain", "serve", "data", "tune", "sft", "experiments"}
 
 
 def test_layering_defaults_then_yaml_then_overrides(tmp_path):

@@ -222,13 +222,13 @@ def test_recipe_uses_the_finder_only_for_auto(capsys):
 
 
 @pytest.mark.parametrize("overrides, fragment", [
-    (["train.batch_size=auto"], "train: Value error, train.batch_size=auto needs train.global_batch"),
+    (["train.batch_size=auto"], "train: train.batch_size=auto needs train.global_batch"),
     (["train.batch_size=auto", "train.global_batch=30", "scale.num_workers=4"],
      "train.global_batch (30) must be divisible by scale.num_workers (4)"),
     (["train.batch_size=auto", "train.global_batch=32", "train.grad_accum=4"], "chooses train.grad_accum"),
     (["train.global_batch=32"], "train.global_batch is only used with train.batch_size=auto"),
-    (["train.batch_size=0"], "train.batch_size: Value error, must be a positive integer or 'auto', got 0"),
-    (["train.batch_size=big"], "train.batch_size: Value error, must be a positive integer or 'auto'"),
+    (["train.batch_size=0"], "train.batch_size: must be a positive integer or 'auto', got 0"),
+    (["train.batch_size=big"], "train.batch_size: must be a positive integer or 'auto'"),
     (["train.batch_size=auto", "train.global_batch=32", "train.memory_budget_mb=0"], "train.memory_budget_mb"),
 ])
 def test_auto_batch_config_errors(overrides, fragment):

@@ -16,7 +16,7 @@ from ui_stub import start_stub
 from cluster.cli import main
 from tests.ui_checks import open_page, shown
 from training.errors import UserError
-from training.pretrain import sweep
+from training.pretrain import sweep, sweep_record
 from training.workspace import PROJECT_ROOT, Workspace
 from ui.format import parallel_rows, trial_rows
 
@@ -30,7 +30,41 @@ def load(data: dict):
 @pytest.mark.parametrize("path", sorted((PROJECT_ROOT / "configs" / "tune").glob("*.yaml")))
 def test_shipped_sweeps_load(path):
     cfg, base, name = sweep.load_sweep(path)
-    assert name == path.stem and cfg.search and base.train.max_steps == 300
+    assert name == path.stem and cfg.search and base.train.max_steps == (60 if cfg.stage == "sft" else 300)
+    assert type(base).__name__ == ("SFTConfig" if cfg.stage == "sft" else "PretrainConfig")
+
+
+def test_sft_sweeps_check_against_the_sft_schema():
+    sft = {"stage": "sft", "base": "configs/sft/demo.yaml"}
+    _, base, _ = sweep.load_sweep(None, data={**sft, "search": {"lora.r": {"grid": [1, 4]}, "method": {
+        "grid": ["lora", "full"]}}, "fixed": {"train.max_steps": 20}})
+    trial = sweep.trial_config(base, {"lora.r": 4, "method": "lora"}, run_name="s-t00001", experiment="sweep-s")
+    assert (trial.lora.r, trial.method, trial.train.max_steps, trial.run_name) == (4, "lora", 20, "s-t00001")
+    assert trial.tracking.experiment == "sweep-s" and trial.base.model == base.base.model
+    for search, needle in [({"method": {"grid": ["lora", "prefix"]}}, "search.method: grid value 'prefix'"),
+                           ({"base.model": {"grid": ["a"]}}, "search.base.model: data and base settings are shared"),
+                           ({"model.n_layer": {"grid": [2]}}, "search.model.n_layer: grid value 2: unknown key")]:
+        with pytest.raises(UserError) as e:
+            sweep.load_sweep(None, data={**sft, "search": search})
+        assert needle in str(e.value) and "\n" not in str(e.value) and "Value error" not in str(e.value)
+
+
+def test_sft_trial_results_come_from_the_runs_results(tmp_path):
+    ws = Workspace(tmp_path)
+    ws.run("s-t00000").mkdir(parents=True)
+    (ws.run("s-t00000") / "results.json").write_text(
+        '{"model": "s-t00000-sft", "base": {"val": 0.0}, "sft": {"val": 0.5, "heldout_entity": 0.25}, "x": 1}')
+    assert sweep_record.trial_results(ws, "s-t00000") == {
+        "model": "s-t00000-sft", "base": {"val": 0.0}, "sft": {"val": 0.5, "heldout_entity": 0.25}}
+    assert sweep_record.trial_results(ws, "s-t00001") is None  # stopped early, or a pretraining trial
+    record = {"metric": "val_loss", "best_trial": None, "trials": {"t_00000": {
+        "trial": "t_00000", "status": "TERMINATED", "params": {"train.lr": 1e-3}, "best_metric": 1.2,
+        "results": sweep_record.trial_results(ws, "s-t00000")}}}
+    rows, columns = trial_rows(record)
+    assert columns == ["train.lr"] and rows[0]["accuracy heldout_entity"] == 0.25 and rows[0]["accuracy val"] == 0.5
+    # the best SFT trial's model is registered as it is (no export); a missing one is an error, not a crash
+    missing = sweep_record.register_best(ws, {"stage": "sft"}, {"trial": "t_00000", "results": {"model": "gone"}})
+    assert "saved no model" in missing["error"]
 
 
 @pytest.mark.parametrize("search, needle", [
@@ -74,7 +108,7 @@ def test_fixed_then_trial_values_make_each_trials_config():
     space = sweep.param_space(cfg)
     assert space["model"] == {"grid_search": [{"n_layer": 1, "n_embd": 256}]}
     assert 1e-4 <= space["train.lr"].sample() <= 1e-2  # a Tune Domain
-    assert sweep.trial_run_id("lr-20260101-000000", "37dbd_00003") == "lr-20260101-000000-t00003"
+    assert sweep_record.trial_run_id("lr-20260101-000000", "37dbd_00003") == "lr-20260101-000000-t00003"
 
 
 def _record(ws):
@@ -89,8 +123,8 @@ def _record(ws):
                            "status": "EARLY_STOPPED", "step": 10, "best_metric": 6.2, "curve": [[10, 6.2]]},
                "a_00002": {"trial": "a_00002", "run_id": "lr-1-t00002", "params": {"train.lr": 1e-2},
                            "status": "ERROR", "step": None, "best_metric": None, "curve": []}}}
-    rec["best_trial"], rec["best_metric"] = sweep.best_of(rec["trials"], "val_loss")
-    sweep.write_record(ws, rec)
+    rec["best_trial"], rec["best_metric"] = sweep_record.best_of(rec["trials"], "val_loss")
+    sweep_record.write_record(ws, rec)
     return rec
 
 
@@ -98,12 +132,12 @@ def test_record_best_and_summary_line(tmp_path):
     ws = Workspace(tmp_path)
     rec = _record(ws)
     assert (rec["best_trial"], rec["best_metric"]) == ("a_00000", 4.9)
-    assert sweep.best_of({"x": {"best_metric": math.nan}, "y": {"best_metric": None}}, "val_loss") == (None, None)
-    assert sweep.summary_line(rec) == {"trials": 2, "best_trial": "a_00000", "best_metric": 4.9,
+    assert sweep_record.best_of({"x": {"best_metric": math.nan}, "y": {"best_metric": None}}, "val_loss") == (None, None)
+    assert sweep_record.summary_line(rec) == {"trials": 2, "best_trial": "a_00000", "best_metric": 4.9,
                                        "best_config": {"train.lr": 3e-3}}
-    assert sweep.read_record(ws, "lr-1")["status"] == "FINISHED"
-    assert sweep.read_record(ws, "../lr-1") is None and sweep.read_record(ws, "nope") is None
-    assert [s["sweep_id"] for s in sweep.list_sweeps(ws)] == ["lr-1"] and sweep.list_sweeps(ws)[0]["trials"] == 3
+    assert sweep_record.read_record(ws, "lr-1")["status"] == "FINISHED"
+    assert sweep_record.read_record(ws, "../lr-1") is None and sweep_record.read_record(ws, "nope") is None
+    assert [s["sweep_id"] for s in sweep_record.list_sweeps(ws)] == ["lr-1"] and sweep_record.list_sweeps(ws)[0]["trials"] == 3
     assert not list((tmp_path / "sweeps" / "lr-1").glob(".*tmp"))  # written aside, then renamed
 
 

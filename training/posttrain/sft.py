@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import ray
 import ray.train
 import ray.train.torch
 import torch
+from transformers import PrinterCallback, TrainerCallback
 
 from training.errors import UserError
 from training.posttrain import adapters, sft_data, sft_setup
@@ -57,24 +59,21 @@ def build_trainer(cfg: SFTConfig, paths: dict, device, *, rank: int, tracker=Non
     return trainer, tokenizer
 
 
-class _RayReport:
-    """Send every log to Ray Train too (the Ray dashboard's view of the run).
+class RayReport(TrainerCallback):
+    """Send every log to Ray Train too (the Ray dashboard's view of the run, and Tune's when the
+    run is a sweep trial), under the names the Runs page uses (eval_loss is val_loss).
 
     `ray.train.report` is a barrier in Train V2: every worker must call it equally often.
     The Trainer calls `on_log` on every rank with the same reduced numbers, so it is.
     """
 
-    def __new__(cls):
-        from transformers import TrainerCallback
-
-        class RayReport(TrainerCallback):
-            def on_log(self, args, state, control, logs=None, **kw):
-                if logs and "train_runtime" not in logs:
-                    # [3] Ray: report this step's metrics to Ray Train.
-                    ray.train.report({k: v for k, v in logs.items() if isinstance(v, (int, float))}
-                                     | {"step": state.global_step})
-
-        return RayReport()
+    def on_log(self, args, state, control, logs=None, **kw):
+        if logs and "train_runtime" not in logs:
+            row = {sft_setup.METRIC_NAMES.get(k, k): v for k, v in logs.items() if isinstance(v, (int, float))}
+            if "val_loss" in row:
+                row["perplexity"] = math.exp(min(row["val_loss"], 50.0))
+            # [3] Ray: report this step's metrics to Ray Train.
+            ray.train.report(row | {"step": state.global_step})
 
 
 def train_loop_per_worker(config: dict) -> None:
@@ -93,8 +92,7 @@ def train_loop_per_worker(config: dict) -> None:
     torch.manual_seed(cfg.train.seed)
     tracker = Tracker(cfg, paths) if rank == 0 else None
     trainer, tokenizer = build_trainer(cfg, paths, device, rank=rank, tracker=tracker)
-    trainer.add_callback(_RayReport())
-    from transformers import PrinterCallback
+    trainer.add_callback(RayReport())
 
     trainer.remove_callback(PrinterCallback)  # LiveMetrics prints one line per log instead of a dict
     if rank == 0:
@@ -194,11 +192,13 @@ def plan(cfg: SFTConfig, ws: Workspace, *, run_id: str, resume: bool) -> dict:
             "manifests": [(str(ws.dataset(snapshot) / "manifest.json"), "data")]}
 
 
-def prepare_run(cfg: SFTConfig, ws: Workspace, *, run_id: str, resume: bool = False) -> dict:
-    """`plan`, then the run folder's config.yaml and run.json (config, data snapshot, lineage)."""
+def prepare_run(cfg: SFTConfig, ws: Workspace, *, run_id: str, resume: bool = False,
+                tags: dict[str, str] | None = None) -> dict:
+    """`plan`, then the run folder's config.yaml and run.json (config, data snapshot, lineage).
+    `tags` are extra MLflow tags (a Tune trial's sweep and trial)."""
     from training.config import dump_config
 
-    paths = plan(cfg, ws, run_id=run_id, resume=resume)
+    paths = plan(cfg, ws, run_id=run_id, resume=resume) | {"tags": dict(tags or {})}
     run_dir = Path(paths["run_dir"])
     run_dir.mkdir(parents=True, exist_ok=True)
     for name, text in (("config.yaml", dump_config(cfg)),

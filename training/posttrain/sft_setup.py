@@ -105,6 +105,12 @@ def unwrap(model):
     return model.module if hasattr(model, "module") else model
 
 
+# The Trainer's log names -> the names the Runs page (and pretraining) use.
+METRIC_NAMES = {"loss": "loss", "learning_rate": "lr", "grad_norm": "grad_norm", "eval_loss": "val_loss",
+                "mean_token_accuracy": "token_accuracy", "eval_mean_token_accuracy": "val_token_accuracy",
+                "num_tokens": "tokens_seen"}
+
+
 class LiveMetrics(TrainerCallback):
     """Rank 0's record of every log: metrics.jsonl (the Runs page), MLflow, and at every
     evaluation the same held-out questions answered again, so the replies visibly improve.
@@ -122,10 +128,7 @@ class LiveMetrics(TrainerCallback):
         if not state.is_world_process_zero or self.tracker is None or not logs:
             return
         row: dict = {"step": state.global_step}
-        names = {"loss": "loss", "learning_rate": "lr", "grad_norm": "grad_norm", "eval_loss": "val_loss",
-                 "mean_token_accuracy": "token_accuracy", "eval_mean_token_accuracy": "val_token_accuracy",
-                 "num_tokens": "tokens_seen"}
-        row.update({ours: float(logs[theirs]) for theirs, ours in names.items() if theirs in logs})
+        row.update({ours: float(logs[theirs]) for theirs, ours in METRIC_NAMES.items() if theirs in logs})
         if "tokens_seen" in row and "loss" in row:
             now, seen = time.perf_counter(), row["tokens_seen"]
             row["tokens_per_s"] = (seen - self.last[1]) / max(now - self.last[0], 1e-9)

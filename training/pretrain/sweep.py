@@ -1,32 +1,31 @@
-"""Hyperparameter sweeps: Ray Tune runs many pretraining trials, each a Ray Train run.
+"""Hyperparameter sweeps: Ray Tune runs many trials, each a Ray Train run.
 
     playground tune --config configs/tune/lr.yaml [key=value ...]
+    playground tune --config configs/tune/sft-lr.yaml
 
-A sweep file names a pretrain config (`base`), the settings every trial shares
-(`fixed`), and a search space over dotted config keys (`search`):
+A sweep file names its stage (`pretrain`, the default, or `sft`), a config of that stage
+(`base`), the settings every trial shares (`fixed`), and a search space over dotted
+config keys (`search`):
 
     search:
       train.lr: {loguniform: [1.0e-4, 1.0e-2]}     # sampled num_samples times
       model.n_layer: {grid: [2, 4]}                # every value, crossed with the rest
       model: {grid: [{n_layer: 2, n_embd: 192}, {n_layer: 8, n_embd: 96}]}   # linked keys
 
-Each trial runs the same loop as `playground pretrain` (training/pretrain/pretrain.py) as its own
-run, `runs/<sweep>-<trial>/`, so the Runs page, export and serving work on trials too.
+Each trial runs the same recipe as `playground pretrain` (training/pretrain/pretrain.py) or
+`playground sft` (training/posttrain/sft.py) as its own run, `runs/<sweep>-<trial>/`, so the
+Runs page, export and serving work on trials too.
 ASHA (asynchronous successive halving) stops the trials whose validation loss trails the
 others' at the same step, which spends the compute on the promising ones; a limit on
 concurrent trials keeps the cluster from being oversubscribed. The sweep's record,
-`sweeps/<sweep_id>/sweep.json`, is rewritten as results arrive (the Sweeps page reads it),
-and at the end the best trial's best checkpoint is exported and registered in MLflow.
+`sweeps/<sweep_id>/sweep.json`, is rewritten as results arrive (the Sweeps page reads it;
+training/pretrain/sweep_record.py), and at the end the best trial's model is registered in MLflow.
 
-This module holds the sweep config and the record (no Ray at import time); `run()` is
-the Ray Tune recipe.
+This module holds the sweep config (no Ray at import time); `run()` is the Ray Tune recipe.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import math
 import os
 import time
 from datetime import datetime
@@ -50,11 +49,29 @@ from training.config import (
     validate,
 )
 from training.errors import UserError
+from training.pretrain.sweep_record import (
+    best_of,
+    close_mlflow_run,
+    first_line,
+    register_best,
+    trial_results,
+    trial_run_id,
+    write_record,
+)
 from training.workspace import PROJECT_ROOT, Workspace
 
 SPACES = ("grid", "choice", "uniform", "loguniform")
-# Trials share the base config's data and tokenizer: they are prepared once, before Tune starts.
-_FIXED_SECTIONS = ("data", "tokenizer", "run_name")
+# Trials share the base config's data and tokenizer (or base model): they are prepared once, before Tune starts.
+_FIXED_SECTIONS = {"pretrain": ("data", "tokenizer", "run_name"), "sft": ("data", "base", "run_name")}
+
+
+def stage_config(stage: str) -> type[BaseModel]:
+    """The run config schema a sweep's trials use."""
+    if stage == "sft":
+        from training.posttrain.config import SFTConfig
+
+        return SFTConfig
+    return PretrainConfig
 
 
 class _Strict(BaseModel):
@@ -72,7 +89,10 @@ class SchedulerConfig(_Strict):
 
 class SweepConfig(_Strict):
     name: str | None = Field(None, description="sweep id prefix; default: the file's name")
-    base: str | dict = Field(..., description="a pretrain config file, or the config itself")
+    stage: Literal["pretrain", "sft"] = Field("pretrain", description="what each trial runs: pretraining or "
+                                              "supervised fine-tuning")
+    base: str | dict = Field(..., description="a config file of that stage (configs/pretrain, configs/sft), or "
+                                              "the config itself")
     fixed: dict[str, Any] = Field(default_factory=dict, description="dotted key -> value for every trial")
     search: dict[str, dict[str, Any]] = Field(..., description="dotted key -> {grid|choice|uniform|loguniform: ...}")
     num_samples: int = Field(1, gt=0, description="samples of the random keys (grids are crossed with them)")
@@ -100,15 +120,18 @@ class SweepConfig(_Strict):
                 if not ok:
                     raise ValueError(f"{key}: {kind} takes [low, high] with low < high"
                                      + (" and low > 0" if kind == "loguniform" else ""))
-            if key.split(".")[0] in _FIXED_SECTIONS:
-                raise ValueError(f"{key}: data and tokenizer settings are shared by all trials; "
-                                 "sweep model.*, train.* or scale.* keys")
         return search
 
     @model_validator(mode="after")
     def _metric_mode(self) -> SweepConfig:
         if self.mode == "max":
             raise ValueError("mode: every metric here (val_loss, perplexity, loss) is minimised; use mode: min")
+        shared = _FIXED_SECTIONS[self.stage]
+        for key in self.search:
+            if key.split(".")[0] in shared:
+                raise ValueError(f"search.{key}: {' and '.join(shared[:2])} settings are shared by all trials; sweep "
+                                 + ("model.*, train.* or scale.* keys" if self.stage == "pretrain"
+                                    else "method, lora.*, train.* or scale.* keys"))
         return self
 
 
@@ -116,10 +139,10 @@ class SweepConfig(_Strict):
 
 
 def load_sweep(path: str | Path | None, overrides: list[str] = (), data: dict | None = None) -> tuple:
-    """Read and check a sweep: (SweepConfig, the base PretrainConfig with `fixed` applied, sweep name).
+    """Read and check a sweep: (SweepConfig, the base run config with `fixed` applied, sweep name).
 
     Every value the search can produce (each grid or choice value, both ends of a range) is
-    checked against the pretrain schema now, so a bad key or value is one line naming
+    checked against the stage's schema now, so a bad key or value is one line naming
     `search.<key>` instead of a failed trial later.
     """
     raw = deep_merge(read_yaml(path) if path else dict(data or {}), parse_overrides(list(overrides)))
@@ -127,15 +150,16 @@ def load_sweep(path: str | Path | None, overrides: list[str] = (), data: dict | 
     sweep = validate(SweepConfig, raw, source=source)
     base = sweep.base
     if isinstance(base, str):
-        base_path = _find(base, Path(path).parent if path else None)
+        base_path = find_config(base, Path(path).parent if path else None)
         base = read_yaml(base_path)
-    merged = deep_merge(base, _nest(sweep.fixed, "fixed"))
-    cfg = validate(PretrainConfig, merged, source=f"{source}: base+fixed")
+    merged = deep_merge(base, nest_keys(sweep.fixed, "fixed"))
+    schema = stage_config(sweep.stage)
+    cfg = validate(schema, merged, source=f"{source}: base+fixed")
     for key, spec in sweep.search.items():
         kind, values = next(iter(spec.items()))
         for value in values:
             try:
-                PretrainConfig.model_validate(deep_merge(merged, _nest({key: value}, "search")))
+                schema.model_validate(deep_merge(merged, nest_keys({key: value}, "search")))
             except (ValidationError, UserError) as e:
                 err = e.errors()[0] if isinstance(e, ValidationError) else {"msg": str(e), "type": ""}
                 msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
@@ -144,7 +168,7 @@ def load_sweep(path: str | Path | None, overrides: list[str] = (), data: dict | 
     return sweep, cfg, name
 
 
-def _find(ref: str, near: Path | None) -> Path:
+def find_config(ref: str, near: Path | None) -> Path:
     """A base config path: as given, next to the sweep file, or in the project."""
     for cand in (Path(ref), *(p / ref for p in (near, PROJECT_ROOT) if p is not None)):
         if cand.is_file():
@@ -152,7 +176,7 @@ def _find(ref: str, near: Path | None) -> Path:
     raise UserError(f"base: config file not found: {ref}")
 
 
-def _nest(flat: dict[str, Any], where: str) -> dict:
+def nest_keys(flat: dict[str, Any], where: str) -> dict:
     """{"train.lr": 1e-3, "model": {...}} -> {"train": {"lr": 1e-3}, "model": {...}}."""
     out: dict = {}
     for key, value in flat.items():
@@ -176,83 +200,43 @@ def param_space(sweep: SweepConfig) -> dict:
     return {key: make[kind](values) for key, spec in sweep.search.items() for kind, values in spec.items()}
 
 
-def trial_config(base: PretrainConfig, params: dict[str, Any], *, run_name: str, experiment: str) -> PretrainConfig:
-    """The pretrain config of one trial: base+fixed, then this trial's values."""
-    merged = deep_merge(base.model_dump(mode="json"), _nest(params, "search"))
+def trial_config(base: BaseModel, params: dict[str, Any], *, run_name: str, experiment: str) -> BaseModel:
+    """The run config of one trial (same schema as `base`): base+fixed, then this trial's values."""
+    merged = deep_merge(base.model_dump(mode="json"), nest_keys(params, "search"))
     merged["run_name"] = run_name
     merged["tracking"]["experiment"] = experiment
-    return PretrainConfig.model_validate(merged)
-
-
-# --------------------------------------------------------------------------- the record
-
-
-def sweep_dir(ws: Workspace, sweep_id: str) -> Path:
-    return ws.root / "sweeps" / sweep_id
-
-
-def write_record(ws: Workspace, record: dict) -> None:
-    """sweeps/<id>/sweep.json, replaced atomically (the API and UI read it while Tune runs)."""
-    folder = sweep_dir(ws, record["sweep_id"])
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".sweep.json.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(record, indent=2, default=str) + "\n")
-    os.replace(tmp, folder / "sweep.json")
-
-
-def read_record(ws: Workspace, sweep_id: str) -> dict | None:
-    path = sweep_dir(ws, sweep_id) / "sweep.json"
-    if "/" in sweep_id or sweep_id.startswith(".") or not path.is_file():
-        return None
-    return json.loads(path.read_text())
-
-
-def list_sweeps(ws: Workspace) -> list[dict]:
-    """Every sweep's summary, newest first."""
-    root = ws.root / "sweeps"
-    out = []
-    for path in root.glob("*/sweep.json") if root.is_dir() else ():
-        rec = json.loads(path.read_text())
-        out.append({k: rec.get(k) for k in ("sweep_id", "name", "status", "created_at", "finished_at", "metric",
-                                           "best_trial", "best_metric")} | {"trials": len(rec.get("trials", {}))})
-    return sorted(out, key=lambda r: r.get("created_at") or "", reverse=True)
-
-
-def best_of(trials: dict[str, dict], metric: str) -> tuple[str | None, float | None]:
-    """The trial with the lowest best-so-far metric (early-stopped trials count with what they reached)."""
-    scored = [(t["best_metric"], tid) for tid, t in trials.items()
-              if isinstance(t.get("best_metric"), (int, float)) and math.isfinite(t["best_metric"])]
-    if not scored:
-        return None, None
-    value, tid = min(scored)
-    return tid, value
-
-
-def summary_line(record: dict) -> dict:
-    """The JSON line `playground tune` ends with (like the benches)."""
-    best = record.get("best_trial")
-    finished = [t for t in record["trials"].values() if t["status"] in ("TERMINATED", "EARLY_STOPPED")]
-    return {"trials": len(finished), "best_trial": best, "best_metric": record.get("best_metric"),
-            "best_config": record["trials"][best]["params"] if best else None}
+    return type(base).model_validate(merged)
 
 
 # --------------------------------------------------------------------------- the recipe
 
 
-def run(sweep: SweepConfig, base: PretrainConfig, ws: Workspace, *, name: str, progress: bool = False) -> dict:
+def _stage(stage: str, base: BaseModel, ws: Workspace, progress: bool):
+    """The stage's recipe module (prepare_run, make_trainer), after preparing what all trials share
+    once, here, so the trials never race to build it: pretraining's data, tokenizer and token
+    shards; fine-tuning's instruction snapshot (each trial then finds it by its content hash)."""
+    if stage == "sft":
+        from training.posttrain import sft, sft_data
+
+        sft_data.prepare(base.data, ws)
+        return sft
+    from training.pretrain import pretrain
+    from training.pretrain.inputs import ensure_inputs
+
+    ensure_inputs(base, ws, progress=progress)
+    return pretrain
+
+
+def run(sweep: SweepConfig, base: BaseModel, ws: Workspace, *, name: str, progress: bool = False) -> dict:
     """Run the sweep on Ray Tune; returns the final record (also in sweeps/<id>/sweep.json)."""
     import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-    from training.pretrain import pretrain
-    from training.pretrain.inputs import ensure_inputs
-
     sweep_id = f"{name}-{datetime.now():%Y%m%d-%H%M%S}"
     experiment = f"sweep-{name}"
-    # Data, tokenizer and token shards once, here, so the trials never race to build them.
-    ensure_inputs(base, ws, progress=progress)
-    record = {"sweep_id": sweep_id, "name": name, "status": "RUNNING",
+    recipe = _stage(sweep.stage, base, ws, progress)
+    record = {"sweep_id": sweep_id, "name": name, "stage": sweep.stage, "status": "RUNNING",
               "created_at": datetime.now().astimezone().isoformat(timespec="seconds"), "finished_at": None,
               "metric": sweep.metric, "mode": sweep.mode, "max_steps": base.train.max_steps,
               "config": sweep.model_dump(mode="json"), "base": base.model_dump(mode="json"),
@@ -278,13 +262,13 @@ def run(sweep: SweepConfig, base: PretrainConfig, ws: Workspace, *, name: str, p
     record["concurrent_trials"] = concurrent
 
     def trial(params: dict) -> None:
-        """One trial: the pretrain recipe's TorchTrainer, reporting each evaluation to Tune."""
+        """One trial: the stage recipe's TorchTrainer, reporting each evaluation to Tune."""
         ctx = tune.get_context()
         run_id = trial_run_id(sweep_id, ctx.get_trial_id())
         cfg = trial_config(base, params, run_name=run_id, experiment=experiment)
-        paths = pretrain.prepare_run(cfg, ws, run_id=run_id, resume=False,
-                                     tags={"sweep": sweep_id, "trial": ctx.get_trial_id()})
-        result = pretrain.make_trainer(cfg, ws, paths, callbacks=[_eval_to_tune()]).fit()
+        paths = recipe.prepare_run(cfg, ws, run_id=run_id, resume=False,
+                                   tags={"sweep": sweep_id, "trial": ctx.get_trial_id()})
+        result = recipe.make_trainer(cfg, ws, paths, callbacks=[_eval_to_tune()]).fit()
         if result.error:
             raise result.error
 
@@ -383,88 +367,13 @@ def _recorder(ws: Workspace, record: dict):
             t = self._trial(trial)
             t["status"] = "TERMINATED" if (t["step"] or 0) >= record["max_steps"] else "EARLY_STOPPED"
             if t["status"] == "EARLY_STOPPED":
-                _close_mlflow_run(ws, record, t["run_id"])
+                close_mlflow_run(ws, record, t["run_id"])
+            t["results"] = trial_results(ws, t["run_id"])
             self._save(force=True)
 
         def on_trial_error(self, iteration, trials, trial, **info):
             t = self._trial(trial)
-            t["status"], t["error"] = "ERROR", _first_line(getattr(trial, "error_file", None))
+            t["status"], t["error"] = "ERROR", first_line(getattr(trial, "error_file", None))
             self._save(force=True)
 
     return Recorder()
-
-
-def _close_mlflow_run(ws: Workspace, record: dict, run_id: str) -> None:
-    """Mark an early-stopped trial's MLflow run KILLED (its workers were stopped mid-run, so
-    they never ended it themselves)."""
-    if not record["base"]["tracking"]["mlflow"]:
-        return
-    try:
-        client, mlflow_run = _mlflow(ws, record, run_id)
-        if mlflow_run is not None:
-            client.set_terminated(mlflow_run, status="KILLED")
-    except Exception as e:  # noqa: BLE001 - bookkeeping only: the sweep goes on
-        logging.getLogger(__name__).warning("could not mark MLflow run of %s KILLED: %s", run_id, e)
-
-
-def trial_run_id(sweep_id: str, trial_id: str) -> str:
-    """A trial's run folder name: the sweep id plus the trial's index (Tune ids end in _00003)."""
-    return f"{sweep_id}-t{trial_id.split('_')[-1]}"
-
-
-def _first_line(error_file: str | None) -> str | None:
-    if not error_file or not Path(error_file).is_file():
-        return None
-    lines = [ln for ln in Path(error_file).read_text(errors="replace").splitlines() if ln.strip()]
-    return lines[-1][:300] if lines else None
-
-
-def register_best(ws: Workspace, record: dict, best: dict) -> dict:
-    """Export the best trial's best checkpoint (by the sweep metric) to models/<sweep_id>-best, a
-    Hugging Face folder that `playground serve`/vLLM loads, and register it in MLflow's model
-    registry as a new version of the model named after the sweep."""
-    from training.model import checkpoint as ckpt_lib
-    from training.model.export import export_hf
-
-    run_dir = ws.run(best["run_id"])
-    ckpt_dir = ckpt_lib.best(run_dir) or ckpt_lib.latest(run_dir)
-    if ckpt_dir is None:
-        return {"error": f"no checkpoint in {run_dir}"}
-    model, config, meta, ckpt_dir, step = ckpt_lib.load_model(ckpt_dir, ws.runs)
-    model_id = f"{record['sweep_id']}-best"
-    info = {"run_id": best["run_id"], "checkpoint": str(ckpt_dir), "step": step, "val_loss": meta.get("val_loss"),
-            "config": config, "sweep": record["sweep_id"], "trial": best["trial"]}
-    export_hf(model, ws.model(model_id), tokenizer_dir=meta.get("tokenizer_dir"),
-              extra_files={"playground.json": json.dumps(info, indent=2)})
-    out = {"model": model_id, "path": str(ws.model(model_id)), "run_id": best["run_id"],
-           "checkpoint": ckpt_dir.name, "step": step, "mlflow_model": None, "mlflow_version": None}
-    try:
-        out.update(_mlflow_register(ws, record, best, out))
-    except Exception as e:  # noqa: BLE001 - the export is what serving needs; a registry error is reported
-        out["mlflow_error"] = f"{type(e).__name__}: {e}"[:300]
-    return out
-
-
-def _mlflow(ws: Workspace, record: dict, run_id: str):
-    """(an MLflow client on the sweep's store, the MLflow run id of our run `run_id` or None)."""
-    from mlflow.tracking import MlflowClient
-
-    id_file = ws.run(run_id) / "mlflow_run_id"
-    uri = record["base"]["tracking"].get("tracking_uri") or ws.mlflow_uri()
-    return MlflowClient(tracking_uri=uri), id_file.read_text().strip() if id_file.is_file() else None
-
-
-def _mlflow_register(ws: Workspace, record: dict, best: dict, out: dict) -> dict:
-    import mlflow
-
-    client, run_id = _mlflow(ws, record, best["run_id"])
-    name = f"sweep-{record['name']}"
-    try:
-        client.get_registered_model(name)
-    except mlflow.exceptions.MlflowException:
-        client.create_registered_model(name, description=f"Best trials of the '{record['name']}' sweeps")
-    version = client.create_model_version(name, source=out["path"], run_id=run_id,
-                                          tags={"sweep": record["sweep_id"], "trial": best["trial"],
-                                                "checkpoint": out["checkpoint"],
-                                                record["metric"]: str(best["best_metric"])})
-    return {"mlflow_model": name, "mlflow_version": version.version}

@@ -71,8 +71,9 @@ def show_sweep(sweep_id: str) -> None:
         right.code(yaml.safe_dump(params, sort_keys=False), language="yaml")
         reg = record.get("registered") or {}
         if reg.get("model"):
-            st.success(f"Best checkpoint ({reg['run_id']}, {reg['checkpoint']}) exported as model "
-                       f"**{reg['model']}**" + (f", MLflow model {reg['mlflow_model']} v{reg['mlflow_version']}"
+            what = f"Best checkpoint ({reg['run_id']}, {reg['checkpoint']}) exported as model" if reg.get("checkpoint") \
+                else f"Best trial's fine-tuned model ({reg['run_id']}):"
+            st.success(f"{what} **{reg['model']}**" + (f", MLflow model {reg['mlflow_model']} v{reg['mlflow_version']}"
                                                 if reg.get("mlflow_version") else "")
                        + ". Deploy it from the home page.")
 

@@ -6,14 +6,17 @@
   answered at every evaluation, newest first, so the answers can be seen improving.
 - Compare: once the run has ended, the base model against the tuned one on each held-out
   split, their replies side by side, the tuned model's lineage, and a button to serve it.
+- Experiments: variants of one config side by side (LoRA rank against full fine-tuning,
+  what each forgot of pretraining), from `playground experiment` or an `experiment` job.
 
 Like every page it only talks HTTP through `ui.client` (GET /api/models, /api/runs,
-/api/runs/{run}, POST /api/jobs, /api/deployments). `?ft_view=Compare&ft_run=RUN` in the
-URL opens a run's comparison directly.
+/api/runs/{run}, POST /api/jobs, /api/deployments, /api/experiments). `?ft_view=Compare&ft_run=RUN`
+in the URL opens a run's comparison directly, `?ft_view=Experiments&ft_exp=ID` an experiment.
 """
 
 from datetime import datetime
 
+import altair as alt
 import pandas as pd
 import streamlit as st
 import yaml
@@ -25,12 +28,13 @@ from ui.format import (
     accuracy_rows,
     figure,
     lineage_rows,
+    readable,
     replies_by_question,
     reply_rows,
     sft_config,
     sft_run_name,
 )
-from ui.widgets import call
+from ui.widgets import call, submit_yaml_job
 
 st.set_page_config(page_title="Fine-tune · LLM Playground", page_icon="🎯", layout="wide")
 client = PlaygroundClient()
@@ -39,7 +43,8 @@ st.caption("Supervised fine-tuning (SFT) teaches a pretrained model to answer in
            "(question, answer) pairs, with the loss on the answer only. Each run is a `playground sft` Ray job; "
            "the tuned model lands beside the others, ready to deploy.")
 
-VIEWS = {"Start": "start a run", "Watch": "its curves and replies", "Compare": "base vs tuned"}
+VIEWS = {"Start": "start a run", "Watch": "its curves and replies", "Compare": "base vs tuned",
+         "Experiments": "variants side by side"}
 METHOD_NAMES = {"full": "Full", "lora": "LoRA", "qlora": "QLoRA"}
 view = st.radio("View", list(VIEWS), horizontal=True, key="ft_view", bind="query-params",
                 captions=list(VIEWS.values()), label_visibility="collapsed")
@@ -262,10 +267,77 @@ def compare(runs: list[dict]) -> None:
         st.table(pd.DataFrame(rows), hide_index=True)
 
 
+# ---- Experiments ----------------------------------------------------------------------
+
+EXPERIMENT = """base: configs/sft/demo.yaml
+fixed: {train.max_steps: 60, train.eval_prompts: 0}
+variants:
+  full: {method: full, train.lr: 2.0e-3}
+  lora-r4: {method: lora, lora.r: 4, lora.alpha: 16, train.lr: 1.0e-2}
+  lora-r16: {method: lora, lora.r: 16, lora.alpha: 16, train.lr: 1.0e-2}
+forgetting: true
+"""
+EXPERIMENT_COLUMNS = {"heldout_accuracy": "held-out accuracy (exact match)",
+                      "pretrain_perplexity_ratio": "pretraining perplexity after / before (1 = nothing forgotten)",
+                      "world_facts_change": "world facts (cloze) accuracy, after - before"}
+
+
+def experiments() -> None:
+    with st.expander("Start an experiment", expanded=False):
+        st.caption("Each variant is a `playground sft` run of the base config with its keys set, run one after "
+                   "another; the table compares what each learned, cost and forgot. configs/experiments/ has "
+                   "lora-rank.yaml (r = 1, 4, 16, 64 and full) and forgetting.yaml.")
+        text = st.text_area("Experiment (YAML, like configs/experiments/*.yaml)", EXPERIMENT, height=200,
+                            key="ft_exp_config")
+        if st.button("Start experiment", type="primary") and (
+                out := submit_yaml_job(client.submit_job, "experiment", text)):
+            st.success(f"Submitted job {out['job_id']}: the experiment appears below once it starts.")
+    found = call(client.experiments)
+    if not found:
+        if found is not None:
+            st.info("No experiments yet: start one above, or run `playground experiment --config "
+                    "configs/experiments/lora-rank.yaml`.")
+        return
+    exp_id = st.selectbox("Experiment", [e["experiment_id"] for e in found], key="ft_exp", bind="query-params")
+    running = next((e["status"] == "RUNNING" for e in found if e["experiment_id"] == exp_id), False)
+    st.fragment(show_experiment, run_every=3 if running else None)(exp_id)
+
+
+def show_experiment(exp_id: str) -> None:
+    record = call(client.experiment, exp_id)
+    if record is None:
+        return
+    rows = record["table"]
+    done = sum(r["status"] == "FINISHED" for r in rows)
+    before = record.get("before") or {}
+    facts, ppl = (before.get("world_facts") or {}).get("accuracy"), (before.get("pretrain_val") or {}).get("perplexity")
+    st.caption(f"{record['status']} · {done} of {len(rows)} variants finished · base model `{record['base_model']}`"
+               + (f" · before fine-tuning: world facts {facts:.2f}" if facts is not None else "")
+               + (f", pretraining perplexity {ppl:.2f}" if ppl is not None else ""))
+    table = pd.DataFrame(rows)
+    st.dataframe(readable(table), hide_index=True)
+    failed = [(v, r.get("error")) for v, r in record["variants"].items() if r["status"] == "FAILED"]
+    for variant, error in failed:
+        st.error(f"{variant}: {error}")
+    finished = table[table["status"] == "FINISHED"]
+    if finished.empty:
+        st.info("No variant has finished yet.")
+        return
+    shown = [(key, title) for key, title in EXPERIMENT_COLUMNS.items() if finished[key].notna().any()]
+    for col, (key, title) in zip(st.columns(len(shown)), shown):
+        with col:
+            st.markdown(f"**{title}**")
+            st.altair_chart(alt.Chart(finished).mark_bar().encode(
+                x=alt.X("variant:N", sort=None, title=None), y=alt.Y(f"{key}:Q", title=None),
+                tooltip=["variant", key, "trainable_params", "peak_memory_mb", "seconds"]), use_container_width=True)
+
+
 # ---- the page ------------------------------------------------------------------------
 
 if view == "Start":
     start()
+elif view == "Experiments":
+    experiments()
 else:
     sft_runs = call(client.sft_runs)
     if sft_runs is None:
