@@ -379,15 +379,21 @@ def sft_run_name(model: str, now) -> str:
     return f"sft-{stem}-{now:%Y%m%d-%H%M%S}"
 
 
+# The chat template's own tokens: our models never saw them in pretraining (lora.trainable_tokens).
+CHAT_TOKENS = ["<|im_start|>", "<|im_end|>"]
+
+
 def sft_config(*, model: str, method: str, run_name: str, sources: list[str], shape: str, n_train: int,
                max_steps: int, lr: float, batch_size: int, eval_interval: int, lora_r: int, lora_alpha: int,
-               num_workers: int) -> dict:
+               num_workers: int, chat_tokens: bool = False) -> dict:
     """The Fine-tune page's choices as an SFT config (training/posttrain/config.py): what the
-    page leaves out keeps the schema's default. `lora` is sent only for LoRA and QLoRA."""
+    page leaves out keeps the schema's default. `lora` is sent only for LoRA and QLoRA, with the
+    chat tokens' embedding rows trainable when `chat_tokens`."""
+    lora = {"r": lora_r, "alpha": lora_alpha, **({"trainable_tokens": CHAT_TOKENS} if chat_tokens else {})}
     config = {
         "run_name": run_name, "base": {"model": model}, "method": method,
         "data": {"sources": sources, "shape": shape, **({"n_train": n_train} if "instructions" in sources else {})},
-        **({"lora": {"r": lora_r, "alpha": lora_alpha}} if method != "full" else {}),
+        **({"lora": lora} if method != "full" else {}),
         "train": {"max_steps": max_steps, "lr": lr, "batch_size": batch_size,
                   "eval_interval": min(eval_interval, max_steps)},
         "scale": {"num_workers": num_workers},

@@ -92,8 +92,9 @@ def test_llama_two_workers_with_gradient_checkpointing(workspace, sft_base, tmp_
     assert results["method"] == method
     if method == "full":
         assert results["trainable_params"] == results["total_params"]
-    else:  # q_proj + v_proj only, r=16: 2 layers x (16 x (64 + 64) + 16 x (64 + 32))
-        assert results["trainable_params"] == 2 * (16 * (64 + 64) + 16 * (64 + 32))
+    else:  # q_proj + v_proj only, r=16: 2 layers x (16 x (64 + 64) + 16 x (64 + 32)); and the demo config's
+        # two chat tokens' rows of the (untied) input embedding, 64 wide
+        assert results["trainable_params"] == 2 * (16 * (64 + 64) + 16 * (64 + 32)) + 2 * 64
     merged = AutoModelForCausalLM.from_pretrained(workspace.model(run_id))
     assert all(p.dtype == torch.float32 for p in merged.parameters())  # merged into the 16/32-bit base, not 4-bit
     assert not (run / "adapter").exists() if method == "full" else (run / "adapter").is_dir()
@@ -122,7 +123,8 @@ def test_experiment_full_on_two_workers_against_lora(workspace, sft_base, tmp_pa
         "fixed": {**fixed, "base.model": sft_base["gpt2"], "train.max_steps": 4, "train.eval_prompts": 0},
         "variants": {"full": {"method": "full", "scale.num_workers": 2, "scale.threads_per_worker": 1,
                               "train.grad_checkpointing": True},
-                     "lora-r2": {"method": "lora", "lora.r": 2, "lora.target_modules": ["c_attn"]}}}))
+                     "lora-r2": {"method": "lora", "lora.r": 2, "lora.target_modules": ["c_attn"],
+                                 "lora.trainable_tokens": ["<|im_start|>", "<|im_end|>"]}}}))
     assert main(["--workspace", str(workspace.root), "experiment", "--config", str(config)]) == 0
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     record = experiment.read_record(workspace, line["experiment_id"])
@@ -130,8 +132,10 @@ def test_experiment_full_on_two_workers_against_lora(workspace, sft_base, tmp_pa
     assert record["before"]["world_facts"]["n"] == 30 and record["before"]["pretrain_val"] is None  # no corpus
     full, lora = record["variants"]["full"], record["variants"]["lora-r2"]
     assert full["trainable_params"] == full["total_params"]
-    n_layer, n_embd = 2, 64  # the tiny GPT-2: c_attn is (n_embd -> 3 n_embd); LoRA adds r x (in + out)
-    assert lora["trainable_params"] == n_layer * 2 * (n_embd + 3 * n_embd), lora
+    # The tiny GPT-2: c_attn is (n_embd -> 3 n_embd), LoRA adds r x (in + out); and the two chat tokens'
+    # embedding rows (tied to the output layer, through TRL's fused LM head: adapters.apply).
+    n_layer, n_embd = 2, 64
+    assert lora["trainable_params"] == n_layer * 2 * (n_embd + 3 * n_embd) + 2 * n_embd, lora
     for row in (full, lora):
         assert 0 <= row["heldout_accuracy"] <= 1 and row["peak_memory_mb"] > 0 and row["seconds"] > 0
         assert -1 <= row["forgetting"]["world_facts_change"] <= 1

@@ -237,3 +237,39 @@ def test_resolve_model(tmp_path, monkeypatch):
         adapters.resolve_model("empty", ws)
     for hub in ("HuggingFaceTB/SmolLM2-135M", "gpt2"):
         assert adapters.resolve_model(hub, ws) == hub
+
+
+@pytest.mark.parametrize("layout", ["gpt2", "llama"])
+def test_trainable_tokens_train_their_embedding_rows_and_merge(layout, base_dirs, tmp_path):
+    """lora.trainable_tokens: the rows of new tokens (our chat tokens) train beside the adapters;
+    every other row stays the base's, and the merged model equals the trained one."""
+    torch.manual_seed(1)
+    model = adapters.load_model(base_dirs[layout], "lora")
+    wte = model.get_input_embeddings().weight.detach().clone()
+    peft_model = adapters.apply(model, "lora", _lora(), token_ids=[3, 7])
+    plain = adapters.apply(adapters.load_model(base_dirs[layout], "lora"), "lora", _lora())
+    assert adapters.trainable_params(peft_model)[0] == adapters.trainable_params(plain)[0] + 2 * 64  # 2 rows x n_embd
+    _one_step(peft_model)
+    tuned = _logits(peft_model)
+    peft_model.save_pretrained(tmp_path / "adapter")
+    merged = AutoModelForCausalLM.from_pretrained(adapters.merge(base_dirs[layout], tmp_path / "adapter",
+                                                                 tmp_path / "merged"))
+    assert torch.allclose(_logits(merged), tuned, atol=1e-5)
+    changed = (merged.get_input_embeddings().weight - wte).abs().amax(dim=1) > 0
+    assert changed.nonzero().flatten().tolist() == [3, 7]  # those rows, and only those
+    if layout == "gpt2":  # tied head: the same rows of the output layer moved with them
+        assert merged.lm_head.weight.data_ptr() == merged.get_input_embeddings().weight.data_ptr()
+        head = peft_model.get_output_embeddings()  # what TRL's fused LM head reads: weight (trained rows in) and bias
+        assert head.bias is None and head.weight.grad_fn is not None
+
+
+def test_trainable_tokens_are_named_tokens_of_the_tokenizer():
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel(
+        {"<unk>": 0, "<|im_start|>": 1, "<|im_end|>": 2, "hi": 3}, unk_token="<unk>")), unk_token="<unk>")
+    assert adapters.token_ids(tok, ["<|im_start|>", "<|im_end|>"]) == [1, 2]
+    assert adapters.token_ids(tok, []) is None
+    with pytest.raises(UserError, match=r"lora.trainable_tokens: the tokenizer has no token '<\|im_sep\|>'"):
+        adapters.token_ids(tok, ["<|im_end|>", "<|im_sep|>"])

@@ -165,3 +165,10 @@ def test_experiments_view(tmp_path, monkeypatch):
         assert "Submitted job raysubmit_1" in at.success[0].value
     finally:
         server.stop()
+
+
+def test_a_missing_base_model_is_one_line_before_anything_is_written(tmp_path):
+    exp, configs, name = load(fixed={"base.model": str(tmp_path / "gone")}, variants={"full": {"method": "full"}})
+    with pytest.raises(UserError, match="base.model: no model at .*gone"):
+        experiment.run(exp, configs, Workspace(tmp_path), name=name)
+    assert not (tmp_path / "experiments").exists()

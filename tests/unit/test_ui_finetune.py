@@ -128,6 +128,7 @@ def test_start_submits_an_sft_job_and_watch_follows_it(server):
     assert at.radio(key="ft_method").value == "lora"
     assert at.radio(key="ft_method").options == ["Full", "LoRA", "QLoRA"]
     assert any("4 bits (NF4" in c for c in at.radio(key="ft_method").proto.captions)
+    assert yaml.safe_load(at.code[0].value)["lora"]["trainable_tokens"] == ["<|im_start|>", "<|im_end|>"]
     at.radio(key="ft_method").set_value("full").run()
     assert at.number_input(key="ft_lora_r").proto.disabled  # no adapters in a full fine-tune
     at.number_input(key="ft_max_steps").set_value(5)
@@ -174,7 +175,9 @@ def test_run_names_and_the_config_sent():
     lora = sft_config(method="qlora", sources=["instructions"], **common)
     assert lora["lora"] == {"r": 8, "alpha": 16} and lora["data"] == {"sources": ["instructions"],
                                                                        "shape": "alpaca", "n_train": 500}
-    full = sft_config(method="full", sources=["/d/rows.jsonl"], **common)
+    tokens = sft_config(method="lora", sources=["instructions"], chat_tokens=True, **common)
+    assert tokens["lora"]["trainable_tokens"] == ["<|im_start|>", "<|im_end|>"]
+    full = sft_config(method="full", sources=["/d/rows.jsonl"], chat_tokens=True, **common)
     assert "lora" not in full and "n_train" not in full["data"] and full["scale"] == {"num_workers": 2}
 
     from training.posttrain.config import SFTConfig

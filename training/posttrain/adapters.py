@@ -61,6 +61,22 @@ def resolve_model(spec: str, ws) -> str:
     return spec  # a Hub name: from_pretrained downloads it (online) or says why not
 
 
+def base_config(spec: str, ws):
+    """(where to load `base.model` from, its transformers config): the model checked before any
+    training or measuring starts.
+
+    Raises:
+        UserError: no model there, or a Hub name that cannot be loaded (offline, misspelt).
+    """
+    from transformers import AutoConfig
+
+    path = resolve_model(spec, ws)
+    try:
+        return path, AutoConfig.from_pretrained(path)
+    except (OSError, ValueError) as e:
+        raise UserError(f"base.model: cannot load {spec!r}: {str(e).splitlines()[0]}") from e
+
+
 def check_qlora(device: str | None = None) -> None:
     """Refuse method=qlora, in one line, where bitsandbytes cannot run a 4-bit layer."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -109,7 +125,19 @@ def load_model(path: str, method: str, *, dtype: torch.dtype = torch.float32, de
         model = prepare_model_for_kbit_training(
             model, use_gradient_checkpointing=grad_checkpointing,
             gradient_checkpointing_kwargs={"use_reentrant": False})
+        _keep_reference_4bit_kernel(model)
     return model
+
+
+def _keep_reference_4bit_kernel(model) -> None:
+    """On CPUs with AVX512-BF16, bitsandbytes 0.50 repacks a 4-bit weight the first time it runs in
+    eval mode without gradients (an evaluation, a sample) for a faster kernel, and the repacking
+    fails on double-quantized layers whose absmax does not fill whole blocks ("shape '[64, 1]' is
+    invalid for input of size 96"). Training never takes that path; we keep evaluation on the same,
+    reference kernel, which every CPU has."""
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
 
 
 def meta_model(model_config):
@@ -147,8 +175,25 @@ def _targeted(layers: dict, targets) -> dict:
     return {n: v for n, v in layers.items() if any(n == t or n.endswith("." + t) for t in targets)}
 
 
-def lora_config(model, cfg_lora):
-    """peft's LoraConfig for `cfg_lora` (training/posttrain/config.py) on `model`, checked.
+def token_ids(tokenizer, tokens: list[str]) -> list[int] | None:
+    """The ids of `lora.trainable_tokens` in `tokenizer` (None for none).
+
+    Raises:
+        UserError: a token the tokenizer does not have as one token.
+    """
+    if not tokens:
+        return None
+    vocab = tokenizer.get_vocab()
+    missing = [t for t in tokens if t not in vocab]
+    if missing:
+        raise UserError(f"lora.trainable_tokens: the tokenizer has no token {missing[0]!r} (give tokens as the "
+                        f"tokenizer spells them, e.g. <|im_end|>)")
+    return [vocab[t] for t in tokens]
+
+
+def lora_config(model, cfg_lora, token_ids: list[int] | None = None):
+    """peft's LoraConfig for `cfg_lora` (training/posttrain/config.py) on `model`, checked;
+    `token_ids` (from `token_ids()`) are embedding rows that train too.
 
     Raises:
         UserError: target_modules the model lacks (naming the ones it has), or an r larger
@@ -174,18 +219,26 @@ def lora_config(model, cfg_lora):
     return LoraConfig(
         task_type=TaskType.CAUSAL_LM, r=cfg_lora.r, lora_alpha=cfg_lora.alpha, lora_dropout=cfg_lora.dropout,
         target_modules=targets if targets == "all-linear" else list(targets), use_dora=cfg_lora.use_dora,
-        fan_in_fan_out=any(conv for _, _, conv in chosen.values()))
+        fan_in_fan_out=any(conv for _, _, conv in chosen.values()), trainable_token_indices=token_ids)
 
 
-def apply(model, method: str, cfg_lora):
-    """The model to train: `model` itself (full), or a peft model with adapters (lora, qlora)."""
+def apply(model, method: str, cfg_lora, token_ids: list[int] | None = None):
+    """The model to train: `model` itself (full), or a peft model with adapters (lora, qlora),
+    and with `token_ids`' embedding rows trainable."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if method == "full":
         return model
     from peft import get_peft_model
 
-    return get_peft_model(model, lora_config(model, cfg_lora))
+    peft_model = get_peft_model(model, lora_config(model, cfg_lora, token_ids))
+    head = peft_model.get_output_embeddings()
+    if token_ids and type(head).__name__ == "TrainableTokensWrapper" and "bias" not in vars(head):
+        # A tied output layer wrapped for the trainable tokens: TRL's SFTTrainer computes the loss from the
+        # head's `weight` and `bias` directly (its fused LM head). peft's wrapper serves `weight` (the base
+        # rows with the trained ones in place) but not `bias`: give it the wrapped layer's own.
+        object.__setattr__(head, "bias", head.original_module.bias)
+    return peft_model
 
 
 def trainable_params(model) -> tuple[int, int]:

@@ -63,6 +63,12 @@ class LoraConfig(_Strict):
         "all-linear", description="module names to adapt (e.g. [c_attn, c_proj] for GPT-2, [q_proj, v_proj] for "
                                   "Llama), or all-linear: every linear layer but the output head")
     use_dora: bool = Field(False, description="DoRA: also learn each weight column's magnitude")
+    trainable_tokens: list[str] = Field(
+        default_factory=list,
+        description="tokens whose embedding rows train beside the adapters (peft's trainable_token_indices), e.g. "
+                    "['<|im_start|>', '<|im_end|>']: tokens the base never saw in pretraining, like our own models' "
+                    "chat tokens, which LoRA would otherwise leave as initialised. With tied input and output "
+                    "embeddings (GPT-2 layout) their output rows train too")
 
 
 class SFTTrainConfig(_Strict):

@@ -30,7 +30,6 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from training.config import _Strict, deep_merge, parse_overrides, read_yaml, validate
-from training.errors import UserError
 from training.posttrain.config import SFTConfig
 from training.pretrain.sweep import find_config, nest_keys
 from training.workspace import Workspace, read_jsonl
@@ -142,7 +141,7 @@ def run(exp: ExperimentConfig, configs: dict[str, SFTConfig], ws: Workspace, *, 
 
     exp_id = f"{name}-{datetime.now():%Y%m%d-%H%M%S}"
     first = next(iter(configs.values()))
-    base_path = adapters.resolve_model(first.base.model, ws)
+    base_path, _ = adapters.base_config(first.base.model, ws)  # a missing base is one line, before any work
     record = {"experiment_id": exp_id, "name": name, "status": "RUNNING", "base_model": first.base.model,
               "created_at": datetime.now().astimezone().isoformat(timespec="seconds"), "finished_at": None,
               "config": exp.model_dump(mode="json"), "before": None,
@@ -162,7 +161,7 @@ def run(exp: ExperimentConfig, configs: dict[str, SFTConfig], ws: Workspace, *, 
         try:
             result = sft.run(cfg.model_copy(update={"run_name": row["run_id"]}), ws, run_id=row["run_id"])
             error = result.error
-        except UserError as e:
+        except Exception as e:  # noqa: BLE001 - Ray Train raises a failed run's error: record it, run the next
             error = e
         row["seconds"] = round(time.perf_counter() - start, 1)
         if error is not None:

@@ -44,7 +44,7 @@ def build_trainer(cfg: SFTConfig, paths: dict, device, *, rank: int, tracker=Non
         else torch.float32
     model = adapters.load_model(paths["base_path"], cfg.method, dtype=dtype,
                                 grad_checkpointing=cfg.train.grad_checkpointing)
-    model = adapters.apply(model, cfg.method, cfg.lora)
+    model = adapters.apply(model, cfg.method, cfg.lora, adapters.token_ids(tokenizer, cfg.lora.trainable_tokens))
     rows = sft_data.load(Workspace(Path(paths["ws_root"])), paths["snapshot"])
     to_rows = lambda split: sft_data.to_rows(rows.get(split, []), cfg.data.shape, cfg.data.system)  # noqa: E731
     train, _ = sft_setup.fit_rows(to_rows("train"), tokenizer, paths["max_length"])
@@ -146,26 +146,21 @@ def latest_checkpoint(run_dir: Path) -> str | None:
 
 def plan(cfg: SFTConfig, ws: Workspace, *, run_id: str, resume: bool) -> dict:
     """Check everything the workers need before any starts: user mistakes surface here as one line."""
-    from transformers import AutoConfig
-
     run_dir = ws.run(run_id)
     if resume and latest_checkpoint(run_dir) is None:
         raise UserError(f"cannot resume {run_id}: it has no checkpoint in {run_dir / 'checkpoints'}")
     if not resume and (run_dir / "config.yaml").exists():
         raise UserError(f"run {run_id!r} already exists: pass --resume {run_id} or choose another run_name")
-    base_path = adapters.resolve_model(cfg.base.model, ws)
     if cfg.method == "qlora":
         adapters.check_qlora()
-    try:
-        model_config = AutoConfig.from_pretrained(base_path)
-    except (OSError, ValueError) as e:
-        raise UserError(f"base.model: cannot load {cfg.base.model!r}: {str(e).splitlines()[0]}") from e
+    base_path, model_config = adapters.base_config(cfg.base.model, ws)
     paths = {"run_id": run_id, "run_dir": str(run_dir), "ws_root": str(ws.root), "base_path": str(base_path),
              "tokenizer_path": str(cfg.base.tokenizer or base_path)}
     tokenizer = sft_setup.load_tokenizer(paths, cfg)
     sft_setup.check_tokenizer(tokenizer, model_config)
     if cfg.method != "full":
-        adapters.lora_config(adapters.meta_model(model_config), cfg.lora)  # target modules and rank, checked
+        adapters.lora_config(adapters.meta_model(model_config), cfg.lora,  # target modules, rank, tokens: checked
+                             adapters.token_ids(tokenizer, cfg.lora.trainable_tokens))
     snapshot = sft_data.prepare(cfg.data, ws)
     max_len = sft_setup.max_length(cfg, model_config)
     splits = sft_data.load(ws, snapshot)

@@ -136,11 +136,17 @@ def start() -> None:
                                   help="the run's folder and the tuned model's id; empty: made from the model "
                                        "and the time")
 
+    chat_tokens = st.checkbox("LoRA: train the chat tokens' embeddings too (<|im_start|>, <|im_end|>)", value=True,
+                              key="ft_chat_tokens", disabled=method == "full",
+                              help="Pretraining never showed a model of ours these tokens, and LoRA leaves "
+                                   "embeddings frozen: without this it cannot learn where a reply ends. Two "
+                                   "rows of the embedding train (peft's trainable tokens).")
+
     name = run_name.strip() or sft_run_name(model, datetime.now())
     config = sft_config(model=model, method=method, run_name=name, sources=sources, shape=shape,
                         n_train=int(n_train), max_steps=int(max_steps), lr=float(lr), batch_size=int(batch_size),
                         eval_interval=int(eval_interval), lora_r=int(lora_r), lora_alpha=int(lora_alpha),
-                        num_workers=int(num_workers))
+                        num_workers=int(num_workers), chat_tokens=chat_tokens)
     with st.expander("The config it sends (what `playground sft --config` reads)"):
         st.code(yaml.safe_dump(config, sort_keys=False), language="yaml")
     if st.button("Start fine-tuning", type="primary", key="ft_submit"):
