@@ -1,9 +1,7 @@
-"""training/posttrain/forgetting.py against transformers' own loss, a slow reference loop, a model
-that learned the world table, and a fake workspace."""
+"""training/posttrain/forgetting.py against a slow reference loop, a model that learned the world
+table, and a fake workspace (its perplexity, from evaluation/perplexity.py: test_perplexity.py)."""
 
-import copy
 import json
-import math
 
 import pytest
 import torch
@@ -61,49 +59,6 @@ def learned(tokenizer):
         loss.backward()
         opt.step()
     return model.eval()
-
-
-# --------------------------------------------------------------------------- perplexity
-
-
-def test_perplexity_of_one_window_is_transformers_loss(tokenizer):
-    model = tiny_model(tokenizer)
-    text = "The capital of Varnia is Tolbek. People in Plonk speak Plonkish."
-    ids = torch.tensor([tokenizer(text)["input_ids"]])
-    with torch.no_grad():
-        ref = model(ids, labels=ids).loss.item()
-    got = forgetting.perplexity(model, tokenizer, [text])
-    assert got["tokens"] == ids.shape[1] - 1
-    assert got["loss"] == pytest.approx(ref, abs=1e-5)
-    assert got["perplexity"] == pytest.approx(math.exp(ref), abs=1e-5)
-
-
-def test_perplexity_weights_windows_by_tokens_and_separates_documents(tokenizer):
-    model = tiny_model(tokenizer)
-    texts = ["The capital of Varnia is Tolbek.", "People in Plonk speak Plonkish.", "The capital of Kalo is Sunport."]
-    stream = tokenizer(texts[0])["input_ids"] + [tokenizer.eos_token_id] + tokenizer(texts[1])["input_ids"]
-    stream += [tokenizer.eos_token_id] + tokenizer(texts[2])["input_ids"]
-    stream = stream[:25]  # max_tokens: 3 windows of 8 and one of 1 (nothing to predict)
-    total, count = 0.0, 0
-    with torch.no_grad():
-        for i in range(0, len(stream), 8):
-            w = torch.tensor([stream[i:i + 8]])
-            if w.shape[1] > 1:
-                total += model(w, labels=w).loss.item() * (w.shape[1] - 1)
-                count += w.shape[1] - 1
-    got = forgetting.perplexity(model, tokenizer, texts, block_size=8, max_tokens=25, batch_size=2)
-    assert got["tokens"] == count == 21
-    assert got["loss"] == pytest.approx(total / count, abs=1e-5)
-    # A fine-tuned copy's tokenizer names <|im_end|> as EOS; documents stay separated by BOS
-    # (<|endoftext|>), so base and tuned models are scored on the same stream.
-    tuned = copy.deepcopy(tokenizer)
-    tuned.add_special_tokens({"additional_special_tokens": ["<|im_end|>"]})
-    tuned.eos_token = "<|im_end|>"
-    model.resize_token_embeddings(len(tuned))
-    assert tuned.eos_token_id != tuned.bos_token_id
-    base = forgetting.perplexity(model, tokenizer, texts, block_size=8, max_tokens=25, batch_size=2)
-    again = forgetting.perplexity(model, tuned, texts, block_size=8, max_tokens=25, batch_size=2)
-    assert again["loss"] == pytest.approx(base["loss"], abs=1e-6) and again["tokens"] == 21
 
 
 # --------------------------------------------------------------------------- world facts

@@ -4,7 +4,8 @@ Fine-tuning teaches a model to answer in a chat format, and can wear away what i
 pretraining. Two measures, both in the pretraining format (plain text, no chat template):
 
 - `world_facts`: does it still pick the right capital, language or animal of each made-up country?
-- `perplexity`: how well does it still predict held-out text of its pretraining corpus?
+- `perplexity` (evaluation/perplexity.py): how well does it still predict held-out text of its
+  pretraining corpus?
 
 Run `measure` on the base model and on its fine-tuned copy and compare the two dicts.
 """
@@ -12,13 +13,12 @@ Run `measure` on the base model and on its fine-tuned copy and compare the two d
 from __future__ import annotations
 
 import json
-import math
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
+from evaluation.perplexity import perplexity
 from training.data.corpus import _WORLD
 from training.data.snapshot import iter_split
 
@@ -101,49 +101,6 @@ def world_facts(model, tokenizer, *, relations=("capital", "language", "animal")
     n = len(right) * len(_WORLD)
     return {"accuracy": sum(right.values()) / n if n else 0.0, "n": n,
             "by_relation": {rel: k / len(_WORLD) for rel, k in right.items()}, "chance": 1 / len(_WORLD)}
-
-
-def _context_length(config) -> int:
-    ctx = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
-    return min(ctx or 1024, 1024)
-
-
-def perplexity(model, tokenizer, texts: list[str], *, block_size: int | None = None,
-               max_tokens: int = 20000, batch_size: int = 8) -> dict:
-    """Mean next-token cross-entropy of `model` on `texts`, and its exponential.
-
-    The texts are joined into one stream (a separator token between documents, as in the
-    pretraining shards: BOS where the tokenizer has one, else EOS; fine-tuning renames our
-    tokenizer's EOS to <|im_end|> but keeps <|endoftext|> as BOS, so base and tuned model read the
-    same stream), cut to `max_tokens` and split into non-overlapping windows of
-    `block_size` tokens; the first token of each window has no context and is not scored.
-    `tokens` is how many tokens were predicted. A loss of 0.69 is a perplexity of 2: the
-    model is, on average, as unsure as a coin flip between two tokens.
-    """
-    block = block_size or _context_length(model.config)
-    sep = next(([t] for t in (tokenizer.bos_token_id, tokenizer.eos_token_id) if t is not None), [])
-    stream: list[int] = []
-    for i, ids in enumerate(tokenizer(list(texts), add_special_tokens=False)["input_ids"]):
-        stream += (sep if i else []) + ids
-        if len(stream) >= max_tokens:
-            break
-    stream = stream[:max_tokens]
-    if len(stream) < 2 or block < 2:
-        raise ValueError(f"perplexity needs 2 tokens of text and windows of 2: got {len(stream)} and {block}")
-    full = len(stream) // block * block
-    windows = torch.tensor(stream[:full], dtype=torch.long).view(-1, block)  # (W, block)
-    batches = list(windows.split(batch_size)) if full else []
-    if len(stream) - full > 1:
-        batches.append(torch.tensor([stream[full:]]))  # the short last window
-    total, count = 0.0, 0
-    with _eval_mode(model):
-        for ids in batches:
-            ids = ids.to(next(model.parameters()).device)
-            logits = model(input_ids=ids).logits.float()  # (B, T, V)
-            total += F.cross_entropy(logits[:, :-1].flatten(0, 1), ids[:, 1:].flatten(), reduction="sum").item()
-            count += ids[:, 1:].numel()
-    loss = total / count
-    return {"loss": loss, "perplexity": math.exp(loss), "tokens": count}
 
 
 def _read_json(path: Path) -> dict:
