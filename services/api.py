@@ -12,6 +12,10 @@
     /api/data/...                    data pipeline snapshots, samples, diffs, pipeline jobs (services/data_api.py)
     /api/architecture, /api/inspect  the architecture lab (services/inspector.py)
     /api/jobs/...                    training, tokenizer and data jobs on Ray (services/jobs_api.py)
+    /api/evals/..., /api/eval-tasks  evaluations with lm-eval, their records and items (services/evals_api.py)
+    /api/leaderboard/...             every model's latest scores, and paired tests (services/evals_api.py)
+    /api/reports/...                 report cards of pipeline runs (services/reports_api.py)
+    /api/human/...                   blind pairwise votes and 1-5 ratings, their leaderboard (services/human_api.py)
     GET    /api/docs                 OpenAPI docs
 
 Everything is read from the workspace, so runs submitted as Ray jobs, the CLI and the
@@ -32,10 +36,13 @@ from fastapi import FastAPI
 from ray import serve
 
 from services.data_api import router as data_router
+from services.evals_api import router as evals_router
 from services.experiments_api import router as experiments_router
+from services.human_api import router as human_router
 from services.inspector import router as inspector_router
 from services.jobs_api import router as jobs_router
 from services.llm import harden, openai_error
+from services.reports_api import router as reports_router
 from services.schemas import APIAppArgs, DeployRequest
 from services.sweeps_api import router as sweeps_router
 from services.tokenizer_api import router as tokenizer_router
@@ -48,6 +55,9 @@ app.include_router(jobs_router)
 app.include_router(data_router)
 app.include_router(sweeps_router)
 app.include_router(experiments_router)
+app.include_router(evals_router)
+app.include_router(reports_router)
+app.include_router(human_router)
 
 
 def links(args: APIAppArgs, ws: Workspace) -> dict:

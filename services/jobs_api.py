@@ -1,7 +1,7 @@
 """Training, fine-tuning, tokenizer and data jobs over HTTP, through the Ray Jobs API.
 
     POST   /api/jobs                      {"kind": "pretrain" | "sft" | "tokenizer" | "data" | "tune" |
-                                           "experiment", "config": {...}} -> 202
+                                           "experiment" | "eval", "config": {...}} -> 202
     GET    /api/jobs                      the playground's jobs, newest first (kind, name, status, times)
     GET    /api/jobs/{job_id}             one job: status, its config file, Ray's message
     GET    /api/jobs/{job_id}/logs?tail=  the last lines of its output
@@ -47,14 +47,14 @@ from training.errors import UserError
 
 router = APIRouter()
 
-KINDS = ("pretrain", "sft", "tokenizer", "data", "tune", "experiment")
+KINDS = ("pretrain", "sft", "tokenizer", "data", "tune", "experiment", "eval")
 DONE = ("SUCCEEDED", "FAILED", "STOPPED")
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 
 class JobRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    kind: Literal["pretrain", "sft", "tokenizer", "data", "tune", "experiment"]
+    kind: Literal["pretrain", "sft", "tokenizer", "data", "tune", "experiment", "eval"]
     config: dict[str, Any] = {}
 
 
@@ -67,6 +67,10 @@ def _schema(kind: str):
         from training.posttrain.config import SFTConfig
 
         return SFTConfig
+    if kind == "eval":
+        from evaluation.config import EvalConfig
+
+        return EvalConfig
     from training.config import (
         PretrainConfig,  # pretrain and tokenizer jobs read a run config
     )
@@ -120,7 +124,7 @@ def check_sft_sources(cfg):
 
 def _args(kind: str, path: Path) -> list[str]:
     return {"pretrain": ["pretrain"], "sft": ["sft"], "tokenizer": ["tokenizer", "train"], "data": ["data", "run"],
-            "tune": ["tune"], "experiment": ["experiment"]}[kind] + ["--config", str(path)]
+            "tune": ["tune"], "experiment": ["experiment"], "eval": ["eval"]}[kind] + ["--config", str(path)]
 
 
 def _summary(info: Any) -> dict:

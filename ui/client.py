@@ -244,6 +244,83 @@ class PlaygroundClient:
         """One experiment: config, the base model's scores before, each variant's results, and `table`."""
         return self._request("GET", f"/api/experiments/{quote(experiment_id, safe='')}")
 
+    # ---- evaluation --------------------------------------------------------------------
+
+    def eval_tasks(self) -> list[dict]:
+        """The suites an evaluation can ask for: name, title, kind, chance level."""
+        return self._request("GET", "/api/eval-tasks")
+
+    def evals(self) -> list[dict]:
+        """Every evaluation, newest first: id, status, progress, models, tasks."""
+        return self._request("GET", "/api/evals")
+
+    def eval(self, eval_id: str) -> dict:
+        """One evaluation's record: config, progress, lineage, a row per (model, task)."""
+        return self._request("GET", f"/api/evals/{quote(eval_id, safe='')}")
+
+    def eval_samples(self, eval_id: str, model: str, task: str) -> dict:
+        return self._request("GET", f"/api/evals/{quote(eval_id, safe='')}/samples",
+                             params={"model": model, "task": task})
+
+    def submit_eval(self, request: dict) -> dict:
+        """Start an evaluation ({models, tasks, limit, num_fewshot, backend}): {eval_id, job_id}."""
+        return self._request("POST", "/api/evals", json=request)
+
+    def leaderboard(self, tasks: list[str] | None = None) -> dict:
+        params = {"tasks": ",".join(tasks)} if tasks else None
+        return self._request("GET", "/api/leaderboard", params=params)
+
+    def leaderboard_csv(self, tasks: list[str] | None = None) -> str:
+        """The same table as CSV (the server writes it: one row per model)."""
+        params = {"format": "csv"} | ({"tasks": ",".join(tasks)} if tasks else {})
+        try:
+            response = self._http.get("/api/leaderboard", params=params)
+        except httpx.HTTPError as exc:
+            raise self._unreachable(exc) from None
+        _raise_for_status(response)
+        return response.text
+
+    def compare_models(self, task: str, a: str, b: str) -> dict:
+        """A paired test of models a and b on one task (bootstrap; McNemar for right/wrong)."""
+        return self._request("GET", "/api/leaderboard/compare", params={"task": task, "a": a, "b": b})
+
+    def reports(self) -> list[dict]:
+        """Every report card of a pipeline run, newest first."""
+        return self._request("GET", "/api/reports")
+
+    def report(self, name: str) -> dict:
+        """One report card: `report` (its figures) and `markdown`."""
+        return self._request("GET", f"/api/reports/{quote(name, safe='')}")
+
+    def compare_reports(self, a: str, b: str) -> dict:
+        return self._request("GET", "/api/reports/compare", params={"a": a, "b": b})
+
+    # ---- human evaluation ----------------------------------------------------------------
+
+    def human_compare(self, prompt: str, models: list[str], set_name: str = "default", **params: Any) -> dict:
+        """Both models answer `prompt`: the blind view {comparison_id, left, right} (no names)."""
+        return self._request("POST", "/api/human/comparisons",
+                             json={"prompt": prompt, "models": models, "set": set_name, **params})
+
+    def human_vote(self, comparison_id: str | int, rater: str, choice: str) -> dict:
+        """choice: left, right, tie or both_bad; the answer reveals which model was which."""
+        return self._request("POST", f"/api/human/comparisons/{quote(str(comparison_id), safe='')}/vote",
+                             json={"rater": rater, "choice": choice})
+
+    def human_answer(self, prompt: str, model: str, set_name: str = "default", **params: Any) -> dict:
+        return self._request("POST", "/api/human/answers",
+                             json={"prompt": prompt, "model": model, "set": set_name, **params})
+
+    def human_rate(self, item_id: str | int, rater: str, score: int) -> dict:
+        return self._request("POST", f"/api/human/answers/{quote(str(item_id), safe='')}/rating",
+                             json={"rater": rater, "score": score})
+
+    def human_leaderboard(self, set_name: str | None = None) -> dict:
+        return self._request("GET", "/api/human/leaderboard", params={"set": set_name} if set_name else None)
+
+    def human_export(self) -> dict:
+        return self._request("GET", "/api/human/export")
+
     # ---- data pipeline ---------------------------------------------------------------
 
     def snapshots(self) -> list[dict]:

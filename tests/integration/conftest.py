@@ -6,12 +6,15 @@ placement-group bundle), the OpenAI ingress 1, and the deploy test runs two mode
 while a redeployed ingress starts beside the old one (see ../shared/STACK.md).
 """
 
+import json
 import os
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
-from serve_helpers import free_port
+import yaml
+from serve_helpers import export_tiny, free_port, served, wait_for
 
 from services.serve_env import serve_env
 from training.config import load_config
@@ -135,3 +138,47 @@ def sft_run(ray_cluster, workspace, sft_base):
                f"base.model={sft_base['gpt2']}", f"run_name={run_id}", "method=lora", "train.max_steps=8", *SFT_QUICK])
     assert rc == 0
     return run_id
+
+
+SERVE_CONFIG = "configs/serve/local.yaml"
+
+
+@pytest.fixture(scope="session")
+def stack(ray_cluster, workspace, tiny_config):
+    """Deploy configs/serve/local.yaml (loopback, a free port, the test workspace) with one model, tiny-a
+    (tiny-b is exported beside it, not served). The models are random weights: the serving tests check the
+    plumbing, not the prose."""
+    from ray import serve
+    from ray.dashboard.modules.serve.sdk import ServeSubmissionClient
+
+    export_tiny(workspace, tiny_config, "tiny-a", seed=1)
+    export_tiny(workspace, tiny_config, "tiny-b", seed=2)
+    run_dir = workspace.run("fake-run")  # a finished run as the API sees it
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(tiny_config().model_dump(mode="json")))
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "loss": 5.0 - s, "lr": 1e-3}) + "\n"
+                                                   for s in (1, 2, 3)))
+
+    config = yaml.safe_load(Path(SERVE_CONFIG).read_text())
+    port = free_port()
+    config["http_options"]["port"] = port
+    for app in config["applications"]:
+        app["args"]["workspace"] = str(workspace.root)
+        if app["name"] == "llm":
+            app["args"]["models"] = ["tiny-a"]
+        else:
+            app["args"]["dashboard_url"] = ray_cluster["dashboard"]
+    client = ServeSubmissionClient(ray_cluster["dashboard"])
+    client.deploy_applications(config)
+    base = f"http://127.0.0.1:{port}"
+    wait_for(lambda: served(base) == ["tiny-a"], 300, "the LLM app")
+    wait_for(lambda: httpx.get(f"{base}/api/health", timeout=10).status_code == 200, 60, "the API")
+    yield {"base": base, "workspace": workspace}
+    serve.shutdown()
+
+
+@pytest.fixture(scope="session")
+def oai(stack):
+    from openai import OpenAI
+
+    return OpenAI(base_url=f"{stack['base']}/v1", api_key="unused")

@@ -2,8 +2,9 @@
 with the official `openai` client. The models are tiny exports the fixture makes itself
 (random weights: these tests check the plumbing, not the prose).
 
-This module runs after the training tests (file order) and shuts Serve down at the end,
-so its replicas never hold CPUs that Ray Train workers wait for.
+The stack (`stack`, `oai`) is conftest.py's, one per session: this module and test_serve_eval.py
+share it. They run after the training tests (file order); test_tune.py shuts Serve down first, so
+its replicas never hold CPUs that Ray Tune's trials wait for.
 """
 
 import json
@@ -12,53 +13,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-import yaml
-from serve_helpers import export_tiny, free_port, listeners, served, wait_for
+from serve_helpers import free_port, listeners, served, wait_for
 
 from ui.client import PlaygroundClient
 
 pytestmark = pytest.mark.integration
 CONFIG = "configs/serve/local.yaml"
 SHAKESPEARE = Path(__file__).resolve().parents[3] / "shared" / "data" / "tinyshakespeare.txt"
-
-
-@pytest.fixture(scope="module")
-def stack(ray_cluster, workspace, tiny_config):
-    """Deploy configs/serve/local.yaml (loopback, a free port, the test workspace) with one model."""
-    from ray import serve
-    from ray.dashboard.modules.serve.sdk import ServeSubmissionClient
-
-    export_tiny(workspace, tiny_config, "tiny-a", seed=1)
-    export_tiny(workspace, tiny_config, "tiny-b", seed=2)
-    run_dir = workspace.run("fake-run")  # a finished run as the API sees it
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(tiny_config().model_dump(mode="json")))
-    (run_dir / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "loss": 5.0 - s, "lr": 1e-3}) + "\n"
-                                                   for s in (1, 2, 3)))
-
-    config = yaml.safe_load(Path(CONFIG).read_text())
-    port = free_port()
-    config["http_options"]["port"] = port
-    for app in config["applications"]:
-        app["args"]["workspace"] = str(workspace.root)
-        if app["name"] == "llm":
-            app["args"]["models"] = ["tiny-a"]
-        else:
-            app["args"]["dashboard_url"] = ray_cluster["dashboard"]
-    client = ServeSubmissionClient(ray_cluster["dashboard"])
-    client.deploy_applications(config)
-    base = f"http://127.0.0.1:{port}"
-    wait_for(lambda: served(base) == ["tiny-a"], 300, "the LLM app")
-    wait_for(lambda: httpx.get(f"{base}/api/health", timeout=10).status_code == 200, 60, "the API")
-    yield {"base": base, "workspace": workspace}
-    serve.shutdown()
-
-
-@pytest.fixture(scope="module")
-def oai(stack):
-    from openai import OpenAI
-
-    return OpenAI(base_url=f"{stack['base']}/v1", api_key="unused")
 
 
 def test_chat_plain_and_streaming(oai):

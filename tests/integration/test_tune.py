@@ -9,6 +9,14 @@ from training.pretrain import sweep_record
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture(scope="module", autouse=True)
+def no_serve(ray_cluster):
+    """The serving tests' Serve stack (conftest.py `stack`) holds CPUs these trials wait for: stop it first."""
+    from ray import serve
+
+    serve.shutdown()
+
+
 def test_sweep_of_four_trials_on_nano(sweep_result):
     workspace, line = sweep_result["workspace"], sweep_result["line"]
     assert line["trials"] == 4

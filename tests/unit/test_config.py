@@ -60,9 +60,18 @@ def test_every_experiment_config_validates(path):
     assert all(c.train.eval_interval <= c.train.max_steps for c in configs.values())
 
 
+@pytest.mark.parametrize("path", sorted((ROOT / "configs/eval").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_eval_config_validates(path):
+    from evaluation.config import EvalConfig
+    from evaluation.suites import expand
+
+    cfg = load_config(path, ["models=[some-model]"], schema=EvalConfig)
+    assert expand(cfg.tasks)  # every task it names is known
+
+
 def test_covers_every_config_folder():
     assert {p.relative_to(ROOT / "configs").parts[0] for p in ALL_YAML} == {
-        "pretrain", "serve", "data", "tune", "sft", "experiments"}
+        "pretrain", "serve", "data", "tune", "sft", "experiments", "eval"}
 
 
 def test_layering_defaults_then_yaml_then_overrides(tmp_path):
