@@ -57,7 +57,11 @@ def cmd_eval(args) -> None:
         eval_id = cfg.name or f"eval-{datetime.now():%Y%m%d-%H%M%S}"
         if records.read_record(ws, eval_id) is not None:
             raise UserError(f"name: an evaluation {eval_id!r} exists already; choose another name")
-        record = recipe.run(cfg, ws, eval_id=eval_id)
+        planned = recipe.plan(cfg, ws)  # every mistake named before anything starts
+        from cluster.local import join_running_cluster
+
+        join_running_cluster()  # `playground up`'s cluster, if one runs here; before ray is imported
+        record = recipe.run(cfg, ws, eval_id=eval_id, planned=planned)
     print_table(record)
     print(json.dumps({"eval_id": record["eval_id"], "status": record["status"], "seconds": record["seconds"],
                       "scores": {f"{r['model']}/{r['task']}": r["score"] for r in record["rows"] + record["groups"]

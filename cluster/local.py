@@ -44,6 +44,27 @@ def _token_mode() -> None:
     os.environ.setdefault("RAY_AUTH_MODE", "token")
 
 
+def join_running_cluster() -> str | None:
+    """Point this process at the Ray cluster `playground up` (or `ray start`) left running here, if it
+    answers: RAY_ADDRESS, and the token mode such a cluster checks. Ray reads the mode when it is
+    imported, so call this before anything imports ray. Returns the address, or None (none running,
+    or RAY_ADDRESS already set)."""
+    import socket
+    import tempfile
+
+    if os.environ.get("RAY_ADDRESS"):
+        return None
+    try:
+        marker = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+        host, port = marker.read_text().strip().rsplit(":", 1)
+        socket.create_connection((host, int(port)), timeout=1).close()
+    except (OSError, ValueError):
+        return None
+    _token_mode()
+    os.environ["RAY_ADDRESS"] = f"{host}:{port}"
+    return os.environ["RAY_ADDRESS"]
+
+
 def _env(ws: Workspace) -> dict:
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     return {**os.environ, **serve_env(), "PATH": path, "PLAYGROUND_WORKSPACE": str(ws.root)}

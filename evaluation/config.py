@@ -27,7 +27,8 @@ class EvalConfig(_Strict):
     tasks: list[str] = Field(
         default_factory=lambda: ["world"],
         description="suites (world, world_facts, world_arithmetic, world_stories, world_instructions, mmlu, "
-                    "mmlu_<category>, mmlu_<subject>, humaneval) or lm-eval task names when online")
+                    "mmlu_<category>, mmlu_<subject>, humaneval) and custom benchmarks (`playground benchmark "
+                    "add`); GET /api/eval-tasks lists them")
     backend: Literal["served", "hf"] = Field(
         "served", description="served: lm-eval's local-completions against the model served on `endpoint` "
                               "(log-likelihoods from prompt logprobs); hf: lm-eval's hf backend, in-process on "

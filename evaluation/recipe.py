@@ -20,8 +20,6 @@ import subprocess
 import time
 from datetime import datetime, timezone
 
-import ray
-
 from evaluation import custom as custom_
 from evaluation import records, suites
 from evaluation.config import EvalConfig
@@ -41,23 +39,6 @@ def _git_commit() -> str | None:
     except OSError:
         return None
     return out.stdout.strip() or None
-
-
-def running_cluster() -> str | None:
-    """The GCS address of the Ray cluster `playground up` (or `ray start`) left running on this machine,
-    if it answers; None otherwise. Such a cluster checks a token: say so, as `playground up` does."""
-    import socket
-    import tempfile
-    from pathlib import Path
-
-    marker = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
-    try:
-        host, port = marker.read_text().strip().rsplit(":", 1)
-        socket.create_connection((host, int(port)), timeout=1).close()
-    except (OSError, ValueError):
-        return None
-    os.environ.setdefault("RAY_AUTH_MODE", "token")
-    return f"{host}:{port}"
 
 
 def plan(cfg: EvalConfig, ws: Workspace) -> dict:
@@ -148,18 +129,20 @@ def add_result(ws: Workspace, record: dict, model: str, suite: str, out: dict) -
     records.write_samples(ws, record["eval_id"], model, out["samples"])
 
 
-def run(cfg: EvalConfig, ws: Workspace, *, eval_id: str, say=print) -> dict:
-    """Plan, then evaluate on Ray. Returns the final record."""
-    planned = plan(cfg, ws)
+def run(cfg: EvalConfig, ws: Workspace, *, eval_id: str, say=print, planned: dict | None = None) -> dict:
+    """Plan (unless `planned` is given), then evaluate on Ray. Returns the final record."""
+    import ray  # here, not at the top: `playground eval` sets Ray's auth mode first, and Ray reads it on import
+
+    planned = planned or plan(cfg, ws)
     tasks_root = suites.prepare(records.tasks_dir(ws), list(planned["units"]), planned["custom"])
-    record = new_record(cfg, eval_id, planned)
-    records.write_record(ws, record)
     t0 = time.perf_counter()
     if not ray.is_initialized():
-        address = os.environ.get("RAY_ADDRESS") or running_cluster()
-        # [1] Ray: join the cluster of `ray job submit` (RAY_ADDRESS) or of `playground up` (an evaluation is
-        # small work beside the models it evaluates), else start a local one.
+        address = os.environ.get("RAY_ADDRESS")
+        # [1] Ray: join the cluster of `ray job submit` or of `playground up` (RAY_ADDRESS; `playground eval`
+        # sets it when one runs here: an evaluation is small work beside the models it asks), else start one.
         ray.init(address=address, num_cpus=None if address else max(os.cpu_count() or 1, 2), log_to_driver=True)
+    record = new_record(cfg, eval_id, planned)  # written once Ray is there: no record of an evaluation that never ran
+    records.write_record(ws, record)
     # [2] Ray: one CPU task per (model, suite); the object store carries the items back.
     remote = ray.remote(num_cpus=1, max_retries=0)(evaluate_one)
     pending = {}

@@ -4,6 +4,7 @@
 second Ray head on this machine's ports is not something a unit test can do safely.
 """
 
+import os
 import subprocess
 
 import pytest
@@ -48,3 +49,28 @@ def test_importing_local_leaves_rays_auth_mode_alone(monkeypatch):
     monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
     importlib.reload(local)
     assert "RAY_AUTH_MODE" not in os.environ
+
+
+def test_join_running_cluster_points_at_a_live_cluster_only(tmp_path, monkeypatch):
+    """`playground eval` joins `playground up`'s cluster: its address from Ray's marker file, token mode on;
+    a marker whose GCS does not answer, or RAY_ADDRESS already set, changes nothing."""
+    import socket
+
+    from cluster.local import join_running_cluster
+
+    monkeypatch.setattr("tempfile.gettempdir", lambda: str(tmp_path))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    assert join_running_cluster() is None  # no marker
+    (tmp_path / "ray").mkdir()
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    (tmp_path / "ray" / "ray_current_cluster").write_text(f"127.0.0.1:{port}\n")
+    try:
+        assert join_running_cluster() == f"127.0.0.1:{port}"
+        assert os.environ["RAY_ADDRESS"] == f"127.0.0.1:{port}" and os.environ["RAY_AUTH_MODE"] == "token"
+        assert join_running_cluster() is None  # RAY_ADDRESS is set now: left as it is
+    finally:
+        listener.close()
+    monkeypatch.delenv("RAY_ADDRESS")
+    assert join_running_cluster() is None  # the marker's GCS no longer answers
