@@ -5,7 +5,8 @@ Figures (one JSON line at the end, saved to reports/bench/eval.json):
 - `mmlu_questions`, `mmlu_seconds`, `mmlu_questions_per_s`: all of MMLU (14,042 questions, zero-shot)
   through lm-eval's `local-completions` against the served model. Goal: under 1800 s on a 2-core
   machine (the product requirements: the full suite in under 30 minutes).
-- `served_vs_inprocess_agreement`: on the same task (`--agreement-task`), the share of items on which
+- `served_vs_inprocess_agreement`: on the same tasks (`--agreement-task`, default the three multiple-choice
+  world suites, 560 items), the share of items on which
   lm-eval through Serve and lm-eval in-process (`hf` backend, same weights, float32) pick the same
   answer; goal >= 0.99. `served_seconds`, `inprocess_seconds` and `served_vs_inprocess_time_ratio` say
   what the HTTP path costs (or saves) on that task, measured in the same run.
@@ -90,9 +91,10 @@ def measure(ws: Workspace, model: str, endpoint: str, *, agreement_task: str, ag
     root = records.tasks_dir(ws)
     figures: dict = {}
 
-    tasks = suites.expand([agreement_task])
-    tm = suites.task_manager(root, [agreement_task])
-    served_cfg = EvalConfig(models=[model], tasks=[agreement_task], backend="served", endpoint=endpoint,
+    names = agreement_task.split(",")
+    tasks = suites.expand(names)
+    tm = suites.task_manager(root, names)
+    served_cfg = EvalConfig(models=[model], tasks=names, backend="served", endpoint=endpoint,
                             limit=agreement_limit)
     hf_cfg = served_cfg.model_copy(update={"backend": "hf"})
     say(f"{agreement_task}: served, twice, then in-process ...")
@@ -141,13 +143,16 @@ def measure(ws: Workspace, model: str, endpoint: str, *, agreement_task: str, ag
     return figures
 
 
-def bench_eval(*, model: str | None = None, agreement_task: str = "world_facts", agreement_limit: int | None = None,
+AGREEMENT_TASKS = "world_facts,world_arithmetic,world_stories"
+
+
+def bench_eval(*, model: str | None = None, agreement_task: str = AGREEMENT_TASKS, agreement_limit: int | None = None,
                mmlu_limit: int | None = None, workspace: Workspace | None = None) -> dict:
     from services.serve_env import serve_env
 
     ws = workspace or Workspace.resolve()
     model = pick_model(ws, model)
-    suites.expand([agreement_task])  # an unknown task fails now, before Serve starts
+    suites.expand(agreement_task.split(","))  # an unknown task fails now, before Serve starts
     t0 = time.perf_counter()
     with env(**serve_env()):
         import ray

@@ -54,7 +54,8 @@ def add_bench_parsers(sub, add_config_args: Callable[[argparse.ArgumentParser], 
                                       "in-process lm-eval agreement, rerun identity, served vs in-process perplexity")
     p.add_argument("--model", "-m", help="workspace model id (default: the newest `make demo` export, else a "
                                          "random-init micro model)")
-    p.add_argument("--agreement-task", default="world_facts", help="the task run served and in-process")
+    p.add_argument("--agreement-task", default="world_facts,world_arithmetic,world_stories",
+                   help="comma-separated tasks run served and in-process")
     p.add_argument("--agreement-limit", type=int, help="items of it (default: all)")
     p.add_argument("--mmlu-limit", type=int, help="questions per MMLU subject (default: all 14,042)")
     p.set_defaults(func=cmd_bench_eval)
