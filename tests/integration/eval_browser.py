@@ -19,6 +19,17 @@ from finetune_browser import CHROMIUM_ARGS
 from serve_helpers import wait_for
 
 
+def _shows(locator, timeout_ms: int) -> bool:
+    """Whether `locator` becomes visible within the time (Playwright raises TimeoutError otherwise)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        locator.wait_for(timeout=timeout_ms)
+    except PlaywrightTimeout:
+        return False
+    return True
+
+
 def check_eval_pages(base_url: str, port: int, tmp_path: Path, timeout_ms: int = 90_000) -> dict:
     """Start the UI on 127.0.0.1:`port` against `base_url`; on Evaluate, wait for the leaderboard and
     download its CSV; on Human eval, ask both served models, vote "left", and read the reveal.
@@ -61,9 +72,18 @@ def check_eval_pages(base_url: str, port: int, tmp_path: Path, timeout_ms: int =
             rater.wait_for(timeout=timeout_ms)
             rater.fill("browser-test")
             rater.press("Enter")
-            page.get_by_role("button", name="Ask both").click()
-            page.get_by_role("button", name="Left is better").wait_for(timeout=timeout_ms)
-            page.get_by_role("button", name="Left is better").click()
+            page.wait_for_timeout(2000)  # the rerun the new name starts: a click during it can be lost
+            vote = page.get_by_role("button", name="Left is better")
+            errors = page.locator("[data-testid=stAlertContentError]")
+            for _ in range(3):  # both models answer (64 tokens each on a busy 2-core machine); retry a lost click
+                page.get_by_role("button", name="Ask both").click()
+                if _shows(vote.or_(errors.first), timeout_ms // 3):
+                    break
+            if errors.count():
+                out["errors"] += [e.inner_text() for e in errors.all()]
+                return out
+            vote.wait_for(timeout=timeout_ms)
+            vote.click()
             page.get_by_text("Left was").first.wait_for(timeout=timeout_ms)
             out["vote_text"] = main.inner_text()
             shot = tmp_path / "human-eval-vote.png"
