@@ -59,6 +59,11 @@ def add_bench_parsers(sub, add_config_args: Callable[[argparse.ArgumentParser], 
     p.add_argument("--agreement-limit", type=int, help="items of it (default: all)")
     p.add_argument("--mmlu-limit", type=int, help="questions per MMLU subject (default: all 14,042)")
     p.set_defaults(func=cmd_bench_eval)
+    p = bench.add_parser("leaderboard", help="the leaderboard with many models: GET /api/leaderboard and the Evaluate "
+                                             "page in ms (goal < 2000), against one model")
+    p.add_argument("--models", type=int, default=60, help="models on the board (each with 66 scores)")
+    p.add_argument("--repeats", type=int, default=5, help="timed runs of each (the median is reported)")
+    p.set_defaults(func=cmd_bench_leaderboard)
 
 
 def _workspace(args):
@@ -92,6 +97,14 @@ def cmd_bench_eval(args) -> None:
             raise UserError(f"--{name.replace('_', '-')} must be >= 1")
     bench_eval(model=args.model, agreement_task=args.agreement_task, agreement_limit=args.agreement_limit,
                mmlu_limit=args.mmlu_limit, workspace=_workspace(args))
+
+
+def cmd_bench_leaderboard(args) -> None:
+    from benchmarks.leaderboard import bench_leaderboard
+
+    if args.models < 1 or args.repeats < 1:
+        raise UserError("--models and --repeats must be >= 1")
+    bench_leaderboard(models=args.models, repeats=args.repeats)
 
 
 def cmd_bench_train(args) -> None:

@@ -2,6 +2,7 @@
 
     playground eval --model demo-20261203-101549 --tasks world,mmlu --limit 50
     playground eval --config configs/eval/world.yaml models=[demo-20261203-101549] backend=hf
+    playground eval --checkpoints all --model demo-20261203-101549 --tasks world   # score vs training step
     playground eval --show eval-20261203-170102          # the table of a finished (or running) evaluation
 """
 
@@ -19,8 +20,12 @@ def add_eval_parsers(sub, add_config_args: Callable[[argparse.ArgumentParser], N
     p.add_argument("--model", "-m", action="append", dest="models", metavar="ID",
                    help="a model to evaluate (repeat for several); sets `models`")
     p.add_argument("--tasks", "-t", help="comma-separated suites, e.g. world,mmlu; sets `tasks`")
-    p.add_argument("--backend", choices=("served", "hf"), help="served (the endpoint) or hf (in-process)")
+    p.add_argument("--backend", choices=("served", "served-chat", "hf"),
+                   help="served (the endpoint's /completions), served-chat (its /chat/completions: generation tasks "
+                        "only) or hf (in-process)")
     p.add_argument("--limit", type=int, help="at most this many items of each task")
+    p.add_argument("--checkpoints", choices=("all",), help="all: --model names runs, and every checkpoint each kept "
+                                                          "is evaluated (backend hf): a score against training step")
     p.add_argument("--show", metavar="EVAL_ID", help="print the table of an existing evaluation and stop")
     add_config_args(p)
     p.set_defaults(func=cmd_eval)
@@ -32,7 +37,7 @@ def eval_config(args):
 
     data = read_yaml(args.config) if args.config else {}
     flags = {"models": args.models, "tasks": args.tasks.split(",") if args.tasks else None,
-             "backend": args.backend, "limit": args.limit}
+             "backend": args.backend, "limit": args.limit, "checkpoints": args.checkpoints}
     data = deep_merge(data, {k: v for k, v in flags.items() if v is not None})
     data = deep_merge(data, parse_overrides(list(args.overrides)))
     if "models" not in data:

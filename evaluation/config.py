@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from training.config import _Strict
 
-BACKENDS = ("served", "hf")
+BACKENDS = ("served", "served-chat", "hf")
 
 
 class EvalConfig(_Strict):
@@ -27,13 +27,19 @@ class EvalConfig(_Strict):
     tasks: list[str] = Field(
         default_factory=lambda: ["world"],
         description="suites (world, world_facts, world_arithmetic, world_stories, world_instructions, mmlu, "
-                    "mmlu_<category>, mmlu_<subject>, humaneval) and custom benchmarks (`playground benchmark "
-                    "add`); GET /api/eval-tasks lists them")
-    backend: Literal["served", "hf"] = Field(
+                    "mmlu_<category>, mmlu_<subject>, humaneval); lm-eval's own hellaswag, truthfulqa_mc1, "
+                    "truthfulqa_mc2, truthfulqa_gen, arc_easy, arc_challenge, gsm8k, which read the Hugging Face "
+                    "Hub (online only), each also as <name>_sample over a few local hand-written rows; and custom "
+                    "benchmarks (`playground benchmark add`); GET /api/eval-tasks lists them")
+    backend: Literal["served", "served-chat", "hf"] = Field(
         "served", description="served: lm-eval's local-completions against the model served on `endpoint` "
-                              "(log-likelihoods from prompt logprobs); hf: lm-eval's hf backend, in-process on "
-                              "the model's folder")
-    endpoint: str = Field("http://127.0.0.1:8000/v1", description="the OpenAI-compatible endpoint (served)")
+                              "(log-likelihoods from prompt logprobs, and generation); served-chat: lm-eval's "
+                              "local-chat-completions against its /chat/completions (generation tasks only: the "
+                              "server applies the chat template); hf: lm-eval's hf backend, in-process on the "
+                              "model's folder")
+    endpoint: str = Field("http://127.0.0.1:8000/v1", description="the OpenAI-compatible endpoint (served, "
+                                                                   "served-chat); PLAYGROUND_API_KEY, when set, is "
+                                                                   "sent as its bearer token")
     limit: int | None = Field(None, gt=0, description="at most this many items of each task (default: all)")
     num_fewshot: int | None = Field(None, ge=0, description="examples put before each question (default: the "
                                                             "task's own, 0 for ours)")
@@ -43,7 +49,19 @@ class EvalConfig(_Strict):
     num_concurrent: int = Field(4, gt=0, description="requests in flight at once (served)")
     batch_size: int = Field(16, gt=0, description="hf: sequences per forward pass; served: prompts per request "
                                                   "(one /v1/completions call scores a list of prompts)")
+    checkpoints: Literal["all"] | None = Field(
+        None, description="all: `models` are runs (or models exported from one), and every checkpoint each run "
+                          "kept is evaluated in-process (backend hf, the default then), as <run>@<step>: a score against training "
+                          "step (GET /api/leaderboard/history)")
     seed: int = 1234
+
+    @model_validator(mode="after")
+    def _checkpoints_in_process(self):
+        if self.checkpoints and "backend" not in self.model_fields_set:
+            self.backend = "hf"  # checkpoints run in-process unless told otherwise, which is refused below
+        if self.checkpoints and self.backend != "hf":
+            raise ValueError("checkpoints: checkpoints are not served; evaluate them with backend=hf")
+        return self
 
     @field_validator("models", "tasks")
     @classmethod

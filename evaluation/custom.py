@@ -52,7 +52,8 @@ MAX_ROWS = 100_000
 MAX_CHOICES = 10
 MAX_DESCRIPTION = 500
 NAME = re.compile(r"^[a-z][a-z0-9_]{1,40}$")
-RESERVED = ("world", "mmlu", "humaneval", "custom")  # the built-in suites' families (check_name)
+# the built-in suites' families (check_name); hellaswag...gsm8k: lm-eval's Hub tasks and their samples (online_tasks.py)
+RESERVED = ("world", "mmlu", "humaneval", "custom", "hellaswag", "truthfulqa", "arc", "gsm8k")
 _FIELDS = {MC: ("question", "choices", "answer"), GEN: ("prompt", "answer")}
 _OPTIONAL = ("id", "category")
 _SHAPE = {MC: '{"question", "choices", "answer"}', GEN: '{"prompt", "answer"}'}

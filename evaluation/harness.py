@@ -11,6 +11,9 @@ generations, and scores them. It does not care where the model runs. Two backend
   tokenizer folder (`tokenizer=`), and must cut long prompts to the model's context itself
   (`max_length=`): otherwise vLLM refuses them. The in-process backend is told a length that makes
   it cut a long prompt at the same token, so both score the same window.
+- `served-chat`: lm-eval's `local-chat-completions` against `/v1/chat/completions`, for generation
+  tasks asked as a conversation: the server renders the messages with the model's own chat template.
+  It generates only: a chat endpoint gives no log-likelihoods, so multiple choice is refused.
 - `hf`: lm-eval's `hf` backend, loading the same folder with transformers in this process.
 
 The same task through both should pick the same answer on (nearly) every item: `playground bench
@@ -32,8 +35,10 @@ from pathlib import Path
 import httpx
 
 from evaluation.config import EvalConfig
+from evaluation.online_tasks import hub_errors
 from training.errors import UserError
 
+MIN_REPLY_TOKENS = 64  # the smallest `max_gen_toks` of our generation suites (world_instructions, custom ones)
 # The metric a task is ranked by, in this order of preference.
 PRIMARY = ("acc", "exact_match", "pass@1", "f1", "bleu", "word_perplexity")
 
@@ -57,22 +62,24 @@ def model_source(ws, spec: str) -> ModelSource:
     """
     from training.posttrain.adapters import resolve_model
 
-    try:
-        path = resolve_model(spec, ws)
-    except UserError as e:
-        raise UserError(str(e).replace("base.model:", "models:", 1)) from None
-    folder = Path(path)
-    if not folder.is_dir():  # a Hub name: lm-eval loads it (online) or says why not
+    path = resolve_model(spec, ws, field="models")
+    if not Path(path).is_dir():  # a Hub name: lm-eval loads it (online) or says why not
         return ModelSource(spec, path, None, True, {"hub": spec})
+    return folder_source(spec, Path(path))
+
+
+def folder_source(name: str, folder: Path) -> ModelSource:
+    """The Hugging Face model in `folder`, known as `name`: its context, whether it has a chat
+    template, and its lineage (from the playground.json an export or a fine-tuning run writes)."""
     cfg = json.loads((folder / "config.json").read_text())
     context = cfg.get("n_positions") or cfg.get("max_position_embeddings")
     tok_cfg = folder / "tokenizer_config.json"
     chat = (folder / "chat_template.jinja").is_file() or (
         tok_cfg.is_file() and bool(json.loads(tok_cfg.read_text()).get("chat_template")))
     info = json.loads((folder / "playground.json").read_text()) if (folder / "playground.json").is_file() else {}
-    lineage = {"model": spec, "path": str(folder), "run_id": info.get("run_id"), "step": info.get("step"),
+    lineage = {"model": name, "path": str(folder), "run_id": info.get("run_id"), "step": info.get("step"),
                "val_loss": info.get("val_loss"), "parent": info.get("lineage")}
-    return ModelSource(spec, str(folder), context, chat, lineage)
+    return ModelSource(name, str(folder), context, chat, lineage)
 
 
 def served_models(endpoint: str, timeout: float = 10.0) -> list[str]:
@@ -81,9 +88,8 @@ def served_models(endpoint: str, timeout: float = 10.0) -> list[str]:
     Raises:
         UserError: the endpoint does not answer (nothing served: start it with `playground up`).
     """
-    headers = {"Authorization": f"Bearer {key}"} if (key := os.environ.get("PLAYGROUND_API_KEY")) else {}
     try:
-        r = httpx.get(endpoint.rstrip("/") + "/models", timeout=timeout, headers=headers)
+        r = httpx.get(endpoint.rstrip("/") + "/models", timeout=timeout, headers=auth_header())
         r.raise_for_status()
     except httpx.HTTPError as e:
         raise UserError(f"endpoint: no OpenAI-compatible server answers at {endpoint} ({type(e).__name__}); "
@@ -100,12 +106,23 @@ def check_served(endpoint: str, models: list[str]) -> None:
                             f"deploy it with `playground up --model {m}` or POST /api/deployments")
 
 
+def auth_header() -> dict:
+    """The bearer token of a playground API started with PLAYGROUND_API_KEY (else none)."""
+    return {"Authorization": f"Bearer {key}"} if (key := os.environ.get("PLAYGROUND_API_KEY")) else {}
+
+
 def lm_eval_model(cfg: EvalConfig, src: ModelSource) -> tuple[str, dict]:
     """lm-eval's model name and arguments for `src` on `cfg.backend`."""
-    if cfg.backend == "served":
-        args = {"base_url": cfg.endpoint.rstrip("/") + "/completions", "model": src.name,
-                "tokenizer": src.path, "tokenizer_backend": "huggingface", "num_concurrent": cfg.num_concurrent,
-                "max_retries": 3, "timeout": 600, "seed": cfg.seed}
+    if cfg.backend in ("served", "served-chat"):
+        args = {"model": src.name, "num_concurrent": cfg.num_concurrent, "max_retries": 3, "timeout": 600,
+                "seed": cfg.seed}
+        if header := auth_header():  # lm-eval would send "Bearer $OPENAI_API_KEY", empty here
+            args["header"] = header
+        if cfg.backend == "served-chat":
+            # Messages go as they are; the server renders them with the model's chat template, so no tokenizer.
+            return "local-chat-completions", args | {"base_url": cfg.endpoint.rstrip("/") + "/chat/completions"}
+        args |= {"base_url": cfg.endpoint.rstrip("/") + "/completions", "tokenizer": src.path,
+                 "tokenizer_backend": "huggingface"}
         if src.context:
             args["max_length"] = src.context
         return "local-completions", args
@@ -168,13 +185,20 @@ def run_suite(cfg: EvalConfig, src: ModelSource, tasks: list[str], task_manager,
 
     logging.getLogger("lm_eval").setLevel(logging.WARNING)
     model, model_args = lm_eval_model(cfg, src)
+    gen_kwargs = None
+    if cfg.backend == "served-chat" and src.context and src.context // 2 < MIN_REPLY_TOKENS:
+        # local-completions cuts a long prompt to leave room for the reply; a chat request cannot be cut,
+        # and the server refuses prompt + max_tokens beyond the context. So on a model whose context is
+        # under twice our tasks' reply budget, replies get half of it (lm-eval's override sets it for all).
+        gen_kwargs = {"max_gen_toks": src.context // 2}
     t0 = time.perf_counter()
-    out = lm_eval.simple_evaluate(
-        model=model, model_args=model_args, tasks=tasks, task_manager=task_manager,
-        num_fewshot=cfg.num_fewshot, limit=cfg.limit, batch_size=cfg.batch_size,
-        log_samples=True, apply_chat_template=apply_chat_template, bootstrap_iters=1000,
-        random_seed=cfg.seed, numpy_random_seed=cfg.seed, torch_random_seed=cfg.seed,
-        fewshot_random_seed=cfg.seed, verbosity="WARNING")
+    with hub_errors(tasks):  # lm-eval's Hub tasks (hellaswag...) offline: one line, naming the local sample
+        out = lm_eval.simple_evaluate(
+            model=model, model_args=model_args, tasks=tasks, task_manager=task_manager,
+            num_fewshot=cfg.num_fewshot, limit=cfg.limit, batch_size=cfg.batch_size, gen_kwargs=gen_kwargs,
+            log_samples=True, apply_chat_template=apply_chat_template, bootstrap_iters=1000,
+            random_seed=cfg.seed, numpy_random_seed=cfg.seed, torch_random_seed=cfg.seed,
+            fewshot_random_seed=cfg.seed, verbosity="WARNING")
     seconds = time.perf_counter() - t0
     groups = set(out.get("groups") or {})
     return {

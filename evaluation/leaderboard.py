@@ -22,32 +22,42 @@ import math
 
 import numpy as np
 
-from evaluation import records
+from evaluation import mmlu, records
 from training.workspace import Workspace
 
 
 def latest_rows(recs: list[dict]) -> dict[tuple[str, str], dict]:
-    """(model, task) -> the row of the most recent evaluation that scored it (records oldest first)."""
+    """(model, task) -> the row of the most recent evaluation that scored it (records oldest first).
+
+    Each row also says where the model came from: its run and training step when its lineage
+    has them, and `checkpoint: true` for a run's checkpoint (evaluation/checkpoints.py)."""
     out = {}
     for rec in sorted(recs, key=lambda r: r.get("finished_at") or r.get("created_at") or ""):
         for row in rec.get("groups", []) + rec.get("rows", []):
             if row.get("score") is not None:
-                out[(row["model"], row["task"])] = row | {"eval_id": rec["eval_id"],
-                                                           "backend": rec["config"]["backend"]}
+                lineage = (rec.get("models") or {}).get(row["model"]) or {}
+                out[(row["model"], row["task"])] = row | {
+                    "eval_id": rec["eval_id"], "evaluated_at": rec.get("finished_at") or rec.get("created_at"),
+                    "backend": rec["config"]["backend"], "run_id": lineage.get("run_id"),
+                    "step": lineage.get("step"), "checkpoint": "checkpoint" in lineage}
     return out
 
 
-def board(ws: Workspace, tasks: list[str] | None = None) -> dict:
+def _default_tasks(cells: dict) -> list[str]:
+    """The suites and groups (MMLU's 57 subjects stay out: ask for them by name, or see `breakdown`)."""
+    return sorted({t for (_, t), row in cells.items() if row["group"] or row["suite"] == t})
+
+
+def board(ws: Workspace, tasks: list[str] | None = None, *, checkpoints: bool = False) -> dict:
     """Models x tasks from every evaluation in the workspace.
 
     Returns `{"tasks": [...], "models": [{"model", "average", "n_tasks", "cells": {task: row}}]}`, models
     sorted by `average`: the mean over their tasks of the score normalised to chance (so a 2-choice
-    and a 4-choice task count alike). By default the tasks are the suites and groups (MMLU's 57
-    subjects stay out of the main table; ask for them by name)."""
-    recs = [records.read_record(ws, r["eval_id"]) for r in records.list_records(ws)]
-    cells = latest_rows([r for r in recs if r])
+    and a 4-choice task count alike). By default the tasks are the suites and groups, and a run's
+    checkpoints stay out (they are its `history`); `checkpoints=True` lists them as models too."""
+    cells = {k: row for k, row in latest_rows(records.read_all(ws)).items() if checkpoints or not row["checkpoint"]}
     if tasks is None:
-        tasks = sorted({t for (_, t), row in cells.items() if row["group"] or row["suite"] == t})
+        tasks = _default_tasks(cells)
     models: dict[str, dict] = {}
     for (model, task), row in cells.items():
         if task in tasks:
@@ -58,6 +68,53 @@ def board(ws: Workspace, tasks: list[str] | None = None) -> dict:
         m["n_tasks"] = len(m["cells"])
     ordered = sorted(models.values(), key=lambda m: (m["average"] is None, -(m["average"] or 0), m["model"]))
     return {"tasks": tasks, "models": ordered}
+
+
+def history(ws: Workspace, run: str | None = None, tasks: list[str] | None = None) -> dict:
+    """Scores against training step: for `run`, each task's points `{step, model, score, ci95, ...}`
+    oldest step first, from its evaluated checkpoints and the models exported from it (the newest
+    evaluation of a step wins). Without `run`: the runs that have checkpoint scores, `{"runs": [{"run",
+    "steps"}]}`, each with its scored steps in order."""
+    cells = latest_rows(records.read_all(ws))
+    if run is None:
+        runs: dict[str, set] = {}
+        for row in cells.values():
+            if row["checkpoint"]:
+                runs.setdefault(row["run_id"], set()).add(row["step"])
+        return {"runs": [{"run": r, "steps": sorted(s)} for r, s in sorted(runs.items())]}
+    mine = {k: row for k, row in cells.items() if row["run_id"] == run and row["step"] is not None}
+    tasks = tasks or _default_tasks(mine)
+    series: dict[str, dict[int, dict]] = {t: {} for t in tasks}
+    for (model, task), row in sorted(mine.items(), key=lambda kv: kv[1]["evaluated_at"] or ""):
+        if task in series:
+            point = {k: row.get(k) for k in ("model", "step", "metric", "score", "ci95", "normalized", "n",
+                                             "eval_id", "checkpoint")}
+            series[task][row["step"]] = point
+    return {"run": run, "tasks": tasks,
+            "series": {t: [pts[s] for s in sorted(pts)] for t, pts in series.items()}}
+
+
+def breakdown(ws: Workspace, group: str = mmlu.PREFIX, models: list[str] | None = None) -> dict:
+    """The tasks inside a group, per model: MMLU's 57 subjects with their category.
+
+    Returns `{"group", "members": [{"task", "category"}], "models": [{"model", "cells": {task: row}}]}`,
+    members by category then name; only models (default: all) with a score on at least one member."""
+    from evaluation.suites import members
+
+    names = sorted(members(group))
+    cells = latest_rows(records.read_all(ws))
+
+    def category(task: str) -> str | None:
+        subject = task.removeprefix(f"{mmlu.PREFIX}_")
+        return mmlu.subjects()[subject][0] if task.startswith(f"{mmlu.PREFIX}_") and subject in mmlu.subjects() \
+            else None
+
+    rows = sorted(({"task": t, "category": category(t)} for t in names), key=lambda m: (m["category"] or "", m["task"]))
+    out: dict[str, dict] = {}
+    for (model, task), row in cells.items():
+        if task in names and (models is None or model in models):
+            out.setdefault(model, {"model": model, "cells": {}})["cells"][task] = row
+    return {"group": group, "members": rows, "models": sorted(out.values(), key=lambda m: m["model"])}
 
 
 def paired_scores(a: list[dict], b: list[dict], metric: str) -> tuple[np.ndarray, np.ndarray]:

@@ -20,8 +20,8 @@ import subprocess
 import time
 from datetime import datetime, timezone
 
+from evaluation import checkpoints, online_tasks, records, suites
 from evaluation import custom as custom_
-from evaluation import records, suites
 from evaluation.config import EvalConfig
 from evaluation.harness import check_served, model_source, run_suite
 from training.errors import UserError
@@ -41,6 +41,15 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
+def check_backend(cfg: EvalConfig, units: dict, custom: dict | None) -> None:
+    """A chat endpoint gives no log-likelihoods: refuse a multiple-choice suite on served-chat."""
+    if cfg.backend == "served-chat":
+        scored = [u for u in units if not suites.is_chat(u, custom) and suites.engine(u) == "lm_eval"]
+        if scored:
+            raise UserError(f"tasks: {scored[0]} is scored by log-likelihood, which a chat endpoint cannot give; "
+                            "backend served-chat runs generation tasks only (use backend=served for it)")
+
+
 def plan(cfg: EvalConfig, ws: Workspace) -> dict:
     """What will run: each model resolved, each suite expanded to lm-eval tasks (the workspace's
     custom benchmarks among them). Raises UserError (naming `models` or `tasks`) before anything is written."""
@@ -49,8 +58,12 @@ def plan(cfg: EvalConfig, ws: Workspace) -> dict:
     tasks = {t for ts in units.values() for t in ts}
     # only the benchmarks this run uses: their metas travel to every Ray task and into the record
     custom = {name: meta for name, meta in registered.items() if meta["task"] in tasks}
-    sources = {m: model_source(ws, m) for m in cfg.models}
-    if cfg.backend == "served":
+    if cfg.checkpoints:  # each run's checkpoints, exported once to folders lm-eval's hf backend loads
+        sources = checkpoints.sources(ws, cfg.models)
+    else:
+        sources = {m: model_source(ws, m) for m in cfg.models}
+    check_backend(cfg, units, custom)
+    if cfg.backend in ("served", "served-chat"):
         check_served(cfg.endpoint, cfg.models)
     elif cfg.apply_chat_template:
         missing = [m for m, s in sources.items() if not s.chat_template]
@@ -62,7 +75,7 @@ def plan(cfg: EvalConfig, ws: Workspace) -> dict:
 def new_record(cfg: EvalConfig, eval_id: str, planned: dict) -> dict:
     import lm_eval
 
-    total = len(cfg.models) * len(planned["units"])
+    total = len(planned["sources"]) * len(planned["units"])
     return {"eval_id": eval_id, "name": cfg.name or eval_id, "status": "RUNNING", "created_at": _now(),
             "finished_at": None, "config": cfg.model_dump(mode="json"),
             "progress": {"done": 0, "total": total, "running": []},
@@ -75,6 +88,8 @@ def new_record(cfg: EvalConfig, eval_id: str, planned: dict) -> dict:
 
 
 def _chat(cfg: EvalConfig, suite: str, source, custom: dict | None = None) -> bool:
+    if cfg.backend == "served-chat":
+        return True  # lm-eval sends chat-completions messages only when it renders the task as a chat
     if cfg.apply_chat_template is not None:
         return cfg.apply_chat_template
     return suites.is_chat(suite, custom) and source.chat_template
@@ -85,7 +100,8 @@ def evaluate_one(cfg_data: dict, source, suite: str, tasks: list[str], tasks_roo
     """One model on one suite (runs inside a Ray task). `custom`: the metas of the custom benchmarks
     the run uses (plain data, from `plan`), so the worker knows them without reading the workspace."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")  # every suite's data is a local file: never ask the Hub
+    # Our suites' data are local files: never ask the Hub; lm-eval's own tasks (hellaswag...) must.
+    online_tasks.datasets_offline(tasks)
     cfg = EvalConfig.model_validate(cfg_data)
     if suites.engine(suite) == "humaneval":
         return run_humaneval(cfg, source)
@@ -98,7 +114,7 @@ def run_humaneval(cfg: EvalConfig, source) -> dict:
     from evaluation import humaneval
 
     max_tokens = min(512, (source.context or 2048) // 2)
-    if cfg.backend == "served":
+    if cfg.backend in ("served", "served-chat"):
         key = os.environ.get("PLAYGROUND_API_KEY")
         generate = humaneval.served_generator(cfg.endpoint.rstrip("/").removesuffix("/v1"), source.name,
                                               max_tokens=max_tokens, api_key=key)

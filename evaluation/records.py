@@ -62,6 +62,13 @@ def read_record(ws: Workspace, eval_id: str) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def read_all(ws: Workspace) -> list[dict]:
+    """Every evaluation's whole record, oldest first (what the leaderboard is made of)."""
+    root = evals_dir(ws)
+    recs = [json.loads(p.read_text()) for p in root.glob("*/eval.json")] if root.is_dir() else []
+    return sorted(recs, key=lambda r: r.get("finished_at") or r.get("created_at") or "")
+
+
 def list_records(ws: Workspace) -> list[dict]:
     """Every evaluation's summary, newest first."""
     out = []

@@ -1,14 +1,17 @@
-"""The evaluation suites we run with lm-evaluation-harness, offline: our own task YAMLs over local JSONL.
+"""The evaluation suites we run with lm-evaluation-harness: our own task YAMLs over local JSONL (offline).
 
 lm-eval describes a task in YAML: where the data is, how a row becomes a prompt, what the
 answer is, which metric to report. Its built-in tasks read their data from the Hugging Face
-Hub; ours point `dataset_path: json` at JSONL files that `prepare` writes, so nothing needs the
-network. Two families:
+Hub; ours point `dataset_path: json` at local JSONL files, so nothing needs the network (but
+the few of lm-eval's own tasks we offer by name, for users who are online). Three families:
 
 - the world suites (evaluation/world_suites.py): questions about the starter corpus's made-up
   world, in its own sentences, which a small model pretrained on it can answer;
 - MMLU (evaluation/mmlu.py): lm-eval's MMLU, prompt and groups taken from the installed
   library, over the test questions from a local file;
+- HellaSwag, TruthfulQA, ARC, GSM8K (evaluation/online_tasks.py): by their lm-eval names,
+  lm-eval's own tasks reading the Hub (for users who are online); as `<name>_sample`, the same
+  installed task over a few hand-written rows shipped in evaluation/samples/;
 
 and the custom benchmarks users register in a workspace (evaluation/custom.py), lm-eval tasks named
 `custom_<name>`. They live in the workspace, not in this module, so the functions that resolve
@@ -36,7 +39,7 @@ from typing import Literal
 import yaml
 
 from evaluation import custom as custom_
-from evaluation import mmlu, world_suites
+from evaluation import mmlu, online_tasks, world_suites
 from training.errors import UserError
 
 
@@ -47,14 +50,17 @@ class Suite:
     name: str
     title: str
     kind: Literal["multiple_choice", "generate_until"]
-    n_choices: int | None  # None for free generation
+    n_choices: int | None  # None for free generation, or choices whose number varies (then `guess`)
     description: str
     tasks: tuple[str, ...]  # the lm-eval task or group names it runs
     engine: Literal["lm_eval", "humaneval"] = "lm_eval"  # humaneval: scored by running code (evaluation/humaneval.py)
+    guess: float | None = None  # the score of guessing where 1 / choices cannot say it (TruthfulQA)
 
     @property
     def chance(self) -> float:
-        """The score of guessing: 1 / choices for multiple choice, 0 for generation."""
+        """The score of guessing: 1 / choices for multiple choice, 0 for generation (or `guess`)."""
+        if self.guess is not None:
+            return self.guess
         return 1 / self.n_choices if self.n_choices else 0.0
 
 
@@ -83,6 +89,14 @@ SUITES: dict[str, Suite] = {s.name: s for s in [
     Suite("humaneval", "HumanEval", "generate_until", None,
           "164 Python functions to complete from their docstring; pass@1, scored by running the code against "
           "the problem's tests in a sandbox (lm-eval's own task needs the Hub).", ("humaneval",), "humaneval"),
+    *[Suite(t.name, t.title, t.kind, t.n_choices, f"{t.description} lm-eval's own task: reads "
+            f"{t.dataset} from the Hugging Face Hub (online only; offline, run {t.sample}).",
+            (t.name,), guess=online_tasks.guess(t.name)) for t in online_tasks.TASKS.values()],
+    *[Suite(t.sample, f"{t.title} (sample)", t.kind, t.n_choices,
+            f"lm-eval's {t.name} task (its prompt, code and metrics, from the installed lm-eval) on "
+            f"{len(online_tasks.rows(t.name))} hand-written rows shaped like its dataset "
+            f"(evaluation/samples/{t.sample_file}): runs offline, shows the code path, measures nothing.",
+            (t.sample,), guess=online_tasks.guess(t.sample)) for t in online_tasks.TASKS.values()],
 ]}
 ALIASES: dict[str, tuple[str, ...]] = {"world": WORLD, "mmlu": (mmlu.PREFIX,)}
 
@@ -201,11 +215,13 @@ def engine(unit: str) -> str:
 
 def catalog(custom: Custom = None) -> list[dict]:
     """What GET /api/eval-tasks lists: every suite and alias, its kind, choices and chance level; then
-    the registered benchmarks (`custom: true`, with their metric and size)."""
+    the registered benchmarks (`custom: true`, with their metric and size). `hub: true` marks lm-eval's
+    own tasks, which read their data from the Hugging Face Hub."""
     rows = [{"name": a, "title": "all of " + ", ".join(ts), "kind": "alias", "n_choices": None, "chance": None,
              "description": f"shorthand for {', '.join(ts)}"} for a, ts in ALIASES.items() if a != "mmlu"]
     rows += [{"name": "mmlu" if s.name == mmlu.PREFIX else s.name, "title": s.title, "kind": s.kind,
-              "n_choices": s.n_choices, "chance": s.chance, "description": s.description} for s in SUITES.values()]
+              "n_choices": s.n_choices, "chance": s.chance, "description": s.description,
+              "hub": s.name in online_tasks.TASKS} for s in SUITES.values()]
     rows += [{"name": name, "title": f"{name} (custom)", "kind": m["kind"], "n_choices": m["n_choices"],
               "chance": m["chance"], "description": m["description"] or f"{m['n']} items, scored by {m['metric']}",
               "custom": True, "task": m["task"], "metric": m["metric"], "n": m["n"], "created_at": m["created_at"]}
@@ -259,6 +275,10 @@ def _files(source: str, folder: Path, custom: Custom = None) -> dict[str, dict |
         return {f"{source}.yaml": custom_.task_config(source, Path(meta["data_file"]), meta)}
     if source in SUITES and SUITES[source].engine != "lm_eval":
         return {}  # not an lm-eval task: nothing to write
+    if online_tasks.needs_hub([source]):
+        return {}  # lm-eval's own task, indexed from the installed library: nothing to write
+    if base := online_tasks.sample_of(source):  # its rows stay in evaluation/samples/
+        return {f"{source}.yaml": online_tasks.sample_config(base)}
     if source == mmlu.PREFIX:
         return mmlu.files(folder)
     data = folder / f"{source}.jsonl"
@@ -270,7 +290,8 @@ def prepare(root: Path, names: Iterable[str] | None = None, custom: Custom = Non
 
     Each suite gets a folder (`root/world_facts/`, `root/mmlu_offline/`...). Running it again
     rewrites only files whose content changed. Asking for one MMLU subject or category writes
-    all of MMLU, since its groups name every subject.
+    all of MMLU, since its groups name every subject. A sample (`hellaswag_sample`) gets its YAML
+    only, over the file in evaluation/samples/; lm-eval's Hub tasks (`hellaswag`) get nothing.
 
     Args:
         root: the folder to write into, e.g. `workspace/evals/tasks`.
@@ -282,7 +303,8 @@ def prepare(root: Path, names: Iterable[str] | None = None, custom: Custom = Non
         The absolute folder to give lm-eval as its include path.
     """
     root = Path(root).expanduser().resolve()
-    sources = list(WORLD) + [mmlu.PREFIX] + [custom_.PREFIX + c for c in custom or {}] if names is None else \
+    sources = list(WORLD) + [mmlu.PREFIX] + list(online_tasks.SAMPLE_TASKS) + \
+        [custom_.PREFIX + c for c in custom or {}] if names is None else \
         list(dict.fromkeys(_source(part) for name in names for part in _parts(name, custom)))
     for source in sources:
         folder = root / source
@@ -292,16 +314,25 @@ def prepare(root: Path, names: Iterable[str] | None = None, custom: Custom = Non
 
 
 def task_manager(root: Path, names: Iterable[str] | None = None, custom: Custom = None, *,
-                 include_defaults: bool = False):
+                 include_defaults: bool | None = None):
     """`prepare` the suites, then return lm-eval's `TaskManager` over them.
 
     Args:
         root: as for `prepare`.
         names: as for `prepare`.
         custom: as for `prepare`.
-        include_defaults: also index lm-eval's ~15,000 built-in tasks (about 30 s on 2 cores;
-            they need the Hub anyway), so the default is our suites only (a fraction of a second).
+        include_defaults: also index lm-eval's ~15,000 built-in tasks (about 30 s on 2 cores).
+            Default: only when `names` has one of the Hub tasks (`hellaswag`, `gsm8k`...), which
+            live there; otherwise our suites only (a fraction of a second).
     """
     from lm_eval.tasks import TaskManager  # importing lm-eval takes seconds: only when asked for
 
+    names = None if names is None else list(names)
+    if include_defaults is None:
+        include_defaults = bool(names) and needs_hub(names, custom)
     return TaskManager(include_path=str(prepare(root, names, custom)), include_defaults=include_defaults)
+
+
+def needs_hub(names: Iterable[str], custom: Custom = None) -> bool:
+    """Whether the suites `names` (as `expand` takes them) include one of lm-eval's Hub tasks."""
+    return online_tasks.needs_hub(expand(names, custom))

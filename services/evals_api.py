@@ -11,10 +11,16 @@
                                           register a custom benchmark (evaluation/custom.py); a bad line is a
                                           400 naming `text`, "line 7: answer: ..."; re-posting a name replaces it
     DELETE /api/eval-tasks/{name}         unregister one -> 200 the meta it had (404 naming `name` if none)
-    GET  /api/leaderboard                 ?tasks=a,b&format=json|csv: every model's latest score on each task,
-                                          with its 95% interval and normalised to chance; models by average
+    GET  /api/leaderboard                 ?tasks=a,b&format=json|csv&checkpoints=false: every model's latest score
+                                          on each task, with its 95% interval and normalised to chance; models by
+                                          average (a run's checkpoints only with checkpoints=true)
     GET  /api/leaderboard/compare         ?task=&a=&b=: a paired test of two models on one task (paired
                                           bootstrap; McNemar for right/wrong scores), from their items
+    GET  /api/leaderboard/history         ?run=&tasks=: each task's score against training step, from the run's
+                                          evaluated checkpoints (`playground eval --checkpoints all`); without
+                                          `run`, the runs that have such scores
+    GET  /api/leaderboard/breakdown       ?group=mmlu&models=a,b: the tasks inside a group per model (MMLU's
+                                          57 subjects with their category)
 
 Everything is checked before the job starts: a task nobody knows or a model that is not in the
 workspace is a 404 naming it; a model that is not served, for the `served` backend, a 409. The
@@ -67,12 +73,19 @@ def check_request(ws, body: dict[str, Any]) -> EvalConfig:
     except ValidationError as e:
         err = e.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
-        raise UserError(f"{where}: {err['msg'].removeprefix('Value error, ')}") from None
+        msg = err["msg"].removeprefix("Value error, ")
+        raise UserError(f"{where}: {msg}" if where else msg) from None  # a check across fields names its own
     from evaluation.harness import model_source
-    from evaluation.suites import expand
+    from evaluation.recipe import check_backend
+    from evaluation.suites import units
 
-    expand(cfg.tasks, custom.list_custom(ws.root))
+    registered = custom.list_custom(ws.root)
+    check_backend(cfg, units(cfg.tasks, registered), registered)
+    if cfg.checkpoints:
+        from evaluation.checkpoints import sources
 
+        sources(ws, cfg.models, export=False)  # each a run that kept checkpoints (the job exports them)
+        return cfg
     for m in cfg.models:
         if not model_source(ws, m).path.startswith("/"):  # a Hub name: the CLI takes those, the API does not
             raise UserError(f"models: no model {m!r} in the workspace (GET /api/models lists them)")
@@ -87,7 +100,7 @@ async def submit(req: EvalRequest, request: Request):
         from evaluation.harness import check_served
 
         cfg = check_request(ws, req.model_dump())
-        if cfg.backend == "served":
+        if cfg.backend != "hf":
             check_served(cfg.endpoint, cfg.models)
         eval_id = cfg.name or f"eval-{datetime.now():%Y%m%d-%H%M%S-%f}"[:-3]
         if records.read_record(ws, eval_id) is not None:
@@ -106,7 +119,7 @@ async def submit(req: EvalRequest, request: Request):
             return _not_found("tasks", msg)
         if msg.startswith("models:") and "is not served" in msg:
             return openai_error(409, msg, "models", code="model_not_served")
-        if msg.startswith("models: no model"):
+        if msg.startswith(("models: no model", "models: no run")):
             return _not_found("models", msg)
         if msg.startswith("endpoint:"):
             return openai_error(409, msg, "endpoint", code="no_endpoint")
@@ -184,12 +197,16 @@ def board_csv(b: dict) -> str:
     return buf.getvalue()
 
 
+def _names(csv: str | None) -> list[str] | None:
+    return [t.strip() for t in csv.split(",") if t.strip()] or None if csv else None
+
+
 @router.get("/leaderboard")
-async def get_leaderboard(request: Request, tasks: str | None = None, format: str = Query("json")):
+async def get_leaderboard(request: Request, tasks: str | None = None, format: str = Query("json"),
+                          checkpoints: bool = False):
     if format not in ("json", "csv"):
         return openai_error(400, f"format: 'json' or 'csv', got {format!r}", "format")
-    names = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
-    b = await asyncio.to_thread(leaderboard.board, workspace(request), names)
+    b = await asyncio.to_thread(leaderboard.board, workspace(request), _names(tasks), checkpoints=checkpoints)
     if format == "csv":
         return PlainTextResponse(board_csv(b), media_type="text/csv",
                                  headers={"Content-Disposition": 'attachment; filename="leaderboard.csv"'})
@@ -217,3 +234,27 @@ async def compare(request: Request, task: str = Query(...), a: str = Query(...),
             leaderboard.compare(rows["a"], rows["b"], metric)
 
     return await asyncio.to_thread(go)
+
+
+@router.get("/leaderboard/history")
+async def get_history(request: Request, run: str | None = None, tasks: str | None = None):
+    out = await asyncio.to_thread(leaderboard.history, workspace(request), run, _names(tasks))
+    if run is not None and not any(out["series"].values()):
+        return _not_found("run", f"run: no scores of run {run!r} against training step; evaluate its checkpoints "
+                                 f"with `playground eval --checkpoints all --model {run} --backend hf`")
+    return out
+
+
+@router.get("/leaderboard/breakdown")
+async def get_breakdown(request: Request, group: str = Query("mmlu"), models: str | None = None):
+    from evaluation.suites import expand
+
+    ws = workspace(request)
+    try:
+        [name] = expand([group], custom.list_custom(ws.root))  # "mmlu" -> mmlu_offline, "mmlu_stem" -> its category
+    except (UserError, ValueError):
+        return _not_found("group", f"group: {group!r} is not one task group (try mmlu, or mmlu_stem)")
+    out = await asyncio.to_thread(leaderboard.breakdown, ws, name, _names(models))
+    if not out["models"]:
+        return _not_found("group", f"group: no model has scores on the tasks of {group!r} yet")
+    return out

@@ -284,6 +284,15 @@ class PlaygroundClient:
         """A paired test of models a and b on one task (bootstrap; McNemar for right/wrong)."""
         return self._request("GET", "/api/leaderboard/compare", params={"task": task, "a": a, "b": b})
 
+    def leaderboard_history(self, run: str | None = None) -> dict:
+        """Without `run`: the runs with checkpoint scores; with it, each task's score against step."""
+        return self._request("GET", "/api/leaderboard/history", params={"run": run} if run else None)
+
+    def leaderboard_breakdown(self, group: str = "mmlu", models: list[str] | None = None) -> dict:
+        """The tasks inside a group per model (MMLU's subjects with their category)."""
+        params = {"group": group} | ({"models": ",".join(models)} if models else {})
+        return self._request("GET", "/api/leaderboard/breakdown", params=params)
+
     def reports(self) -> list[dict]:
         """Every report card of a pipeline run, newest first."""
         return self._request("GET", "/api/reports")

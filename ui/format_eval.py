@@ -55,6 +55,51 @@ def radar_figure(board: dict, models: list[str]):
     return fig
 
 
+def history_figure(history: dict):
+    """Each task's score against training step, with its 95% interval as error bars (plotly)."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for task, points in history["series"].items():
+        if not points:
+            continue
+        ci = [p.get("ci95") or [p["score"], p["score"]] for p in points]
+        fig.add_trace(go.Scatter(
+            x=[p["step"] for p in points], y=[p["score"] for p in points], mode="lines+markers", name=task,
+            error_y={"type": "data", "symmetric": False, "array": [hi - p["score"] for p, (_, hi) in zip(points, ci)],
+                     "arrayminus": [p["score"] - lo for p, (lo, _) in zip(points, ci)]},
+            text=[p["model"] for p in points], hovertemplate="%{text}<br>step %{x}: %{y:.3f}<extra>" + task + "</extra>"))
+    fig.update_layout(xaxis_title="training step", yaxis_title="score", height=380,
+                      margin={"l": 40, "r": 20, "t": 30, "b": 40})
+    return fig
+
+
+def breakdown_frame(breakdown: dict) -> pd.DataFrame:
+    """One row per task of the group (MMLU: subject, with its category), one column per model."""
+    rows = []
+    for member in breakdown["members"]:
+        row = {"category": member["category"], "task": member["task"].removeprefix("mmlu_offline_")}
+        for m in breakdown["models"]:
+            row[m["model"]] = (m["cells"].get(member["task"]) or {}).get("score")
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["category", "task", *(m["model"] for m in breakdown["models"])])
+
+
+def breakdown_figure(breakdown: dict):
+    """Per-task scores of each model as grouped bars, tasks ordered by category (plotly)."""
+    import plotly.graph_objects as go
+
+    frame = breakdown_frame(breakdown)
+    fig = go.Figure()
+    labels = [f"{c} / {t}" if c else t for c, t in zip(frame["category"], frame["task"])]
+    for m in breakdown["models"]:
+        fig.add_trace(go.Bar(y=labels, x=frame[m["model"]], name=m["model"], orientation="h"))
+    fig.update_layout(barmode="group", height=max(300, 18 * len(labels) * max(1, len(breakdown["models"])) // 2),
+                      xaxis={"title": "accuracy", "range": [0, 1]}, yaxis={"autorange": "reversed"},
+                      margin={"l": 40, "r": 20, "t": 30, "b": 40})
+    return fig
+
+
 def _lowest(fig) -> float:
     values = [v for trace in fig.data for v in trace.r]
     return min(values) if values else 0.0

@@ -90,6 +90,45 @@ def test_evals_api_runs_jobs_and_the_leaderboard_compares_them(stack):
     assert csv.headers["content-type"].startswith("text/csv") and "tiny-a" in csv.text
 
 
+def test_served_chat_and_every_checkpoint_of_a_run(stack, tiny_config):
+    """lm-eval's local-chat-completions against vLLM's chat route on the held-out instructions; then a run's
+    two checkpoints evaluated in-process on Ray, and their history read back over HTTP."""
+    from dataclasses import asdict
+
+    import torch
+
+    from evaluation import custom
+    from training.model import checkpoint
+    from training.model.transformer import Transformer
+
+    ws, base = stack["workspace"], stack["base"]
+    # Short questions: tiny-a's context is 64 tokens, and a chat request cannot be cut to fit (harness.py).
+    custom.register(ws.root, "sums", "".join(f'{{"prompt": "{a}+{a}=", "answer": "{2 * a}"}}\n' for a in range(3)))
+    chat = recipe.run(EvalConfig(models=["tiny-a"], tasks=["sums"], backend="served-chat", endpoint=f"{base}/v1"),
+                      ws, eval_id="it-chat", say=lambda *_: None)
+    assert chat["status"] == "SUCCEEDED", chat["errors"]
+    items = records.read_samples(ws, "it-chat", "tiny-a", "custom_sums")
+    assert len(items) == 3 and all(isinstance(r["pred"], str) and r["prompt"] for r in items)
+
+    cfg = tiny_config()
+    tokenizer_dir = ws.tokenizer(cfg.tokenizer.tokenizer_id(cfg.data.dataset_id()))
+    for step in (1, 2):
+        torch.manual_seed(step)
+        model = Transformer(cfg.model)
+        checkpoint.save(ws.run("ckpt-run") / f"checkpoint_{step:06d}", model=model,
+                        optimizer=torch.optim.AdamW(model.parameters()), step=step,
+                        config={"model": asdict(cfg.model)}, rng_states=[],
+                        meta={"run_id": "ckpt-run", "tokenizer_dir": str(tokenizer_dir), "val_loss": 5.0 - step})
+    record = recipe.run(EvalConfig(models=["ckpt-run"], tasks=["world_facts"], checkpoints="all", limit=8), ws,
+                        eval_id="it-ckpt", say=lambda *_: None)
+    assert record["status"] == "SUCCEEDED", record["errors"]
+    assert set(record["models"]) == {"ckpt-run@1", "ckpt-run@2"} and record["config"]["backend"] == "hf"
+    hist = httpx.get(f"{base}/api/leaderboard/history", params={"run": "ckpt-run"}, timeout=10).json()
+    assert [p["step"] for p in hist["series"]["world_facts"]] == [1, 2]
+    board = httpx.get(f"{base}/api/leaderboard", timeout=10).json()
+    assert not any(m["model"].startswith("ckpt-run@") for m in board["models"])  # history, not the board
+
+
 def test_browser_leaderboard_export_and_a_blind_vote(stack, tmp_path):
     """The Evaluate page's leaderboard and CSV download, then a blind pairwise vote on the Human eval
     page, in headless Chromium against the live stack (tiny-b deployed beside tiny-a for the vote)."""

@@ -32,3 +32,19 @@ def test_the_table_prints_every_figure(capsys):
                  "perplexity_served": 1.6, "perplexity_inprocess": 1.6, "perplexity_served_vs_inprocess": 1e-6})
     out = capsys.readouterr().out
     assert "14,042 questions in 600 s" in out and "agree on 1.0 of 60 items" in out
+
+
+def test_bench_leaderboard_measures_the_real_routes_and_the_page(tmp_path, monkeypatch):
+    """A small board (3 models, one timed run each): every figure there, and the saved JSON is the printed line."""
+    import json
+
+    from benchmarks import report
+    from benchmarks.leaderboard import bench_leaderboard
+
+    monkeypatch.setattr(report, "REPORT_DIR", tmp_path)
+    figures = bench_leaderboard(models=3, repeats=1)
+    assert figures["leaderboard_models"] == 3 and figures["rows_per_model"] == 66
+    assert all(figures[k] > 0 for k in ("api_ms", "api_ms_1_model", "breakdown_ms", "history_ms", "page_ms"))
+    assert figures["goal_met"] == (max(figures["api_ms"], figures["page_ms"]) < 2000)
+    assert json.loads((tmp_path / "leaderboard.json").read_text()) == figures
+    assert main(["bench", "leaderboard", "--models", "0"]) == 2

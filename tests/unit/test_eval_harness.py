@@ -103,6 +103,47 @@ def test_check_served_names_the_model_that_is_not_served():
         check_served("http://127.0.0.1:9/v1", ["tiny"])
 
 
+def test_served_chat_sends_each_question_as_messages_with_the_api_key(ws, monkeypatch):
+    """lm-eval's real local-chat-completions client against a stub /v1/chat/completions (it stands in for
+    vLLM, whose chat route the integration tests call): a held-out instruction goes out as a user message, with
+    the playground's key, and the stub's reply is what the record keeps."""
+    from fastapi import Header
+
+    seen = []
+    app = FastAPI()
+
+    @app.post("/v1/chat/completions")
+    def chat(body: dict, authorization: str = Header("")):
+        seen.append((authorization, body))
+        return {"choices": [{"index": 0, "message": {"role": "assistant", "content": "Tolbek."}}]}
+
+    monkeypatch.setenv("PLAYGROUND_API_KEY", "sekret")
+    server = start_stub(app)
+    try:
+        cfg = EvalConfig(models=["tiny"], tasks=["world_instructions"], backend="served-chat", limit=2,
+                         endpoint=f"{server.url}/v1")
+        name, args = lm_eval_model(cfg, model_source(ws, "tiny"))
+        assert name == "local-chat-completions" and "tokenizer" not in args
+        served = lm_eval_model(cfg.model_copy(update={"backend": "served"}), model_source(ws, "tiny"))[1]
+        assert served["header"] == {"Authorization": "Bearer sekret"}  # lm-eval itself would send OPENAI_API_KEY
+        tm = suites.task_manager(ws.root / "evals" / "tasks", ["world_instructions"])
+        out = run_suite(cfg, model_source(ws, "tiny"), ["world_instructions"], tm, apply_chat_template=True)
+    finally:
+        server.stop()
+    assert len(seen) == 2 and {auth for auth, _ in seen} == {"Bearer sekret"}
+    messages = seen[0][1]["messages"]
+    assert messages[-1]["role"] == "user" and seen[0][1]["model"] == "tiny" and seen[0][1]["temperature"] == 0
+    assert [r["pred"] for r in out["samples"]["world_instructions"]] == ["Tolbek."] * 2
+
+
+def test_served_chat_refuses_multiple_choice(ws):
+    from evaluation.recipe import plan
+
+    cfg = EvalConfig(models=["tiny"], tasks=["world_facts"], backend="served-chat", endpoint="http://127.0.0.1:9/v1")
+    with pytest.raises(UserError, match=r"^tasks: world_facts is scored by log-likelihood, which a chat endpoint"):
+        plan(cfg, ws)
+
+
 @pytest.mark.parametrize("argv,message", [
     (["eval", "--model", "tiny", "--tasks", "bogus"], "error: tasks: unknown eval suite 'bogus'"),
     (["eval", "--model", "./missing", "--backend", "hf"], "error: models: no model at ./missing"),

@@ -139,8 +139,8 @@ def test_suites_and_expand():
     assert suites.expand(["mmlu_offline_anatomy", "mmlu_offline_stem"]) == ["mmlu_offline_stem"]  # anatomy is STEM
     assert suites.expand(["mmlu_offline_anatomy", "mmlu_offline_humanities"]) == \
         ["mmlu_offline_anatomy", "mmlu_offline_humanities"]
-    with pytest.raises(UserError, match=r"unknown eval suite 'hellaswag' \(known: world, mmlu, world_facts"):
-        suites.expand(["world", "hellaswag"])
+    with pytest.raises(UserError, match=r"unknown eval suite 'winogrande' \(known: world, mmlu, world_facts"):
+        suites.expand(["world", "winogrande"])
     with pytest.raises(UserError, match="unknown eval suite 'mmlu_offline_alchemy'"):
         suites.expand(["mmlu_offline_alchemy"])
     assert suites.expand(["mmlu_stem", "mmlu_anatomy"]) == ["mmlu_offline_stem"]  # lm-eval's names: our copies
@@ -155,7 +155,7 @@ def test_members_chance_and_chat():
     assert "mmlu_offline_anatomy" in suites.members("mmlu_offline_stem")
     assert suites.members("world_facts") == {"world_facts"}
     assert suites.chance("mmlu_offline_anatomy") == suites.chance("mmlu_offline") == 0.25
-    assert suites.chance("world_instructions") == 0 and suites.chance("hellaswag") is None
+    assert suites.chance("world_instructions") == 0 and suites.chance("winogrande") is None
     assert suites.is_chat("world_instructions") and not suites.is_chat("world") and not suites.is_chat("mmlu")
 
 

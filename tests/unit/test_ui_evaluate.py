@@ -134,6 +134,33 @@ def test_run_names_what_is_wrong(server):
     assert FakeJobs.jobs == {}
 
 
+def test_history_draws_score_against_step_and_run_can_ask_for_every_checkpoint(server, tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    at = open_page(PAGE)
+    at.radio(key="ev_view").set_value("History").run()
+    _clean(at)
+    assert "No checkpoint scores yet" in at.info[0].value
+    for step, right in ((100, 12), (200, 24)):
+        model = f"{A}@{step}"
+        _write(ws, f"eval-ck{step}", model, {"world_facts": right}, f"2026-12-03T0{step // 100}:00:00")
+        rec = records.read_record(ws, f"eval-ck{step}")
+        rec["models"] = {model: {"model": model, "run_id": "r", "step": step, "checkpoint": "/x"}}
+        records.write_record(ws, rec)
+    at.run()
+    _clean(at)
+    assert at.selectbox(key="ev_hist_run").value == "r"
+    assert len(at.get("plotly_chart")) == 1
+    points = at.dataframe[0].value
+    assert list(points["step"]) == [100, 200] and list(points["score"]) == pytest.approx([0.3, 0.6])
+
+    at.radio(key="ev_view").set_value("Run").run()
+    at.multiselect(key="ev_models").set_value([B])
+    at.checkbox(key="ev_checkpoints").check()
+    at.button[0].click().run()
+    assert not at.exception  # B is not a run with checkpoints here: the page says so, in one line
+    assert f"models: no run {B!r} with checkpoints" in at.error[0].value and FakeJobs.jobs == {}
+
+
 def test_format_helpers():
     board = {"tasks": ["t1", "t2"], "models": [
         {"model": "m", "average": 0.5, "n_tasks": 1, "cells": {"t1": {"score": 0.75, "normalized": 0.5,

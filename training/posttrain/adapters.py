@@ -44,20 +44,20 @@ METHODS = ("full", "lora", "qlora")
 _HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
 
 
-def resolve_model(spec: str, ws) -> str:
-    """Where to load `base.model` from: a workspace model id, a local folder, or a Hub name.
+def resolve_model(spec: str, ws, field: str = "base.model") -> str:
+    """Where to load `spec` from: a workspace model id, a local folder, or a Hub name.
 
     Raises:
-        UserError: a path (or workspace model) with no model in it.
+        UserError: "<field>: ..." for a path (or workspace model) with no model in it.
     """
     in_ws = ws.model(spec) if spec and "/" not in spec and spec not in (".", "..") else None
     for folder, what in ((in_ws, f"workspace model {spec!r}"), (Path(spec).expanduser(), str(spec))):
         if folder is not None and folder.is_dir():
             if not (folder / "config.json").is_file():
-                raise UserError(f"base.model: no model at {what} ({folder} has no config.json)")
+                raise UserError(f"{field}: no model at {what} ({folder} has no config.json)")
             return str(folder.resolve())
     if Path(spec).expanduser().exists() or not _HUB_NAME.fullmatch(spec):
-        raise UserError(f"base.model: no model at {spec} (a model is a folder with a config.json)")
+        raise UserError(f"{field}: no model at {spec} (a model is a folder with a config.json)")
     return spec  # a Hub name: from_pretrained downloads it (online) or says why not
 
 

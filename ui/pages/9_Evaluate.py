@@ -7,10 +7,11 @@
   as an `eval` job (POST /api/evals: `playground eval` on Ray).
 - Evaluations: each evaluation's progress and rows (MMLU by category and subject), and its items:
   the prompt, the target and the model's answer, one by one.
+- History: a run's scores against training step, from its evaluated checkpoints.
 - Report cards: what each pipeline run (`make demo`) found, stage by stage, and two cards compared.
 
-Like every page it only talks HTTP through `ui.client` (GET /api/leaderboard, /api/evals,
-/api/eval-tasks, /api/models, /api/reports, POST /api/evals). `?ev_view=Evaluations&ev_id=ID` opens an evaluation.
+Like every page it only talks HTTP through `ui.client` (GET /api/leaderboard(/history, /breakdown),
+/api/evals, /api/eval-tasks, /api/models, /api/reports, POST /api/evals). `?ev_view=Evaluations&ev_id=ID` opens an evaluation.
 """
 
 import json
@@ -19,7 +20,17 @@ import streamlit as st
 
 from ui.client import PlaygroundClient
 from ui.format import readable
-from ui.format_eval import board_frame, compare_text, evals_frame, interval_frame, radar_figure, record_frame
+from ui.format_eval import (
+    board_frame,
+    breakdown_figure,
+    breakdown_frame,
+    compare_text,
+    evals_frame,
+    history_figure,
+    interval_frame,
+    radar_figure,
+    record_frame,
+)
 from ui.widgets import call
 
 st.set_page_config(page_title="Evaluate · LLM Playground", page_icon="📊", layout="wide")
@@ -30,7 +41,7 @@ st.caption("Every score here is lm-evaluation-harness's, on a finite set of ques
            "(14,042 questions) is the field's yardstick.")
 
 VIEWS = {"Leaderboard": "models x tasks", "Run": "start an evaluation", "Evaluations": "progress and items",
-         "Report cards": "pipeline runs, stage by stage"}
+         "History": "score against training step", "Report cards": "pipeline runs, stage by stage"}
 view = st.radio("View", list(VIEWS), horizontal=True, key="ev_view", bind="query-params",
                 captions=list(VIEWS.values()), label_visibility="collapsed")
 
@@ -67,6 +78,15 @@ def leaderboard_view() -> None:
     elif chosen:
         st.caption("A radar chart needs three tasks or more.")
 
+    if any(t.startswith("mmlu") for t in tasks):
+        with st.expander("MMLU by subject"):
+            mmlu_models = [m["model"] for m in board["models"]
+                           if m["model"] in chosen and any(t.startswith("mmlu") for t in m["cells"])]
+            parts = call(client.leaderboard_breakdown, "mmlu", mmlu_models or None)
+            if parts is not None:
+                st.plotly_chart(breakdown_figure(parts))
+                st.dataframe(breakdown_frame(parts), hide_index=True)
+
     st.subheader("Is one model really better?")
     st.caption("A paired test on the items both models answered: the paired bootstrap of the difference, and "
                "McNemar's test for right/wrong scores. Overlapping intervals alone do not say.")
@@ -97,17 +117,20 @@ def run_view() -> None:
         titles = {s["name"]: f"{s['name']}: {s['title']}" for s in catalog}
         tasks = st.multiselect("Suites", list(titles), default=[n for n in ("world_facts",) if n in titles],
                                format_func=titles.get, key="ev_suites")
-        backend = st.radio("Backend", ["served", "hf"], horizontal=True, key="ev_backend",
+        backend = st.radio("Backend", ["served", "served-chat", "hf"], horizontal=True, key="ev_backend",
                            captions=["the model as vLLM serves it (deploy it first)",
+                                     "its chat endpoint: generation suites only",
                                      "in-process on its folder, with transformers"])
         limit = st.number_input("Items per task (0 = all)", min_value=0, value=50, step=10, key="ev_limit")
+        every = st.checkbox("Every checkpoint of the run each model came from (in-process): a score against "
+                            "training step, in the History view", key="ev_checkpoints")
         go = st.form_submit_button("Evaluate", type="primary")
     not_served = [m for m in chosen if m not in served]
-    if backend == "served" and not_served:
+    if backend != "hf" and not_served and not every:
         st.caption(f"Not served now: {', '.join(not_served)}. Deploy from the home page, or pick the hf backend.")
     if go:
-        out = call(client.submit_eval, {"models": chosen, "tasks": tasks, "backend": backend,
-                                        "limit": int(limit) or None})
+        request = {"models": chosen, "tasks": tasks, "backend": "hf" if every else backend, "limit": int(limit) or None}
+        out = call(client.submit_eval, request | ({"checkpoints": "all"} if every else {}))
         if out:
             st.success(f"Evaluation **{out['eval_id']}** started (job {out['job_id']}): follow it in the "
                        "Evaluations view.")
@@ -160,6 +183,30 @@ def _items_frame(samples: list[dict]):
     return pd.DataFrame([{k: s.get(k) for k in keep} for s in samples], columns=keep)
 
 
+def history_view() -> None:
+    runs = call(client.leaderboard_history)
+    if runs is None:
+        return
+    if not runs["runs"]:
+        st.info("No checkpoint scores yet: in the Run view tick *Every checkpoint*, or "
+                "`playground eval --checkpoints all --model RUN --tasks world`.")
+        return
+    names = [r["run"] for r in runs["runs"]]
+    run = st.selectbox("Run", names, format_func=lambda r: f"{r} ({len(runs['runs'][names.index(r)]['steps'])} "
+                                                          "checkpoints scored)", key="ev_hist_run")
+    hist = call(client.leaderboard_history, run)
+    if hist is None:
+        return
+    st.caption("Each point is the newest evaluation of that step; the bars are 95% intervals. Points of the same "
+               "task come from evaluations with the same items only when they used the same limit.")
+    st.plotly_chart(history_figure(hist))
+    import pandas as pd
+
+    rows = [{"task": t, "step": p["step"], "model": p["model"], "score": p["score"], "vs chance": p["normalized"],
+             "items": p["n"], "evaluation": p["eval_id"]} for t, pts in hist["series"].items() for p in pts]
+    st.dataframe(readable(pd.DataFrame(rows)), hide_index=True)
+
+
 def reports_view() -> None:
     cards = call(client.reports)
     if cards is None:
@@ -184,5 +231,5 @@ def reports_view() -> None:
             st.dataframe(pd.DataFrame(out["rows"], columns=["stage", "figure", "a", "b", "change"]), hide_index=True)
 
 
-{"Leaderboard": leaderboard_view, "Run": run_view, "Evaluations": evaluations_view,
+{"Leaderboard": leaderboard_view, "Run": run_view, "Evaluations": evaluations_view, "History": history_view,
  "Report cards": reports_view}[view]()
