@@ -59,6 +59,11 @@ def add_bench_parsers(sub, add_config_args: Callable[[argparse.ArgumentParser], 
     p.add_argument("--agreement-limit", type=int, help="items of it (default: all)")
     p.add_argument("--mmlu-limit", type=int, help="questions per MMLU subject (default: all 14,042)")
     p.set_defaults(func=cmd_bench_eval)
+    p = bench.add_parser("decoding", help="the decoding lab: greedy and beam search against transformers, the beam-4 "
+                                          "tree of 32 tokens and four strategies side by side through the API (ms)")
+    p.add_argument("--model", "-m", help="workspace model id (default: the newest `make demo` export)")
+    p.add_argument("--repeats", type=int, default=5, help="timed runs of each (the median is reported)")
+    p.set_defaults(func=cmd_bench_decoding)
     p = bench.add_parser("leaderboard", help="the leaderboard with many models: GET /api/leaderboard and the Evaluate "
                                              "page in ms (goal < 2000), against one model")
     p.add_argument("--models", type=int, default=60, help="models on the board (each with 66 scores)")
@@ -97,6 +102,14 @@ def cmd_bench_eval(args) -> None:
             raise UserError(f"--{name.replace('_', '-')} must be >= 1")
     bench_eval(model=args.model, agreement_task=args.agreement_task, agreement_limit=args.agreement_limit,
                mmlu_limit=args.mmlu_limit, workspace=_workspace(args))
+
+
+def cmd_bench_decoding(args) -> None:
+    from benchmarks.decoding import bench_decoding
+
+    if args.repeats < 1:
+        raise UserError("--repeats must be >= 1")
+    bench_decoding(model=args.model, repeats=args.repeats, workspace=_workspace(args))
 
 
 def cmd_bench_leaderboard(args) -> None:

@@ -53,6 +53,7 @@ class Schema:
 def schemas() -> list[Schema]:
     """The schemas the page documents, in page order (imports here: the run config pulls in torch)."""
     from evaluation.config import EvalConfig
+    from services.prompts.templates import PromptTemplate
     from services.schemas import APIAppArgs, LLMAppArgs
     from training.config import PretrainConfig
     from training.data.config import PipelineConfig
@@ -79,6 +80,8 @@ def schemas() -> list[Schema]:
         Schema("Evaluation", EvalConfig,
                "`configs/eval/*.yaml`; `playground eval`; `POST /api/evals`, `POST /api/jobs` (kind eval). "
                "`models` and `tasks` are usually given on the command line (`--model`, `--tasks`)."),
+        Schema("Prompt template", PromptTemplate,
+               "`configs/prompts/*.yaml` (curated, version 1 of each name); `POST /api/prompts` saves a new version"),
         Schema("Serve args of the LLM application", LLMAppArgs,
                "the `args:` block of the application `services.app:build_llm_app` in `configs/serve/*.yaml`"),
         Schema("Serve args of the playground API", APIAppArgs,
@@ -92,6 +95,7 @@ FOLDERS = {
     "eval": "Evaluation",
     "experiments": "Fine-tuning experiment",
     "pretrain": "Pretraining run",
+    "prompts": "Prompt template",
     "sft": "Fine-tuning run",
     "serve": "Ray Serve's own config file schema (`ray.serve.schema.ServeDeploySchema`, see "
              "https://docs.ray.io/en/latest/serve/production-guide/config.html); each application's `args:` "

@@ -32,11 +32,11 @@ import math
 import random
 import sqlite3
 from collections import defaultdict
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
 from evaluation import human_stats as hs
+from training import sqlite_store
 from training.errors import UserError
 from training.workspace import Workspace
 
@@ -76,31 +76,9 @@ def db_path(ws: Workspace) -> Path:
     return ws.root / "evals" / "human.db"
 
 
-@contextmanager
 def connect(ws: Workspace):
-    """One connection for one call, in one transaction (committed on success, else rolled back).
-
-    A connection per call, rather than one kept open, because the API serves requests from a
-    thread pool and SQLite connections must not be shared across threads; WAL lets readers go on
-    while one writer writes."""
-    path = db_path(ws)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    con = sqlite3.connect(path, timeout=30)
-    con.row_factory = sqlite3.Row
-    try:
-        con.execute("PRAGMA journal_mode=WAL")
-        con.execute("PRAGMA foreign_keys=ON")
-        version = con.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise UserError(f"workspace: {path.name} has schema version {version}, newer than this playground's "
-                            f"({SCHEMA_VERSION}); upgrade the playground")
-        if version < SCHEMA_VERSION:
-            con.executescript(SCHEMA)  # IF NOT EXISTS: two processes creating it at once is harmless
-            con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        with con:
-            yield con
-    finally:
-        con.close()
+    """One connection for one call, in one transaction (training/sqlite_store.py)."""
+    return sqlite_store.connect(db_path(ws), SCHEMA, SCHEMA_VERSION)
 
 
 def _now() -> str:

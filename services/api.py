@@ -11,11 +11,15 @@
     /api/tokenizers/...              the tokenizer lab (services/tokenizer_api.py)
     /api/data/...                    data pipeline snapshots, samples, diffs, pipeline jobs (services/data_api.py)
     /api/architecture, /api/inspect  the architecture lab (services/inspector.py)
+    /api/decoding                    the decoding lab: strategies side by side, the beam tree (services/decoding_api.py)
     /api/jobs/...                    training, tokenizer and data jobs on Ray (services/jobs_api.py)
     /api/evals/..., /api/eval-tasks  evaluations with lm-eval, their records and items (services/evals_api.py)
     /api/leaderboard/...             every model's latest scores, and paired tests (services/evals_api.py)
     /api/reports/...                 report cards of pipeline runs (services/reports_api.py)
     /api/human/...                   blind pairwise votes and 1-5 ratings, their leaderboard (services/human_api.py)
+    /api/conversations/...           saved chat conversations: message trees, branches, export
+                                     (services/conversations_api.py)
+    /api/prompts/...                 prompt templates, versions, few-shot, A/B tests (services/prompts_api.py)
     GET    /api/docs                 OpenAPI docs
 
 Everything is read from the workspace, so runs submitted as Ray jobs, the CLI and the
@@ -35,13 +39,16 @@ import yaml
 from fastapi import FastAPI
 from ray import serve
 
+from services.conversations_api import router as conversations_router
 from services.data_api import router as data_router
+from services.decoding_api import router as decoding_router
 from services.evals_api import router as evals_router
 from services.experiments_api import router as experiments_router
 from services.human_api import router as human_router
 from services.inspector import router as inspector_router
 from services.jobs_api import router as jobs_router
 from services.llm import harden, openai_error
+from services.prompts_api import router as prompts_router
 from services.reports_api import router as reports_router
 from services.schemas import APIAppArgs, DeployRequest
 from services.sweeps_api import router as sweeps_router
@@ -51,6 +58,7 @@ from training.workspace import Workspace, read_jsonl, run_summary
 app = FastAPI(title="LLM Playground API", docs_url="/docs", openapi_url="/openapi.json")
 app.include_router(tokenizer_router)
 app.include_router(inspector_router)
+app.include_router(decoding_router)
 app.include_router(jobs_router)
 app.include_router(data_router)
 app.include_router(sweeps_router)
@@ -58,6 +66,8 @@ app.include_router(experiments_router)
 app.include_router(evals_router)
 app.include_router(reports_router)
 app.include_router(human_router)
+app.include_router(conversations_router)
+app.include_router(prompts_router)
 
 
 def links(args: APIAppArgs, ws: Workspace) -> dict:

@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from evaluation import human
 from services.data_api import error_response
 from services.jobs import workspace
-from services.llm import openai_error
+from services.llm import openai_error, upstream_message
 from training.errors import UserError
 
 router = APIRouter()
@@ -110,10 +110,7 @@ async def generate(request: Request, models: list[str], field: str, prompt: str,
                 raise Upstream(503, f"{field}: {model!r} did not answer ({type(e).__name__})", field,
                                "llm_unavailable") from None
             if resp.status_code >= 400:  # e.g. a prompt longer than the model's context: the user's to fix
-                try:
-                    msg = resp.json()["error"]["message"]
-                except (ValueError, KeyError, TypeError):
-                    msg = resp.text[:300]
+                msg = upstream_message(resp)
                 status, param = (400, "prompt") if resp.status_code < 500 else (502, field)
                 raise Upstream(status, f"{param}: {model!r} refused it: {msg}", param, "llm_error")
             return resp.json()["choices"][0]["message"]["content"] or ""

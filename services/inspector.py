@@ -118,6 +118,33 @@ class Inspector:
         result["timings_ms"]["inspector"] = round(1000 * (time.perf_counter() - t0), 3)
         return result
 
+    def decode(self, model_id: str, prompt: str, strategies: list[dict], max_new_tokens: int = 32,
+               top: int = 20, ignore_eos: bool = False) -> dict:
+        """The decoding lab (training/decoding/report.py `lab`) on one model, or {"error": one line}."""
+        import torch
+
+        from training.decoding.report import lab
+        from training.model.inspection import decode_each
+
+        try:
+            with self._lock:
+                model, tokenizer = self._load(model_id)
+                eos = None if ignore_eos else getattr(tokenizer, "eos_token_id", None)
+                # One intra-op thread: a step feeds at most a few rows, too little work to share, and a
+                # request thread (as Serve runs this) with two OpenMP threads took twice as long: 440 ms
+                # against 200 ms for the beam-4 tree of the demo model on 2 cores.
+                threads = torch.get_num_threads()
+                torch.set_num_threads(1)
+                try:
+                    out = lab(model, tokenizer.encode, lambda ids: decode_each(tokenizer, ids), tokenizer.decode,
+                              prompt, strategies, max_new_tokens=max_new_tokens, top=top,
+                              eos_token_id=eos if eos is not None and eos < model.config.vocab_size else None)
+                finally:
+                    torch.set_num_threads(threads)
+        except UserError as e:
+            return {"error": str(e)}
+        return out | {"model": model_id, "context": model.config.block_size}
+
 
 @router.get("/architecture/presets")
 async def presets() -> dict:

@@ -36,6 +36,15 @@ CHECKED_PATHS = ("/v1/chat/completions", "/v1/completions")
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 
 
+def upstream_message(response) -> str:
+    """The message of an OpenAI-style error body from an endpoint we called (an httpx response), else
+    the start of its text: what a caller passes on when a served model refused a request."""
+    try:
+        return str(response.json()["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        return response.text[:300]
+
+
 def openai_error(status: int, message: str, param: str | None = None, type_: str | None = None,
                  code: int | str | None = None) -> JSONResponse:
     """An error response in the shape OpenAI clients (and our UI) parse. `code` is the

@@ -17,6 +17,9 @@ from urllib.parse import quote
 import httpx
 from typing_extensions import Self  # typing.Self from Python 3.11
 
+from ui.client_chat import ChatClientMixin
+from ui.client_prompts import PromptsClientMixin
+
 DEFAULT_URL = "http://127.0.0.1:8000"
 
 
@@ -75,7 +78,7 @@ def _raise_for_status(response: httpx.Response) -> None:
     raise _error_from_body(response.status_code, body, fallback)
 
 
-class PlaygroundClient:
+class PlaygroundClient(ChatClientMixin, PromptsClientMixin):
     """HTTP client for the playground: OpenAI-compatible `/v1` plus the `/api` management routes."""
 
     def __init__(self, base_url: str | None = None, api_key: str | None = None, timeout: float = 60.0):
@@ -372,6 +375,11 @@ class PlaygroundClient:
         """Attention maps, activation flow, logit lens and next-token probabilities of a prompt."""
         body = {"model": model, "prompt": prompt, "top_k": top_k, "layer": layer, "head": head}
         return self._request("POST", "/api/inspect", json={k: v for k, v in body.items() if v is not None})
+
+    def decoding(self, request: dict) -> dict:
+        """The decoding lab ({model, prompt, strategies, max_new_tokens, served}): each strategy's steps
+        with their distributions stage by stage, each beam search's tree; `served` from vLLM."""
+        return self._request("POST", "/api/decoding", json=request)
 
     # ---- OpenAI-compatible API ------------------------------------------------------
 

@@ -71,7 +71,7 @@ def test_every_eval_config_validates(path):
 
 def test_covers_every_config_folder():
     assert {p.relative_to(ROOT / "configs").parts[0] for p in ALL_YAML} == {
-        "pretrain", "serve", "data", "tune", "sft", "experiments", "eval"}
+        "pretrain", "serve", "data", "tune", "sft", "experiments", "eval", "prompts"}
 
 
 def test_layering_defaults_then_yaml_then_overrides(tmp_path):

@@ -12,6 +12,11 @@ def _clean(at):
     assert not at.error, [e.value for e in at.error]
 
 
+def _last_chat(server):
+    """The body of the last chat request (the page also stores each turn under /api/conversations)."""
+    return next(b for _, p, _, b in reversed(server.app.state.requests) if p == "/v1/chat/completions")
+
+
 def test_home_shows_health_deployments_and_models(stub_env):  # noqa: F811
     at = open_page(None)
     _clean(at)
@@ -51,7 +56,7 @@ def test_chat_multi_turn_system_prompt_export_and_clear(stub_env):  # noqa: F811
     at.chat_input[0].set_value("two").run()
     _clean(at)
     assert assistant_texts(at) == ["Hello! You said: one", "Hello! You said: two"]
-    sent = stub_env.app.state.requests[-1][3]["messages"]
+    sent = _last_chat(stub_env)["messages"]
     assert [m["role"] for m in sent] == ["system", "user", "assistant", "user"]
     downloads = at.get("download_button")
     assert [d.label for d in downloads] == ["Download JSON", "Download Markdown"]
@@ -74,7 +79,7 @@ def test_chat_max_tokens_stops_at_the_models_context(stub_env):  # noqa: F811
         at.chat_input[0].set_value("hi").run()
         _clean(at)
         assert assistant_texts(at) == ["Hello! You said: hi"]
-        assert stub_env.app.state.requests[-1][3]["max_tokens"] == 64
+        assert _last_chat(stub_env)["max_tokens"] == 64
         at.selectbox(key="chat_model").set_value("unsaid").run()  # context unknown: the full range
         _clean(at)
         assert at.slider(key="sampling_max_tokens").max == 1024
@@ -94,7 +99,7 @@ def test_chat_leaves_out_the_oldest_exchanges_that_no_longer_fit(stub_env):  # n
         at.chat_input[0].set_value("three").run()
         _clean(at)
         assert assistant_texts(at) == ["Hello! You said: one", "Hello! You said: two", "Hello! You said: three"]
-        sent = stub_env.app.state.requests[-1][3]["messages"]
+        sent = _last_chat(stub_env)["messages"]
         assert [m["content"] for m in sent] == ["Be brief.", "two", "Hello! You said: two", "three"]
         assert "the oldest exchange was left out" in at.caption[-1].value
         assert len(at.session_state["chat_messages"]) == 6  # the history (and its export) keeps it all
@@ -105,7 +110,7 @@ def test_chat_leaves_out_the_oldest_exchanges_that_no_longer_fit(stub_env):  # n
 
         at.chat_input[0].set_value("four").run()  # 9 + 23 + 23 + 27 + 4 = 86; without two exchanges, 40
         _clean(at)
-        assert [m["content"] for m in stub_env.app.state.requests[-1][3]["messages"]][1:] == [
+        assert [m["content"] for m in _last_chat(stub_env)["messages"]][1:] == [
             "three", "Hello! You said: three", "four"]
         assert "the oldest 2 exchanges were left out" in at.caption[-1].value
     finally:

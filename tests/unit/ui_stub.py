@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import socket
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 import uvicorn
@@ -181,6 +183,13 @@ def make_app() -> FastAPI:
     def undeploy(model: str):
         return {"model": model, "status": "removed"}
 
+    # The real saved-conversations routes (the Chat page stores each turn there), on a throwaway workspace.
+    from services.conversations_api import router as conversations_router
+    from training.workspace import Workspace
+
+    app.state.workspace_dir = tempfile.TemporaryDirectory(prefix="ui-stub-")  # removed with the app
+    app.state.workspace = Workspace(Path(app.state.workspace_dir.name))
+    app.include_router(conversations_router, prefix="/api")
     return app
 
 

@@ -20,7 +20,9 @@ Parameter names follow Hugging Face closely enough that `training/model/export.p
 a trained model to `GPT2LMHeadModel` / `LlamaForCausalLM` with a plain renaming.
 
 Reading order: config, leaf modules (norm, RoPE, ALiBi, attention, MLPs), the block, the
-model, then text generation (KV cache and sampling) and parameter/FLOP accounting.
+model, then parameter/FLOP accounting. Text generation (the KV cache and sampling) is in
+`training/model/generation.py`; the decoding strategies (beam search, every logits
+processor) in `training/decoding/`.
 """
 
 import math
@@ -31,6 +33,11 @@ import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint
 from torch import nn
+
+# Generation (the KV cache, sampling, the decoding loop) has its own file. A relative import:
+# generation.py is plain PyTorch too. KVCache and sample_next_token are re-exported here.
+from . import generation as _generation
+from .generation import KVCache, sample_next_token  # noqa: F401
 
 # --------------------------------------------------------------------------- config
 
@@ -561,107 +568,17 @@ class Transformer(nn.Module):
             return b["total"] - b["token_embedding"] - b["position_embedding"]
         return b["total"]
 
-    @torch.no_grad()
     def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
                  top_k: int | None = None, top_p: float | None = None,
                  eos_token_id: int | None = None,
                  generator: torch.Generator | None = None) -> torch.Tensor:
-        """Continue each row of idx (B, T) by up to max_new_tokens tokens.
+        """Continue each row of idx (B, T) by up to max_new_tokens tokens; returns (B, T + n).
 
-        One "prefill" pass over the prompt fills the KV cache, then each step feeds only
-        the newest token. temperature 0 is greedy decoding. Stops early when every row
-        has produced eos_token_id (finished rows are padded with eos) or when the
-        sequence reaches block_size tokens. Returns prompt + new tokens, (B, T + n).
-        Runs in eval mode (no dropout) and restores the previous mode afterwards.
+        temperature 0 is greedy decoding; eos_token_id stops a row early. The loop (prefill
+        the KV cache once, then one token per step) lives in `training/model/generation.py`.
         """
-        if idx.dim() != 2 or idx.size(1) == 0:
-            raise ValueError(f"idx must have shape (batch, tokens) with tokens >= 1, got {tuple(idx.shape)}")
-        if temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {temperature}")
-        if top_k is not None and top_k < 1:
-            raise ValueError(f"top_k must be >= 1, got {top_k}")
-        if top_p is not None and not 0.0 < top_p <= 1.0:
-            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
-        B, T = idx.shape
-        if T > self.config.block_size:
-            raise ValueError(f"prompt of {T} tokens exceeds block_size {self.config.block_size}")
-        budget = min(max_new_tokens, self.config.block_size - T)
-        if budget <= 0:
-            return idx
-
-        was_training = self.training
-        self.eval()
-        try:
-            dtype = next(self.parameters()).dtype
-            cache = KVCache(self.config, B, device=idx.device, dtype=dtype)
-            logits, _ = self(idx, kv_cache=cache, start_pos=0)  # prefill: (B, T, V)
-            out = idx
-            finished = torch.zeros(B, dtype=torch.bool, device=idx.device)
-            for step in range(budget):
-                next_tok = sample_next_token(logits[:, -1, :], temperature, top_k, top_p,
-                                             generator)  # (B,)
-                if eos_token_id is not None:
-                    next_tok = torch.where(finished, torch.full_like(next_tok, eos_token_id), next_tok)
-                    finished |= next_tok == eos_token_id
-                out = torch.cat([out, next_tok[:, None]], dim=1)  # (B, T + step + 1)
-                if eos_token_id is not None and bool(finished.all()):
-                    break
-                if step + 1 < budget:  # feed just the new token; its position is len - 1
-                    logits, _ = self(next_tok[:, None], kv_cache=cache, start_pos=out.size(1) - 1)
-        finally:
-            self.train(was_training)
-        return out
-
-
-# --------------------------------------------------------------------------- generation helpers
-
-
-class KVCache:
-    """Keys and values of past tokens, one preallocated buffer per layer.
-
-    Without it, generating token t recomputes attention inputs for all t-1 earlier tokens
-    (quadratic work overall); with it each step computes k/v only for the newest token.
-    Each buffer has shape (B, n_kv_head, block_size, head_dim) - GQA makes this smaller.
-    """
-
-    def __init__(self, cfg: ModelConfig, batch_size: int, device=None, dtype=torch.float32):
-        shape = (batch_size, cfg.kv_heads, cfg.block_size, cfg.head_dim)
-        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer)]
-        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer)]
-
-    def update(self, layer: int, start_pos: int, k: torch.Tensor, v: torch.Tensor):
-        """Write k, v (B, n_kv, T, hd) at positions start_pos.. and return everything
-        cached so far for this layer: (B, n_kv, start_pos + T, hd)."""
-        end = start_pos + k.size(2)
-        self.k[layer][:, :, start_pos:end] = k
-        self.v[layer][:, :, start_pos:end] = v
-        return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
-
-
-def sample_next_token(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
-                      top_p: float | None = None,
-                      generator: torch.Generator | None = None) -> torch.Tensor:
-    """Pick one token id per row from logits (B, V). Returns (B,).
-
-    temperature scales how peaked the distribution is (0 = always the argmax); top-k keeps
-    the k most likely tokens; top-p ("nucleus") keeps the smallest set of most likely
-    tokens whose probabilities add up to at least p. Both cut off the long tail of
-    unlikely tokens that makes pure sampling ramble.
-    """
-    if temperature == 0:
-        return logits.argmax(dim=-1)
-    logits = logits.float() / temperature
-    if top_k is not None and top_k < logits.size(-1):
-        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]  # (B, 1) k-th largest
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if top_p is not None and top_p < 1.0:
-        sorted_logits, sorted_idx = torch.sort(logits, dim=-1, descending=True)
-        probs = sorted_logits.softmax(dim=-1)
-        mass_before = probs.cumsum(dim=-1) - probs  # probability of strictly better tokens
-        sorted_logits = sorted_logits.masked_fill(mass_before >= top_p, float("-inf"))
-        logits = torch.empty_like(logits).scatter_(-1, sorted_idx, sorted_logits)
-    probs = logits.softmax(dim=-1)  # (B, V)
-    return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(-1)
+        return _generation.generate(self, idx, max_new_tokens, temperature=temperature, top_k=top_k,
+                                    top_p=top_p, eos_token_id=eos_token_id, generator=generator)
 
 
 # --------------------------------------------------------------------------- accounting

@@ -1,20 +1,24 @@
-"""Chat with a served model: multi-turn, streamed token by token, every sampling knob exposed.
+"""Chat with served models: streamed token by token, every sampling knob exposed, saved on the server.
 
-The conversation lives in st.session_state (Streamlit reruns this script on every click),
-and each turn resends the whole history, as the OpenAI chat API expects (or its newest part,
-when the whole no longer fits the model's context).
+A conversation is a tree kept by the playground API (/api/conversations): editing an earlier
+message or regenerating an answer starts a branch beside it, and the page follows one path
+through the tree. Compare mode sends one message to 2-4 columns (models, or one model with
+different settings) and streams their answers side by side; each is stored as a sibling answer.
+Each turn resends the path so far, as the OpenAI chat API expects (or its newest part, when the
+whole no longer fits the model's context). The pieces are in ui/chat_view.py.
 """
 
 from datetime import datetime, timezone
 
 import streamlit as st
 
+from ui import chat_view as view
 from ui.client import ApiError, PlaygroundClient
-from ui.format import SAMPLING, conversation_to_json, conversation_to_markdown, request_params, without_oldest_exchange
+from ui.format import conversation_to_json, conversation_to_markdown, request_params
+from ui.format_chat import COT_INSTRUCTION, active_messages, export_rows
 
 st.set_page_config(page_title="Chat · LLM Playground", page_icon="💬", layout="wide")
 client = PlaygroundClient()
-history: list[dict] = st.session_state.setdefault("chat_messages", [])
 
 st.title("💬 Chat")
 
@@ -29,77 +33,49 @@ if not served:
     st.page_link("Home.py", label="Go to Home", icon="🏠")
     st.stop()
 
-# ---- sidebar: model, system prompt, sampling -----------------------------------------
+# ---- sidebar: conversations, model, system prompt, compare, sampling ------------------
 with st.sidebar:
+    conversation = view.conversation_picker(client, served)
+    st.divider()
     model = st.selectbox("Model", list(served), key="chat_model")
-    context = served[model]
     system = st.text_area("System prompt", key="chat_system", placeholder="You are a helpful assistant.",
                           help="Sent first on every turn. Tiny models trained from scratch may ignore it.")
+    cot = st.toggle("Chain of thought", key="chat_cot",
+                    help=f"Adds to the system prompt: “{COT_INSTRUCTION}” An answer with an `Answer:` line "
+                         "shows its reasoning folded.")
+    view.template_picker(client)
+    compare = st.toggle("Compare side by side", key="chat_compare",
+                        help="One message to 2-4 columns: other models, or this one with other settings. "
+                             "Each answer is kept as a branch.")
+    n_columns = st.radio("Columns", (2, 3, 4), key="chat_columns", horizontal=True) if compare else 1
     st.subheader("Sampling")
-    values = {}
-    for p in SAMPLING:
-        key = f"sampling_{p.name}"
-        if p.kind == "seed":
-            values[p.name] = st.number_input(p.label, min_value=0, value=None, step=1, key=key,
-                                             help=p.help, placeholder="random")
-        elif p.kind == "stop":
-            values[p.name] = st.text_input(p.label, value=p.default, key=key, help=p.help)
-        elif p.name == "max_tokens" and context:
-            # vLLM refuses max_tokens above the model's context length (a 400 on the first
-            # message with a small model), so the slider stops there.
-            top = min(int(p.max), int(context))
-            if st.session_state.get(key, top + 1) > top:  # first run, or a model with less context
-                st.session_state[key] = min(int(p.default), top)
-            values[p.name] = st.slider(p.label, int(p.min), top, step=int(p.step), key=key,
-                                       help=f"{p.help} This model's context: {context} tokens.")
-        elif p.kind == "int":
-            values[p.name] = st.slider(p.label, int(p.min), int(p.max), int(p.default), int(p.step),
-                                       key=key, help=p.help)
-        else:
-            values[p.name] = st.slider(p.label, float(p.min), float(p.max), float(p.default), float(p.step),
-                                       key=key, help=p.help)
-    params = request_params(values)
+    params = request_params(view.sampling_widgets(served[model]))
 
-# ---- the conversation so far ---------------------------------------------------------
-for m in history:
-    with st.chat_message(m["role"]):
-        st.markdown(m["content"])
+first = view.column(model, served[model], system, cot, params)
+columns = view.compare_columns(served, first, n_columns) if compare else [first]
 
-if prompt := st.chat_input(f"Message {model}"):
-    history.append({"role": "user", "content": prompt})
-    with st.chat_message("user"):
-        st.markdown(prompt)
-    messages = ([{"role": "system", "content": system}] if system.strip() else []) + history
-    left_out = 0
-    with st.chat_message("assistant"):
-        while True:
-            try:
-                answer = st.write_stream(client.chat_stream(model, messages, **params))
-            except ApiError as e:
-                shorter = without_oldest_exchange(messages) if e.context_overflow else None
-                if shorter is not None:  # too long for the model: leave the oldest exchange out
-                    messages, left_out = shorter, left_out + 1
-                    continue
-                # Drop the failed turn: chat templates expect user/assistant to alternate,
-                # so leaving it in would break every later turn too.
-                history.pop()
-                st.error(str(e))
-            else:
-                history.append({"role": "assistant", "content": answer if isinstance(answer, str) else str(answer)})
-                if left_out:
-                    oldest = "the oldest exchange was" if left_out == 1 else f"the oldest {left_out} exchanges were"
-                    st.caption(f"The whole conversation no longer fits {model}'s context ({context or '?'} "
-                               f"tokens): {oldest} left out of this request.")
-            break
+# ---- the conversation: the active path of its tree -------------------------------------
+path = active_messages(conversation)
+st.session_state["chat_messages"] = export_rows(path)
+view.show_conversation(client, conversation, compare)
 
-# ---- export and clear (after the new turn, so downloads include it) -------------------
+turn = st.session_state.pop("chat_pending", None)  # queued by Edit or Regenerate
+if prompt := st.chat_input(f"Message {'all columns' if compare else model}", key="chat_input"):
+    turn = {"parent_id": path[-1]["id"] if path else None, "text": prompt}
+if turn:
+    view.run_turn(client, conversation, turn["parent_id"], turn["text"], columns)
+view.show_notes()
+
+# ---- export and a new conversation --------------------------------------------------
 with st.sidebar:
     st.divider()
-    meta = {"model": model, "system_prompt": system, "sampling": params,
+    history = st.session_state["chat_messages"]
+    meta = {"conversation": conversation["title"] if conversation else None, "model": model,
+            "system_prompt": system, "chain_of_thought": cot, "sampling": params,
             "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     st.download_button("Download JSON", conversation_to_json(history, meta), file_name="chat.json",
                        mime="application/json", disabled=not history, on_click="ignore")
     st.download_button("Download Markdown", conversation_to_markdown(history, meta), file_name="chat.md",
                        mime="text/markdown", disabled=not history, on_click="ignore")
-    st.button("Clear conversation", on_click=lambda: st.session_state["chat_messages"].clear(),
-              disabled=not history)
+    st.button("New conversation", icon=":material/add:", on_click=view.open_conversation, args=(None,),
+              disabled=conversation is None, help="The open one stays saved in the list above.")
