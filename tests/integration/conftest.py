@@ -38,7 +38,10 @@ def ray_cluster():
     import ray
 
     port = free_port()
-    ctx = ray.init(num_cpus=8, include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port,
+    # A cluster of the tests' own, even where `playground up` or `make demo` left one running on this
+    # machine (Ray would otherwise join it, and refuse num_cpus): address="local" always starts one.
+    os.environ.pop("RAY_ADDRESS", None)
+    ctx = ray.init(address="local", num_cpus=8, include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port,
                    log_to_driver=False)
     yield {"dashboard": f"http://127.0.0.1:{port}", "gcs": ctx.address_info["gcs_address"]}
     ray.shutdown()
