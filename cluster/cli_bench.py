@@ -50,6 +50,10 @@ def add_bench_parsers(sub, add_config_args: Callable[[argparse.ArgumentParser], 
                                                                 "interval of warmup)")
     p.add_argument("--skip-accuracy", action="store_true", help="leave out the fine-tuning run (accuracy figures)")
     p.set_defaults(func=cmd_bench_sft)
+    p = bench.add_parser("align", help="a reward model, DPO and GRPO on the demo's SFT model: reward model accuracy, "
+                                       "DPO pair accuracy, margin and KL, GRPO reward gain, the alignment tax")
+    p.add_argument("--model", "-m", help="SFT model id in the workspace (default: the newest SFT model of ours)")
+    p.set_defaults(func=cmd_bench_align)
     p = bench.add_parser("eval", help="full MMLU against the served model (seconds, questions/s), served vs "
                                       "in-process lm-eval agreement, rerun identity, served vs in-process perplexity")
     p.add_argument("--model", "-m", help="workspace model id (default: the newest `make demo` export, else a "
@@ -92,6 +96,12 @@ def cmd_bench_sft(args) -> None:
         raise UserError("--steps and --timing-steps must be >= 1")
     bench_sft(model=args.model, steps=args.steps, timing_steps=args.timing_steps, skip_accuracy=args.skip_accuracy,
               workspace=_workspace(args))
+
+
+def cmd_bench_align(args) -> None:
+    from benchmarks.align import bench_align
+
+    bench_align(model=args.model, workspace=_workspace(args))
 
 
 def cmd_bench_eval(args) -> None:

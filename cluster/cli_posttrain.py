@@ -4,6 +4,8 @@
     playground sft --config configs/sft/demo.yaml [key=value ...]
     playground sft --config configs/sft/demo.yaml --resume RUN
     playground experiment --config configs/experiments/lora-rank.yaml [key=value ...]
+    playground reward | dpo | grpo --config configs/align/<method>.yaml [key=value ...]
+        (training/posttrain/align.py: a reward model, DPO or GRPO from an SFT model, on Ray Train)
 """
 
 from __future__ import annotations
@@ -20,6 +22,14 @@ def add_posttrain_parsers(sub, add_config_args: Callable[[argparse.ArgumentParse
     p.add_argument("--resume", metavar="RUN", help="continue RUN from its latest checkpoint (optimizer state too)")
     add_config_args(p)
     p.set_defaults(func=cmd_sft)
+
+    for method, what in (("reward", "train a reward model on preference pairs (TRL RewardTrainer) on Ray Train"),
+                         ("dpo", "direct preference optimisation of an SFT model (TRL DPOTrainer) on Ray Train"),
+                         ("grpo", "GRPO: the policy samples, a reward model scores (TRL GRPOTrainer), on Ray Train")):
+        p = sub.add_parser(method, help=what)
+        p.add_argument("--resume", metavar="RUN", help="continue RUN from its latest checkpoint")
+        add_config_args(p)
+        p.set_defaults(func=cmd_align, method=method)
 
     p = sub.add_parser("experiment", help="fine-tuning variants side by side (LoRA rank, full vs LoRA, "
                                           "forgetting), e.g. --config configs/experiments/lora-rank.yaml")
@@ -61,6 +71,53 @@ def cmd_sft(args) -> None:
         base = r["base"].get(split)
         print(f"  {split:<17} accuracy {acc:.3f}" + (f"  (base model {base:.3f})" if base is not None else ""))
     print(f"  serve it: playground up --model {r['model']}")
+
+
+def align_config(args):
+    """The AlignConfig of `playground <method>`: the command names the method."""
+    from training.config import load_config
+    from training.errors import UserError
+    from training.posttrain.align_config import AlignConfig
+
+    cfg = load_config(args.config, [f"method={args.method}", *args.overrides], schema=AlignConfig)
+    if cfg.method != args.method:
+        raise UserError(f"method: this is `playground {args.method}`; method={cfg.method} belongs to "
+                        f"`playground {cfg.method}`")
+    return cfg
+
+
+def cmd_align(args) -> None:
+    from training.errors import UserError
+    from training.posttrain import align
+    from training.pretrain.pretrain import user_error_from
+    from training.workspace import Workspace
+
+    ws = Workspace.resolve(args.workspace)
+    cfg = align_config(args)
+    stem = Path(args.config).stem if args.config else args.method
+    run_id = args.resume or cfg.run_name or f"{args.method}-{stem}-{datetime.now():%Y%m%d-%H%M%S}"
+    result = align.run(cfg, ws, run_id=run_id, resume=bool(args.resume))
+    if result.error:
+        user_error = user_error_from(result.error)
+        if user_error is not None:
+            raise user_error
+        raise SystemExit(f"{args.method} failed: {result.error}")
+    results = ws.run(run_id) / "results.json"
+    if not results.is_file():
+        raise UserError(f"run {run_id} ended without results.json")
+    r = json.loads(results.read_text())
+    print(f"run {run_id}: model {r['model']} ({r['method']}, {r['trainable_params']:,} trainable parameters)")
+    what = "reward model" if r["method"] == "reward" else "policy prefers chosen"
+    print(f"  held-out pairs: {what} {r['heldout_pair_accuracy']:.3f} of {r['heldout_pairs']}, "
+          f"mean margin {r['heldout_margin']:+.3f}")
+    if r["method"] != "reward":
+        print(f"  KL(policy || SFT) {r['kl']:.4f} nats/token; held-out answers {r['sft_accuracy_before']:.3f} -> "
+              f"{r['sft_accuracy_after']:.3f} (alignment tax {r['alignment_tax']:+.3f})")
+        if "reward_gain" in r:
+            print(f"  reward of its replies {r['mean_reward_before']:+.3f} -> {r['mean_reward_after']:+.3f}")
+        print(f"  serve it: playground up --model {r['model']}")
+    else:
+        print(f"  use it: playground grpo --config configs/align/grpo.yaml reward_model={r['model']}")
 
 
 def cmd_experiment(args) -> None:

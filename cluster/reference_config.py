@@ -57,6 +57,7 @@ def schemas() -> list[Schema]:
     from services.schemas import APIAppArgs, LLMAppArgs
     from training.config import PretrainConfig
     from training.data.config import PipelineConfig
+    from training.posttrain.align_config import AlignConfig
     from training.posttrain.config import SFTConfig
     from training.posttrain.experiment import ExperimentConfig
     from training.pretrain.sweep import SweepConfig
@@ -70,6 +71,9 @@ def schemas() -> list[Schema]:
                "`configs/data/*.yaml`; `playground data run`; `POST /api/data/jobs`, `POST /api/jobs` (kind data)"),
         Schema("Fine-tuning run", SFTConfig,
                "`configs/sft/*.yaml`; `playground sft`; `POST /api/jobs` (kind sft), which the Fine-tune page sends."),
+        Schema("Alignment run", AlignConfig,
+               "`configs/align/*.yaml`; `playground reward`, `playground dpo`, `playground grpo` (the command names "
+               "the method); `POST /api/jobs` (kinds reward, dpo, grpo), which the Fine-tune page's Align view sends."),
         Schema("Sweep", SweepConfig,
                "`configs/tune/*.yaml`; `playground tune`; `POST /api/jobs` (kind tune). "
                "`fixed` and `search` take dotted keys of the run config of its `stage` (pretraining or fine-tuning)."),
@@ -91,6 +95,7 @@ def schemas() -> list[Schema]:
 
 # What each folder of configs/ holds. The test checks that every folder is listed here.
 FOLDERS = {
+    "align": "Alignment run",
     "data": "Data pipeline",
     "eval": "Evaluation",
     "experiments": "Fine-tuning experiment",

@@ -1,7 +1,8 @@
 """Training, fine-tuning, tokenizer and data jobs over HTTP, through the Ray Jobs API.
 
-    POST   /api/jobs                      {"kind": "pretrain" | "sft" | "tokenizer" | "data" | "tune" |
-                                           "experiment" | "eval", "config": {...}} -> 202
+    POST   /api/jobs                      {"kind": "pretrain" | "sft" | "reward" | "dpo" | "grpo" |
+                                           "tokenizer" | "data" | "tune" | "experiment" | "eval",
+                                           "config": {...}} -> 202
     GET    /api/jobs                      the playground's jobs, newest first (kind, name, status, times)
     GET    /api/jobs/{job_id}             one job: status, its config file, Ray's message
     GET    /api/jobs/{job_id}/logs?tail=  the last lines of its output
@@ -14,7 +15,8 @@ Each job is the `playground` CLI run as a Ray job with the config written to
 
 Kinds and the command each runs: pretrain (`playground pretrain`, a `PretrainConfig`), sft
 (`playground sft`, an `SFTConfig`: fine-tune a workspace model), tokenizer (`playground
-tokenizer train`, a `PretrainConfig`), data (`playground data run`, a `PipelineConfig`), tune
+tokenizer train`, a `PretrainConfig`), reward, dpo and grpo (`playground reward|dpo|grpo`, an
+`AlignConfig` whose method is the kind: align an SFT model), data (`playground data run`, a `PipelineConfig`), tune
 (`playground tune`, a `SweepConfig`), experiment (`playground experiment`, an `ExperimentConfig`).
 
 The API keeps no state of its own: Ray's job table (in the head's GCS) holds the jobs,
@@ -47,14 +49,15 @@ from training.errors import UserError
 
 router = APIRouter()
 
-KINDS = ("pretrain", "sft", "tokenizer", "data", "tune", "experiment", "eval")
+KINDS = ("pretrain", "sft", "reward", "dpo", "grpo", "tokenizer", "data", "tune", "experiment", "eval")
+ALIGN_KINDS = ("reward", "dpo", "grpo")
 DONE = ("SUCCEEDED", "FAILED", "STOPPED")
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 
 class JobRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    kind: Literal["pretrain", "sft", "tokenizer", "data", "tune", "experiment", "eval"]
+    kind: Literal["pretrain", "sft", "reward", "dpo", "grpo", "tokenizer", "data", "tune", "experiment", "eval"]
     config: dict[str, Any] = {}
 
 
@@ -67,6 +70,10 @@ def _schema(kind: str):
         from training.posttrain.config import SFTConfig
 
         return SFTConfig
+    if kind in ALIGN_KINDS:
+        from training.posttrain.align_config import AlignConfig
+
+        return AlignConfig
     if kind == "eval":
         from evaluation.config import EvalConfig
 
@@ -94,6 +101,10 @@ def check_config(kind: str, config: dict) -> BaseModel:
             return load_experiment(None, data=config)[0]
         except UserError as e:
             raise UserError(f"config.{str(e).removeprefix('experiment: ')}") from None
+    if kind in ALIGN_KINDS:  # the kind is the method, as the command is in `playground dpo`
+        if config.get("method", kind) != kind:
+            raise UserError(f"config.method: {config['method']!r} in a {kind} job; leave it out or use {kind!r}")
+        config = {**config, "method": kind}
     try:
         return _schema(kind).model_validate(config)
     except ValidationError as e:
@@ -107,7 +118,7 @@ def check_config(kind: str, config: dict) -> BaseModel:
 
 
 def check_sft_sources(cfg):
-    """An SFT config with its local .jsonl sources checked on this machine (a 404 naming
+    """An SFT (or alignment) config with its local .jsonl sources checked on this machine (a 404 naming
     `config.data.sources[i]`) and made absolute, since the job does not run in this folder.
     Generated instructions, hf:NAME and snapshot:ID are checked by the job itself."""
     sources = []
@@ -123,7 +134,8 @@ def check_sft_sources(cfg):
 
 
 def _args(kind: str, path: Path) -> list[str]:
-    return {"pretrain": ["pretrain"], "sft": ["sft"], "tokenizer": ["tokenizer", "train"], "data": ["data", "run"],
+    return {"pretrain": ["pretrain"], "sft": ["sft"], "reward": ["reward"], "dpo": ["dpo"], "grpo": ["grpo"],
+            "tokenizer": ["tokenizer", "train"], "data": ["data", "run"],
             "tune": ["tune"], "experiment": ["experiment"], "eval": ["eval"]}[kind] + ["--config", str(path)]
 
 
@@ -174,7 +186,7 @@ async def submit(req: JobRequest, request: Request):
             from services.data_api import check_config as check_sources
 
             cfg = check_sources(ws, cfg)
-        elif req.kind == "sft":
+        elif req.kind in ("sft", *ALIGN_KINDS):
             cfg = check_sft_sources(cfg)
         path = write_job_config(ws, req.kind, cfg)
         name = getattr(cfg, "run_name", None) or getattr(cfg, "name", None) or path.stem

@@ -142,6 +142,10 @@ class PlaygroundClient(ChatClientMixin, PromptsClientMixin):
         """The fine-tuning runs (kind `sft`) of GET /api/runs, newest first."""
         return [r for r in self.runs() if r.get("kind") == "sft"]
 
+    def align_runs(self) -> list[dict]:
+        """The alignment runs (kind `reward`, `dpo` or `grpo`) of GET /api/runs, newest first."""
+        return [r for r in self.runs() if r.get("kind") in ("reward", "dpo", "grpo")]
+
     def submit_sft(self, config: dict) -> dict:
         """Start `playground sft` on an SFT config (base.model, method, data, lora, train, scale)
         as a Ray job; returns its `job_id` and `name`."""
@@ -221,7 +225,8 @@ class PlaygroundClient(ChatClientMixin, PromptsClientMixin):
         return self._request("GET", f"/api/jobs/{quote(job_id, safe='')}/logs", params={"tail": tail})
 
     def submit_job(self, kind: str, config: dict) -> dict:
-        """Start `playground pretrain|sft|tokenizer train|data run|tune` with `config` as a Ray job."""
+        """Start `playground pretrain|sft|reward|dpo|grpo|tokenizer train|data run|tune` with `config`
+        as a Ray job (the kind of an alignment job is its method)."""
         return self._request("POST", "/api/jobs", json={"kind": kind, "config": config})
 
     def stop_job(self, job_id: str) -> dict:

@@ -143,6 +143,49 @@ def sft_run(ray_cluster, workspace, sft_base):
     return run_id
 
 
+ALIGN_QUICK = ["data.n_train=64", "data.n_val=16", "data.n_test=16", "train.batch_size=8", "train.warmup_steps=0",
+               "train.log_interval=2", "train.eval_interval=4", "train.checkpoint_interval=8",
+               "train.eval_prompts=2", "train.kl_prompts=4", "train.eval_pairs=16", "train.eval_examples=8",
+               "tracking.experiment=tests", "scale.threads_per_worker=1"]
+
+
+@pytest.fixture(scope="session")
+def separable_pairs(tmp_path_factory):
+    """Pairs no reward model can get wrong once trained: the chosen reply is always the same short
+    sentence, the rejected one always the same long babble."""
+    path = tmp_path_factory.mktemp("pairs") / "separable.jsonl"
+    path.write_text("".join(json.dumps({"prompt": f"Tell me about the {thing} number {i}.", "chosen": "It is fine.",
+                                        "rejected": "no no no no no no no no"}) + "\n"
+                            for i in range(100) for thing in ("pond", "kite")))
+    return path
+
+
+@pytest.fixture(scope="session")
+def reward_run(ray_cluster, workspace, sft_run, separable_pairs):
+    """`playground reward` once per session on the trivially separable pairs, from the SFT run's model
+    (test_align.py checks it, and GRPO uses it as its reward)."""
+    from cluster.cli import main
+
+    run_id = "reward-tiny"
+    assert main(["--workspace", str(workspace.root), "reward", "--config", "configs/align/reward.yaml",
+                 f"base.model={sft_run}", f"run_name={run_id}", f"data.sources=[{separable_pairs}]",
+                 "data.val_fraction=0.2", "train.max_steps=12", "train.lr=1e-3", *ALIGN_QUICK]) == 0
+    return run_id
+
+
+@pytest.fixture(scope="session")
+def dpo_run(ray_cluster, workspace, sft_run):
+    """`playground dpo` once per session: LoRA on 2 workers (gloo DDP), the IPO loss, 8 steps on the
+    generated pairs. test_align.py checks it; test_serve_align.py's browser test opens it."""
+    from cluster.cli import main
+
+    run_id = "dpo-tiny"
+    assert main(["--workspace", str(workspace.root), "dpo", "--config", "configs/align/dpo.yaml",
+                 f"base.model={sft_run}", f"run_name={run_id}", "adapter=lora", "lora.r=4", "train.lr=5e-3",
+                 "train.max_steps=8", "dpo.loss_type=ipo", "scale.num_workers=2", *ALIGN_QUICK]) == 0
+    return run_id
+
+
 SERVE_CONFIG = "configs/serve/local.yaml"
 
 

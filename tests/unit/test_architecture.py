@@ -7,7 +7,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 # Only the recipes may import Ray inside training/: Ray Train, Ray Tune, Ray Data.
-RAY_ALLOWED_IN_TRAINING = {"pretrain/pretrain.py", "pretrain/sweep.py", "data/pipeline.py", "posttrain/sft.py"}
+RAY_ALLOWED_IN_TRAINING = {"pretrain/pretrain.py", "pretrain/sweep.py", "data/pipeline.py", "posttrain/sft.py",
+                           "posttrain/align.py"}
 PROJECT_PACKAGES = ("cluster", "services", "training", "evaluation", "ui", "benchmarks")
 
 

@@ -51,6 +51,24 @@ def test_every_sft_config_validates(path):
     assert cfg.base.model and cfg.train.eval_interval <= cfg.train.max_steps
 
 
+@pytest.mark.parametrize("path", sorted((ROOT / "configs/align").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_align_config_validates(path):
+    from training.posttrain.align_config import AlignConfig
+
+    cfg = load_config(path, schema=AlignConfig)  # the file names its method, as `playground <method>` would
+    assert cfg.method == path.stem and cfg.base.model and cfg.train.eval_interval <= cfg.train.max_steps
+    if cfg.method == "grpo":
+        assert cfg.train.batch_size % cfg.grpo.num_generations == 0  # whole groups per batch
+
+
+def test_grpo_without_a_reward_model_is_refused_naming_the_field():
+    from training.errors import UserError
+    from training.posttrain.align_config import AlignConfig
+
+    with pytest.raises(UserError, match=r"reward_model.*grpo needs a reward model"):
+        load_config(None, ["method=grpo", "base.model=m"], schema=AlignConfig)
+
+
 @pytest.mark.parametrize("path", sorted((ROOT / "configs/experiments").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_experiment_config_validates(path):
     from training.posttrain.experiment import load_experiment
@@ -71,7 +89,7 @@ def test_every_eval_config_validates(path):
 
 def test_covers_every_config_folder():
     assert {p.relative_to(ROOT / "configs").parts[0] for p in ALL_YAML} == {
-        "pretrain", "serve", "data", "tune", "sft", "experiments", "eval", "prompts"}
+        "pretrain", "serve", "data", "tune", "sft", "align", "experiments", "eval", "prompts"}
 
 
 def test_layering_defaults_then_yaml_then_overrides(tmp_path):

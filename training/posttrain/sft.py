@@ -61,15 +61,19 @@ def build_trainer(cfg: SFTConfig, paths: dict, device, *, rank: int, tracker=Non
 
 class RayReport(TrainerCallback):
     """Send every log to Ray Train too (the Ray dashboard's view of the run, and Tune's when the
-    run is a sweep trial), under the names the Runs page uses (eval_loss is val_loss).
+    run is a sweep trial), under the names the Runs page uses (`rename`: eval_loss is val_loss).
 
     `ray.train.report` is a barrier in Train V2: every worker must call it equally often.
     The Trainer calls `on_log` on every rank with the same reduced numbers, so it is.
     """
 
+    def __init__(self, rename=None):
+        self.rename = rename or (lambda logs: {sft_setup.METRIC_NAMES.get(k, k): v for k, v in logs.items()
+                                               if isinstance(v, (int, float))})
+
     def on_log(self, args, state, control, logs=None, **kw):
         if logs and "train_runtime" not in logs:
-            row = {sft_setup.METRIC_NAMES.get(k, k): v for k, v in logs.items() if isinstance(v, (int, float))}
+            row = self.rename(logs)
             if "val_loss" in row:
                 row["perplexity"] = math.exp(min(row["val_loss"], 50.0))
             # [3] Ray: report this step's metrics to Ray Train.
@@ -105,7 +109,7 @@ def train_loop_per_worker(config: dict) -> None:
     if rank != 0:
         return
     ws = Workspace(Path(paths["ws_root"]))
-    out = sft_setup.save_model(trainer, cfg, paths, tokenizer, ws)
+    out = sft_setup.save_model(trainer, cfg.method, paths, tokenizer, ws, sft_setup.lineage(cfg, paths))
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tuned = sft_setup.heldout(ws, paths, cfg, AutoModelForCausalLM.from_pretrained(out),
@@ -209,12 +213,12 @@ def prepare_run(cfg: SFTConfig, ws: Workspace, *, run_id: str, resume: bool = Fa
     return paths
 
 
-def make_trainer(cfg: SFTConfig, ws: Workspace, paths: dict, callbacks: list = ()):
-    """The Ray Train TorchTrainer for a prepared run; `.fit()` trains it."""
+def make_trainer(cfg, ws: Workspace, paths: dict, callbacks: list = (), loop=None):
+    """The Ray Train TorchTrainer for a prepared run (SFT's, or `loop`'s: alignment's); `.fit()` trains it."""
     sc = cfg.scale
     # [4] Ray: N workers, each with `threads_per_worker` CPUs (and a GPU if asked).
     return ray.train.torch.TorchTrainer(
-        train_loop_per_worker,
+        loop or train_loop_per_worker,
         train_loop_config={"cfg": cfg.model_dump(mode="json"), "paths": paths},
         scaling_config=ray.train.ScalingConfig(
             num_workers=sc.num_workers, use_gpu=sc.use_gpu,
@@ -229,11 +233,15 @@ def make_trainer(cfg: SFTConfig, ws: Workspace, paths: dict, callbacks: list = (
 def run(cfg: SFTConfig, ws: Workspace, *, run_id: str, resume: bool = False):
     """Prepare, then fine-tune on Ray. Returns Ray Train's `Result`."""
     paths = prepare_run(cfg, ws, run_id=run_id, resume=resume)
-    sc = cfg.scale
+    start_ray(cfg.scale)
+    return make_trainer(cfg, ws, paths).fit()
+
+
+def start_ray(sc) -> None:
+    """Join the cluster of `ray job submit`, or start a local one big enough for the workers."""
     if not ray.is_initialized():
         address = os.environ.get("RAY_ADDRESS")
         # [6] Ray: join the cluster of `ray job submit` (RAY_ADDRESS), or start a local one.
         ray.init(address=address, num_cpus=None if address else max(os.cpu_count() or 1,
                                                                        sc.num_workers * sc.threads_per_worker),
                  log_to_driver=True)
-    return make_trainer(cfg, ws, paths).fit()

@@ -179,8 +179,9 @@ def lineage(cfg: SFTConfig, paths: dict) -> dict:
             "data_snapshot": paths["snapshot"], "parent_run": paths.get("parent_run"), "run_id": paths["run_id"]}
 
 
-def save_model(trainer, cfg: SFTConfig, paths: dict, tokenizer, ws) -> Path:
-    """Write the deployable model to workspace/models/<run_id>, atomically.
+def save_model(trainer, method: str, paths: dict, tokenizer, ws, lineage: dict) -> Path:
+    """Write the deployable model to workspace/models/<run_id>, atomically, with its `lineage`
+    in playground.json (SFT here; alignment's DPO and GRPO policies too).
 
     full: the trained weights. lora/qlora: the adapter goes to the run folder (adapter/)
     and is merged into the base loaded in 16/32 bits, never into the 4-bit one (a 4-bit
@@ -188,12 +189,12 @@ def save_model(trainer, cfg: SFTConfig, paths: dict, tokenizer, ws) -> Path:
     """
     run_dir, out = Path(paths["run_dir"]), ws.model(paths["run_id"])
     info = {**paths.get("base_info", {}), "run_id": paths["run_id"], "step": trainer.state.global_step,
-            "val_loss": _last_eval(trainer), "lineage": lineage(cfg, paths)}
+            "val_loss": _last_eval(trainer), "lineage": lineage}
     extra = {"playground.json": json.dumps(info, indent=2)}
     stop_id = tokenizer.convert_tokens_to_ids(paths["stop_token"]) if paths.get("stop_token") else None
     eos_ids = sorted({i for i in (stop_id, tokenizer.eos_token_id) if i is not None})
     model = unwrap(trainer.model)
-    if cfg.method == "full":
+    if method == "full":
         with atomic_dir(out) as tmp:
             model.generation_config.eos_token_id = eos_ids
             model.save_pretrained(tmp)

@@ -1,5 +1,9 @@
 """Training runs: loss curves, learning rate and throughput per step, the text the model
-generated as it trained, and what differs between two runs' configs.
+generated as it trained, and what differs between two runs' configs. An alignment run (reward
+model, DPO, GRPO) adds its own curves (pair accuracy, margin, implicit rewards, reward, KL to
+the SFT model), each with a line on what it means.
+
+HTTP routes (through `ui.client`): GET /api/runs, GET /api/runs/{run}.
 """
 
 import time
@@ -7,6 +11,7 @@ import time
 import pandas as pd
 import streamlit as st
 
+from ui.align_format import chart_table, metric_frame
 from ui.client import ApiError, PlaygroundClient
 from ui.format import config_diff, readable, show_value
 
@@ -27,7 +32,8 @@ if not runs:
 # Rounded as people read them (10,709 tokens/s, loss 3.2146); the charts below get the raw values.
 st.dataframe(readable(pd.DataFrame(runs)), hide_index=True)
 names = [r["run"] for r in runs]
-run_id = st.selectbox("Run", names, key="runs_selected")
+kinds = {r["run"]: r.get("kind") for r in runs}
+run_id = st.selectbox("Run", names, key="runs_selected", bind="query-params")  # ?runs_selected=RUN opens it
 
 
 def _load(run: str) -> dict | None:
@@ -38,26 +44,15 @@ def _load(run: str) -> dict | None:
         return None
 
 
-def _metric_frame(metrics: list[dict]) -> pd.DataFrame:
-    df = pd.DataFrame(metrics)
-    if df.empty or "step" not in df:
-        return pd.DataFrame()
-    df = df.groupby("step").last().sort_index()  # eval rows may repeat a step: keep one per step
-    if "val_loss" in df:
-        # val_loss exists only at eval steps; join those points so the chart draws a line,
-        # not isolated dots (never extrapolated past the first or last eval).
-        df["val_loss"] = df["val_loss"].interpolate(method="index", limit_area="inside")
-    return df
-
-
-def _charts(df: pd.DataFrame) -> None:
-    charts = [("Loss", [c for c in ("loss", "val_loss") if c in df]), ("Perplexity (validation)", ["perplexity"]),
-              ("Learning rate", ["lr"]), ("Gradient norm", ["grad_norm"]), ("Tokens / s", ["tokens_per_s"]),
-              ("MFU (share of the device's peak FLOP/s)", ["mfu"]), ("Peak memory (MB)", ["memory_mb"])]
+def _charts(df: pd.DataFrame, kind: str | None) -> None:
+    """Every chart the run's metrics allow (ui/align_format.py CHARTS), an alignment curve with
+    one line on how to read it; val_* and kl are joined between evaluations (`metric_frame`)."""
     cols = st.columns(2)
-    for i, (title, columns) in enumerate((t, c) for t, c in charts if c and all(x in df for x in c)):
+    for i, (title, columns, caption) in enumerate(chart_table(df, kind)):
         with cols[i % 2]:
             st.markdown(f"**{title}** vs step")
+            if caption:
+                st.caption(caption)
             st.line_chart(df[columns].dropna(how="all"))
 
 
@@ -80,7 +75,7 @@ def show_run(run: str) -> dict | None:
     if detail is None:
         return None
     metrics = detail.get("metrics") or []
-    df = _metric_frame(metrics)
+    df = metric_frame(metrics)
     if df.empty:
         st.info("This run has logged no metrics yet.")
     else:
@@ -88,7 +83,7 @@ def show_run(run: str) -> dict | None:
         age = time.time() - last["time"] if last.get("time") else None
         st.caption(f"step {int(df.index[-1])}, last logged "
                    + (f"{age:.0f} s ago" if age is not None else "at an unknown time"))
-        _charts(df)
+        _charts(df, kinds.get(run))
     _samples(detail)
     return detail
 

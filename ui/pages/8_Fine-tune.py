@@ -8,10 +8,13 @@
   split, their replies side by side, the tuned model's lineage, and a button to serve it.
 - Experiments: variants of one config side by side (LoRA rank against full fine-tuning,
   what each forgot of pretraining), from `playground experiment` or an `experiment` job.
+- Align: after SFT, a reward model, DPO or GRPO started (a `reward`, `dpo` or `grpo` job) and
+  watched, then the SFT model's and the aligned model's answers side by side (ui/align_view.py).
 
 Like every page it only talks HTTP through `ui.client` (GET /api/models, /api/runs,
 /api/runs/{run}, POST /api/jobs, /api/deployments, /api/experiments). `?ft_view=Compare&ft_run=RUN`
-in the URL opens a run's comparison directly, `?ft_view=Experiments&ft_exp=ID` an experiment.
+in the URL opens a run's comparison directly, `?ft_view=Experiments&ft_exp=ID` an experiment,
+`?ft_view=Align&al_view=Watch&al_run=RUN` an alignment run.
 """
 
 from datetime import datetime
@@ -21,6 +24,7 @@ import pandas as pd
 import streamlit as st
 import yaml
 
+from ui import align_view
 from ui.client import ApiError, PlaygroundClient
 from ui.format import (
     SFT_METHODS,
@@ -44,7 +48,7 @@ st.caption("Supervised fine-tuning (SFT) teaches a pretrained model to answer in
            "the tuned model lands beside the others, ready to deploy.")
 
 VIEWS = {"Start": "start a run", "Watch": "its curves and replies", "Compare": "base vs tuned",
-         "Experiments": "variants side by side"}
+         "Experiments": "variants side by side", "Align": "reward model, DPO, GRPO"}
 METHOD_NAMES = {"full": "Full", "lora": "LoRA", "qlora": "QLoRA"}
 view = st.radio("View", list(VIEWS), horizontal=True, key="ft_view", bind="query-params",
                 captions=list(VIEWS.values()), label_visibility="collapsed")
@@ -344,6 +348,8 @@ if view == "Start":
     start()
 elif view == "Experiments":
     experiments()
+elif view == "Align":
+    align_view.show(client, _deploy)
 else:
     sft_runs = call(client.sft_runs)
     if sft_runs is None:
