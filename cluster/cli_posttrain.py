@@ -46,26 +46,32 @@ def sft_config(args):
     return load_config(args.config, args.overrides, schema=SFTConfig)
 
 
-def cmd_sft(args) -> None:
+def _train(recipe, cfg, ws, run_id: str, resume: bool, what: str) -> dict:
+    """Run `recipe` (training/posttrain/sft.py or align.py) on Ray; its results.json."""
     from training.errors import UserError
-    from training.posttrain import sft
     from training.pretrain.pretrain import user_error_from
+
+    result = recipe.run(cfg, ws, run_id=run_id, resume=resume)
+    if result.error:
+        user_error = user_error_from(result.error)
+        if user_error is not None:
+            raise user_error
+        raise SystemExit(f"{what} failed: {result.error}")
+    results = ws.run(run_id) / "results.json"
+    if not results.is_file():
+        raise UserError(f"run {run_id} ended without results.json")
+    return json.loads(results.read_text())
+
+
+def cmd_sft(args) -> None:
+    from training.posttrain import sft
     from training.workspace import Workspace
 
     ws = Workspace.resolve(args.workspace)
     cfg = sft_config(args)
     stem = Path(args.config).stem if args.config else "sft"
     run_id = args.resume or cfg.run_name or f"sft-{stem}-{datetime.now():%Y%m%d-%H%M%S}"
-    result = sft.run(cfg, ws, run_id=run_id, resume=bool(args.resume))
-    if result.error:
-        user_error = user_error_from(result.error)
-        if user_error is not None:
-            raise user_error
-        raise SystemExit(f"fine-tuning failed: {result.error}")
-    results = ws.run(run_id) / "results.json"
-    if not results.is_file():
-        raise UserError(f"run {run_id} ended without results.json")
-    r = json.loads(results.read_text())
+    r = _train(sft, cfg, ws, run_id, bool(args.resume), "fine-tuning")
     print(f"run {run_id}: model {r['model']} ({r['method']}, {r['trainable_params']:,} trainable parameters)")
     for split, acc in r["sft"].items():
         base = r["base"].get(split)
@@ -87,25 +93,14 @@ def align_config(args):
 
 
 def cmd_align(args) -> None:
-    from training.errors import UserError
     from training.posttrain import align
-    from training.pretrain.pretrain import user_error_from
     from training.workspace import Workspace
 
     ws = Workspace.resolve(args.workspace)
     cfg = align_config(args)
     stem = Path(args.config).stem if args.config else args.method
     run_id = args.resume or cfg.run_name or f"{args.method}-{stem}-{datetime.now():%Y%m%d-%H%M%S}"
-    result = align.run(cfg, ws, run_id=run_id, resume=bool(args.resume))
-    if result.error:
-        user_error = user_error_from(result.error)
-        if user_error is not None:
-            raise user_error
-        raise SystemExit(f"{args.method} failed: {result.error}")
-    results = ws.run(run_id) / "results.json"
-    if not results.is_file():
-        raise UserError(f"run {run_id} ended without results.json")
-    r = json.loads(results.read_text())
+    r = _train(align, cfg, ws, run_id, bool(args.resume), args.method)
     print(f"run {run_id}: model {r['model']} ({r['method']}, {r['trainable_params']:,} trainable parameters)")
     what = "reward model" if r["method"] == "reward" else "policy prefers chosen"
     print(f"  held-out pairs: {what} {r['heldout_pair_accuracy']:.3f} of {r['heldout_pairs']}, "

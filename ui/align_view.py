@@ -31,7 +31,6 @@ from ui.align_format import (
     align_lineage_rows,
     align_problem,
     align_run_name,
-    chart_table,
     headline,
     kind_of,
     metric_frame,
@@ -42,7 +41,7 @@ from ui.align_format import (
 )
 from ui.client import PlaygroundClient
 from ui.format import replies_by_question
-from ui.widgets import call
+from ui.widgets import call, charts, pending_job
 
 MODES = {"Start": "train a reward model, DPO or GRPO", "Watch": "its curves, then SFT vs aligned"}
 
@@ -60,7 +59,7 @@ def show(client: PlaygroundClient, deploy: Callable[[str], None]) -> None:
     runs = call(client.align_runs)
     if runs is None:
         return
-    pending_job(client, [r["run"] for r in runs])
+    pending_job(client, "al_submitted", [r["run"] for r in runs], "its pairs and models")
     if not runs:
         st.info("No alignment runs yet: start one in **Start** (or `playground reward --config "
                 "configs/align/reward.yaml base.model=<SFT model>`).")
@@ -154,32 +153,6 @@ def start(client: PlaygroundClient) -> None:
 
 
 # ---- Watch ---------------------------------------------------------------------------
-
-
-def pending_job(client: PlaygroundClient, run_ids: list[str]) -> None:
-    """The job this view submitted, while its run has not appeared yet."""
-    sub = st.session_state.get("al_submitted")
-    if not sub or sub["run"] in run_ids:
-        return
-    job = call(client.job, sub["job_id"])
-    if job is None:
-        return
-    if job["status"] == "FAILED":
-        st.error(f"Job {sub['job_id']} (run {sub['run']}) failed: {job.get('error') or job.get('message')}")
-    elif job["status"] in ("PENDING", "RUNNING"):
-        st.info(f"Job {sub['job_id']} is {job['status']}: run **{sub['run']}** appears here once it has prepared "
-                "its pairs and models. Press Refresh.")
-
-
-def charts(df: pd.DataFrame, kind: str | None) -> None:
-    """The run's curves, as the Runs page draws them (ui/align_format.py `chart_table`)."""
-    cols = st.columns(2)
-    for i, (title, columns, caption) in enumerate(chart_table(df, kind)):
-        with cols[i % 2]:
-            st.markdown(f"**{title}** vs step")
-            if caption:
-                st.caption(caption)
-            st.line_chart(df[columns].dropna(how="all"))
 
 
 def watch(client: PlaygroundClient, runs: list[dict], deploy: Callable[[str], None]) -> None:

@@ -58,3 +58,33 @@ def follow_job(state_key: str, fetch: Callable[[str], dict], progress_text: Call
             del st.session_state[state_key]
             return
         time.sleep(0.5)
+
+
+def pending_job(client, state_key: str, run_ids: list[str], preparing: str) -> None:
+    """The job a page submitted (st.session_state[state_key]: job_id and run), while its run has
+    not appeared yet: its failure, or that it is still `preparing` (e.g. "its data and model")."""
+    sub = st.session_state.get(state_key)
+    if not sub or sub["run"] in run_ids:
+        return
+    job = call(client.job, sub["job_id"])
+    if job is None:
+        return
+    if job["status"] == "FAILED":
+        st.error(f"Job {sub['job_id']} (run {sub['run']}) failed: {job.get('error') or job.get('message')}")
+    elif job["status"] in ("PENDING", "RUNNING"):
+        st.info(f"Job {sub['job_id']} is {job['status']}: run **{sub['run']}** appears here once it has prepared "
+                f"{preparing}. Press Refresh.")
+
+
+def charts(df, kind: str | None) -> None:
+    """A run's curves, two per row: every chart its metrics allow (ui/align_format.py `chart_table`),
+    an alignment curve with one line on how to read it (the Runs page and the Align view)."""
+    from ui.align_format import chart_table
+
+    cols = st.columns(2)
+    for i, (title, columns, caption) in enumerate(chart_table(df, kind)):
+        with cols[i % 2]:
+            st.markdown(f"**{title}** vs step")
+            if caption:
+                st.caption(caption)
+            st.line_chart(df[columns].dropna(how="all"))

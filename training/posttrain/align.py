@@ -14,13 +14,9 @@ kl.py). The Ray scaffolding (the TorchTrainer, its storage, the report of every 
 from __future__ import annotations
 
 import json
-import logging
 import os
 from pathlib import Path
 
-import ray.train
-import ray.train.torch
-import torch
 from transformers import PrinterCallback
 
 from training.errors import UserError
@@ -34,15 +30,7 @@ def train_loop_per_worker(config: dict) -> None:
     """What each Ray Train worker runs. `config` = {"cfg": AlignConfig dict, "paths": {...}}."""
     cfg = AlignConfig.model_validate(config["cfg"])
     paths = config["paths"]
-    torch.set_num_threads(cfg.scale.threads_per_worker)
-    logging.getLogger().setLevel(logging.WARNING)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-    # [1] Ray: who am I, and on which device?
-    rank = ray.train.get_context().get_world_rank()
-    # [2] Ray: the device Ray gave this worker (its GPU, or the CPU).
-    device = ray.train.torch.get_device()
-    torch.manual_seed(cfg.train.seed)
+    rank, device = sft.start_worker(cfg)  # [1] [2] Ray: this worker's rank and device (sft.py)
     tracker = Tracker(cfg, paths) if rank == 0 else None
     trainer, tokenizer = align_setup.build_trainer(cfg, paths, device, rank=rank, tracker=tracker)
     # [3] Ray: every log reported to Ray Train too (sft.RayReport holds the ray.train.report call).

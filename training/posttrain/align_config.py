@@ -12,15 +12,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from training.config import TrackingConfig, _Strict
-from training.posttrain.config import BaseModelConfig, LoraConfig, SFTScaleConfig
+from training.posttrain.config import BaseModelConfig, LoraConfig, SFTScaleConfig, SnapshotDataConfig
 
 ALIGN_METHODS = ("reward", "dpo", "grpo")
 
 
-class PreferenceDataConfig(_Strict):
+class PreferenceDataConfig(SnapshotDataConfig):
     """Preference pairs (prompt, chosen, rejected): made by the project, local files, or a Hugging
     Face dataset; always read through a versioned snapshot (training/posttrain/preferences.py)."""
 
@@ -29,19 +29,9 @@ class PreferenceDataConfig(_Strict):
         description="'preferences' (made offline from the starter world, with held-out splits), local .jsonl "
                     "files of prompt/chosen/rejected rows, 'hf:NAME[:CONFIG][@SPLIT]' (e.g. "
                     "hf:HuggingFaceH4/ultrafeedback_binarized@train_prefs), or 'snapshot:ID'")
-    n_train: int = Field(2000, gt=0, description="generated training pairs ('preferences' source)")
+    n_train: int = Field(2000, gt=0, description="generated training pairs (the 'preferences' source)")
     n_val: int = Field(100, gt=0, description="generated validation pairs")
     n_test: int = Field(100, gt=0, description="generated pairs in each held-out split")
-    seed: int = 0
-    val_fraction: float = Field(0.05, gt=0.0, lt=0.5, description="share of a user file's rows put in val")
-    system: str | None = Field(None, description="a system message put before every prompt")
-
-    @field_validator("sources")
-    @classmethod
-    def _non_empty(cls, v: list[str]) -> list[str]:
-        if not v:
-            raise ValueError("needs at least one source")
-        return v
 
 
 class DPOOptions(_Strict):

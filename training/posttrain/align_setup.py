@@ -215,7 +215,7 @@ class AlignMetrics(TrainerCallback):
             row.update(self.evaluate(sft_setup.unwrap(model)))
         row["memory_mb"] = sft_setup._memory_mb()
         self.tracker.log(row)
-        print(progress(row, self.cfg.train.max_steps), flush=True)
+        print(sft_setup.progress(row, self.cfg.train.max_steps, PROGRESS_KEYS), flush=True)
 
     def evaluate(self, model) -> dict:
         """KL to the reference and replies (a policy), or scored pairs (a reward model)."""
@@ -248,16 +248,8 @@ def _question(ex: dict) -> str:
     return ex["instruction"] + (f"\n\n{ex['input']}" if ex.get("input") else "")
 
 
-def progress(m: dict, last: int) -> str:
-    parts = [f"step {m['step']:>5}/{last}"]
-    for key in ("loss", "pair_accuracy", "margin", "reward", "reward_std", "val_loss", "val_pair_accuracy",
-                "val_margin", "val_reward", "kl"):
-        if key in m:
-            parts.append(f"{key} {m[key]:.4f}")
-    line = "  ".join(parts)
-    for s in m.get("samples", []):
-        line += f"\n    {s['prompt'][:60]!r} -> {(s['text'].splitlines() or [''])[0][:80]!r}"
-    return line
+PROGRESS_KEYS = tuple((key, ".4f") for key in ("loss", "pair_accuracy", "margin", "reward", "reward_std", "val_loss",
+                                                "val_pair_accuracy", "val_margin", "val_reward", "kl"))
 
 
 def lineage(cfg: AlignConfig, paths: dict) -> dict:

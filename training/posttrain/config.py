@@ -26,19 +26,12 @@ class BaseModelConfig(_Strict):
     tokenizer: str | None = Field(None, description="tokenizer folder or Hub name; default: the model's own")
 
 
-class SFTDataConfig(_Strict):
-    """Instruction data: made by the project, local files, or a Hugging Face dataset; always read
-    through a versioned snapshot in workspace/datasets (training/posttrain/sft_data.py)."""
+class SnapshotDataConfig(_Strict):
+    """What every post-training data config shares: sources read through a versioned snapshot, the
+    sizes of the generated splits, the seed, the share of a file's rows put in val, a system message."""
 
-    sources: list[str] = Field(
-        default_factory=lambda: ["instructions"],
-        description="'instructions' (made offline from the starter world, with held-out splits), local .jsonl "
-                    "files in the Alpaca, messages or ShareGPT shape, 'hf:NAME[:CONFIG][@SPLIT]' (e.g. "
-                    "hf:tatsu-lab/alpaca), or 'snapshot:ID'")
-    shape: Literal["messages", "alpaca"] = Field(
-        "messages", description="messages: chat rows, loss on the assistant turns only; alpaca: prompt/completion "
-                                "rows, loss on the completion only. Both go through the chat template")
-    n_train: int = Field(3000, gt=0, description="generated training examples ('instructions' source)")
+    sources: list[str]
+    n_train: int = Field(3000, gt=0, description="generated training examples (the generated source)")
     n_val: int = Field(200, gt=0, description="generated validation examples")
     n_test: int = Field(200, gt=0, description="generated examples in each held-out split")
     seed: int = 0
@@ -51,6 +44,20 @@ class SFTDataConfig(_Strict):
         if not v:
             raise ValueError("needs at least one source")
         return v
+
+
+class SFTDataConfig(SnapshotDataConfig):
+    """Instruction data: made by the project, local files, or a Hugging Face dataset; always read
+    through a versioned snapshot in workspace/datasets (training/posttrain/sft_data.py)."""
+
+    sources: list[str] = Field(
+        default_factory=lambda: ["instructions"],
+        description="'instructions' (made offline from the starter world, with held-out splits), local .jsonl "
+                    "files in the Alpaca, messages or ShareGPT shape, 'hf:NAME[:CONFIG][@SPLIT]' (e.g. "
+                    "hf:tatsu-lab/alpaca), or 'snapshot:ID'")
+    shape: Literal["messages", "alpaca"] = Field(
+        "messages", description="messages: chat rows, loss on the assistant turns only; alpaca: prompt/completion "
+                                "rows, loss on the completion only. Both go through the chat template")
 
 
 class LoraConfig(_Strict):

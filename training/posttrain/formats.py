@@ -20,7 +20,7 @@ import contextlib
 import json
 import os
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from training.errors import UserError
@@ -238,12 +238,26 @@ def read_jsonl(path: str | Path) -> list[dict]:
         UserError: one line naming the file, the line and the field, e.g.
             `data.jsonl:7: missing field 'output'`.
     """
+    shape, examples = None, []
+    for where, row in json_lines(path):
+        ex, shape = parse_row(row, where, shape)
+        examples.append(ex)
+    if not examples:
+        raise UserError(f"{path}: no examples (the file is empty)")
+    return examples
+
+
+def json_lines(path: str | Path) -> Iterator[tuple[str, object]]:
+    """("file:line", the parsed JSON value) for every non-empty line of a .jsonl file.
+
+    Raises:
+        UserError: the file cannot be read, or a line is not UTF-8 or not JSON (naming the line).
+    """
     path = Path(path)
     try:
         raw = path.read_bytes()
     except OSError as e:
         raise UserError(f"{path}: cannot read ({e.strerror or e})") from None
-    shape, examples = None, []
     for lineno, line in enumerate(raw.split(b"\n"), 1):
         if not line.strip():
             continue
@@ -253,8 +267,4 @@ def read_jsonl(path: str | Path) -> list[dict]:
             raise UserError(f"{path}:{lineno}: not valid UTF-8") from None
         except json.JSONDecodeError as e:
             raise UserError(f"{path}:{lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
-        ex, shape = parse_row(row, f"{path}:{lineno}", shape)
-        examples.append(ex)
-    if not examples:
-        raise UserError(f"{path}: no examples (the file is empty)")
-    return examples
+        yield f"{path}:{lineno}", row

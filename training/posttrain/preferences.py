@@ -50,7 +50,6 @@ val by a salted hash of their content. `to_rows` and `prompts` make the rows TRL
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from collections.abc import Callable
@@ -350,22 +349,7 @@ def read_jsonl(path: str | Path) -> list[dict]:
         UserError: one line naming the file, the line and the field, e.g.
             `pairs.jsonl:7: missing field 'chosen'`, `pairs.jsonl:3: not valid JSON (...)`.
     """
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise UserError(f"{path}: cannot read ({e.strerror or e})") from None
-    pairs = []
-    for lineno, line in enumerate(raw.split(b"\n"), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line.decode("utf-8-sig" if lineno == 1 else "utf-8"))
-        except UnicodeDecodeError:
-            raise UserError(f"{path}:{lineno}: not valid UTF-8") from None
-        except json.JSONDecodeError as e:
-            raise UserError(f"{path}:{lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
-        pairs.append(parse_row(row, f"{path}:{lineno}"))
+    pairs = [parse_row(row, where) for where, row in formats.json_lines(path)]
     if not pairs:
         raise UserError(f"{path}: no pairs (the file is empty)")
     return pairs

@@ -80,20 +80,24 @@ class RayReport(TrainerCallback):
             ray.train.report(row | {"step": state.global_step})
 
 
+def start_worker(cfg) -> tuple[int, torch.device]:
+    """A worker's threads, log level and seed (from an SFT or alignment config); its rank and device."""
+    torch.set_num_threads(cfg.scale.threads_per_worker)
+    logging.getLogger().setLevel(logging.WARNING)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # [1] Ray: who am I, and on which device?
+    rank = ray.train.get_context().get_world_rank()
+    # [2] Ray: the device Ray gave this worker (its GPU, or the CPU).
+    device = ray.train.torch.get_device()
+    torch.manual_seed(cfg.train.seed)
+    return rank, device
+
+
 def train_loop_per_worker(config: dict) -> None:
     """What each Ray Train worker runs. `config` = {"cfg": SFTConfig dict, "paths": {...}}."""
     cfg = SFTConfig.model_validate(config["cfg"])
     paths = config["paths"]
-    torch.set_num_threads(cfg.scale.threads_per_worker)
-    logging.getLogger().setLevel(logging.WARNING)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-    # [1] Ray: who am I, and on which device?
-    ctx = ray.train.get_context()
-    rank = ctx.get_world_rank()
-    # [2] Ray: the device Ray gave this worker (its GPU, or the CPU).
-    device = ray.train.torch.get_device()
-    torch.manual_seed(cfg.train.seed)
+    rank, device = start_worker(cfg)
     tracker = Tracker(cfg, paths) if rank == 0 else None
     trainer, tokenizer = build_trainer(cfg, paths, device, rank=rank, tracker=tracker)
     trainer.add_callback(RayReport())

@@ -144,7 +144,7 @@ class LiveMetrics(TrainerCallback):
             return  # the Trainer's closing summary: nothing new per step
         row["memory_mb"] = _memory_mb()
         self.tracker.log(row)
-        print(_progress(row, self.max_steps), flush=True)
+        print(progress(row, self.max_steps), flush=True)
 
 
 def _question(ex: dict) -> str:
@@ -159,14 +159,18 @@ def _memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
 
 
-def _progress(m: dict, last: int) -> str:
+PROGRESS_KEYS = (("loss", ".4f"), ("lr", ".2e"), ("tokens_per_s", ",.0f"), ("val_loss", ".4f"))
+
+
+def progress(m: dict, last: int, keys=PROGRESS_KEYS) -> str:
+    """One log as a line (`keys`: (name, format) of the figures shown), then each sample's prompt and text."""
     parts = [f"step {m['step']:>5}/{last}"]
-    for key, fmt in (("loss", ".4f"), ("lr", ".2e"), ("tokens_per_s", ",.0f"), ("val_loss", ".4f")):
+    for key, fmt in keys:
         if key in m:
             parts.append(f"{key} {m[key]:{fmt}}")
     line = "  ".join(parts)
     for s in m.get("samples", []):
-        line += f"\n    {s['prompt'][:60]!r} -> {s['text'][:80]!r}"
+        line += f"\n    {s['prompt'][:60]!r} -> {(s['text'].splitlines() or [''])[0][:80]!r}"
     return line
 
 

@@ -11,9 +11,10 @@ import time
 import pandas as pd
 import streamlit as st
 
-from ui.align_format import chart_table, metric_frame
+from ui.align_format import metric_frame
 from ui.client import ApiError, PlaygroundClient
 from ui.format import config_diff, readable, show_value
+from ui.widgets import charts
 
 st.set_page_config(page_title="Runs · LLM Playground", page_icon="📈", layout="wide")
 client = PlaygroundClient()
@@ -44,18 +45,6 @@ def _load(run: str) -> dict | None:
         return None
 
 
-def _charts(df: pd.DataFrame, kind: str | None) -> None:
-    """Every chart the run's metrics allow (ui/align_format.py CHARTS), an alignment curve with
-    one line on how to read it; val_* and kl are joined between evaluations (`metric_frame`)."""
-    cols = st.columns(2)
-    for i, (title, columns, caption) in enumerate(chart_table(df, kind)):
-        with cols[i % 2]:
-            st.markdown(f"**{title}** vs step")
-            if caption:
-                st.caption(caption)
-            st.line_chart(df[columns].dropna(how="all"))
-
-
 def _samples(detail: dict) -> None:
     st.subheader("Generated samples")
     samples = sorted(detail.get("samples") or [], key=lambda s: s.get("step", 0), reverse=True)
@@ -83,7 +72,7 @@ def show_run(run: str) -> dict | None:
         age = time.time() - last["time"] if last.get("time") else None
         st.caption(f"step {int(df.index[-1])}, last logged "
                    + (f"{age:.0f} s ago" if age is not None else "at an unknown time"))
-        _charts(df, kinds.get(run))
+        charts(df, kinds.get(run))
     _samples(detail)
     return detail
 

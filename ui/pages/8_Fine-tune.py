@@ -38,7 +38,7 @@ from ui.format import (
     sft_config,
     sft_run_name,
 )
-from ui.widgets import call, submit_yaml_job
+from ui.widgets import call, pending_job, submit_yaml_job
 
 st.set_page_config(page_title="Fine-tune · LLM Playground", page_icon="🎯", layout="wide")
 client = PlaygroundClient()
@@ -164,21 +164,6 @@ def start() -> None:
 
 
 # ---- Watch ---------------------------------------------------------------------------
-
-
-def pending_job(run_ids: list[str]) -> None:
-    """The job this page submitted, while its run has not appeared yet."""
-    sub = st.session_state.get("ft_submitted")
-    if not sub or sub["run"] in run_ids:
-        return
-    job = call(client.job, sub["job_id"])
-    if job is None:
-        return
-    if job["status"] == "FAILED":
-        st.error(f"Job {sub['job_id']} (run {sub['run']}) failed: {job.get('error') or job.get('message')}")
-    elif job["status"] in ("PENDING", "RUNNING"):
-        st.info(f"Job {sub['job_id']} is {job['status']}: run **{sub['run']}** appears here once it has prepared "
-                "its data and model. Press Refresh.")
 
 
 def watch(runs: list[dict]) -> None:
@@ -354,7 +339,7 @@ else:
     sft_runs = call(client.sft_runs)
     if sft_runs is None:
         st.stop()
-    pending_job([r["run"] for r in sft_runs])
+    pending_job(client, "ft_submitted", [r["run"] for r in sft_runs], "its data and model")
     if not sft_runs:
         st.info("No fine-tuning runs yet: start one in **Start** (or `playground sft --config "
                 "configs/sft/demo.yaml`).")
