@@ -26,7 +26,7 @@ DPO_LOSSES = {"sigmoid": "the DPO paper's -log σ(β·margin)", "ipo": "IPO: the
               "pushed to infinity", "hinge": "SLiC's max(0, 1 - β·margin)"}
 
 # The configs/align/*.yaml defaults per method: max steps, learning rate, evaluate every.
-TRAIN_DEFAULTS = {"reward": (60, 1e-4, 20), "dpo": (60, 5e-5, 20), "grpo": (30, 1e-5, 15)}
+TRAIN_DEFAULTS = {"reward": (100, 2e-4, 25), "dpo": (200, 1e-4, 50), "grpo": (40, 5e-5, 20)}
 
 # ---- the config sent ------------------------------------------------------------------
 

@@ -111,7 +111,7 @@ def check_align_pages(base_url: str, port: int, run_id: str, tmp_path: Path, tim
 
         page.goto(f"http://127.0.0.1:{port}/Fine-tune?ft_view=Align&al_view=Start")
         page.get_by_text("DPO", exact=True).first.click(timeout=timeout_ms)  # the method radio
-        page.get_by_text("the DPO paper", exact=False).first.wait_for(timeout=timeout_ms)  # its loss choice
+        page.get_by_text("beta", exact=True).first.wait_for(timeout=timeout_ms)  # DPO's own options appear
         shoot("start")
         out["start_text"] = main.inner_text()
 

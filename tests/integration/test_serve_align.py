@@ -20,7 +20,7 @@ def test_browser_align_views_show_a_dpo_run(stack, dpo_run, tmp_path):
     assert not out["errors"], out["errors"]
     text = out["start_text"] + out["watch_text"] + out["runs_text"]
     assert "Traceback" not in text
-    assert "sigmoid" in out["start_text"] and "beta" in out["start_text"]  # DPO's own options
+    assert "beta" in out["start_text"] and "Loss" in out["start_text"]  # DPO's own options
     assert any("SFT reply" in t and "aligned reply" in t for t in out["tables"]), out["tables"]
     assert "KL to the SFT model" in out["watch_text"]
     for chart in ("Implicit rewards", "KL to the SFT model"):

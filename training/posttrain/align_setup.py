@@ -61,11 +61,18 @@ def heldout_pairs(splits: dict[str, list[dict]], n: int, tokenizer, max_length: 
 
 
 def grpo_prompts(pairs: list[dict], tokenizer, room: int, system: str | None = None) -> list[dict]:
-    """GRPO's rows ({"prompt": messages}) whose prompt, through the chat template, is at most `room`
-    tokens: the model's context must hold the prompt and the whole sampled reply."""
+    """GRPO's rows ({"prompt": messages}) whose prompt, through the chat template, leaves `room`
+    tokens (max_length - max_completion_length) for the sampled reply and the template's closing
+    tokens: the reward model reads the whole conversation, and must not run past the context."""
+    def ids(messages, **kw):
+        return tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True, **kw)["input_ids"]
+
     rows = preferences.prompts(pairs, system)
-    return [r for r in rows if len(tokenizer.apply_chat_template(r["prompt"], add_generation_prompt=True, tokenize=True,
-                                                                 return_dict=True)["input_ids"]) <= room]
+    if not rows:
+        return []
+    probe = rows[0]["prompt"]  # what the template adds around a reply, beyond the generation prompt
+    closing = len(ids(probe + [{"role": "assistant", "content": ""}])) - len(ids(probe, add_generation_prompt=True))
+    return [r for r in rows if len(ids(r["prompt"], add_generation_prompt=True)) + max(closing, 0) <= room]
 
 
 # --------------------------------------------------------------------------- the trainers
