@@ -41,7 +41,7 @@ from ui.align_format import (
 )
 from ui.client import PlaygroundClient
 from ui.format import replies_by_question
-from ui.widgets import call, charts, pending_job
+from ui.widgets import call, charts, pending_job, serve_it
 
 MODES = {"Start": "train a reward model, DPO or GRPO", "Watch": "its curves, then SFT vs aligned"}
 
@@ -232,14 +232,7 @@ def finished(client: PlaygroundClient, detail: dict, results: dict, deploy: Call
         st.caption(f"A reward model scores replies; it is not served for chat. GRPO uses it: pick `{model}` as "
                    "the reward model in **Start**.")
     else:
-        st.subheader("Serve it")
-        if info is None:
-            st.warning(f"`{model}` is not among the workspace's models (GET /api/models).")
-        elif info.get("deployed"):
-            st.success(f"`{model}` is being served.")
-            st.page_link("pages/1_Chat.py", label="Chat with it")
-        else:
-            st.button(f"Deploy {model}", key="al_deploy", type="primary", on_click=deploy, args=(model,))
+        serve_it(model, info, deploy, "al_deploy")
     rows = align_lineage_rows(detail.get("lineage") or (info or {}).get("lineage"))
     if rows:
         st.markdown("**Lineage**: what the aligned model came from")

@@ -88,3 +88,16 @@ def charts(df, kind: str | None) -> None:
             if caption:
                 st.caption(caption)
             st.line_chart(df[columns].dropna(how="all"))
+
+
+def serve_it(model: str, info: dict | None, deploy: Callable[[str], None], key: str) -> None:
+    """"Serve it": whether `model` (its GET /api/models row `info`) is served, a link to chat with
+    it, or a Deploy button whose callback is `deploy(model)`."""
+    st.subheader("Serve it")
+    if info is None:
+        st.warning(f"`{model}` is not among the workspace's models (GET /api/models).")
+    elif info.get("deployed"):
+        st.success(f"`{model}` is being served.")
+        st.page_link("pages/1_Chat.py", label="Chat with it")
+    else:
+        st.button(f"Deploy {model}", key=key, type="primary", on_click=deploy, args=(model,))

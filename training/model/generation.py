@@ -16,12 +16,10 @@ same `KVCache`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 
-if TYPE_CHECKING:  # type hints only: transformer.py imports this module, not the reverse
-    from training.model.transformer import ModelConfig, Transformer
+# No import of transformer.py here, not even for type hints: it imports this module. `model` below
+# is a training.model.transformer.Transformer, `cfg` its ModelConfig.
 
 
 class KVCache:
@@ -32,7 +30,7 @@ class KVCache:
     Each buffer has shape (B, n_kv_head, block_size, head_dim) - GQA makes this smaller.
     """
 
-    def __init__(self, cfg: ModelConfig, batch_size: int, device=None, dtype=torch.float32):
+    def __init__(self, cfg, batch_size: int, device=None, dtype=torch.float32):
         shape = (batch_size, cfg.kv_heads, cfg.block_size, cfg.head_dim)
         self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer)]
         self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer)]
@@ -93,7 +91,7 @@ def sample_next_token(logits: torch.Tensor, temperature: float = 1.0, top_k: int
     return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(-1)
 
 
-def _check_generate_args(model: Transformer, idx: torch.Tensor, temperature: float,
+def _check_generate_args(model: torch.nn.Module, idx: torch.Tensor, temperature: float,
                          top_k: int | None, top_p: float | None) -> None:
     if idx.dim() != 2 or idx.size(1) == 0:
         raise ValueError(f"idx must have shape (batch, tokens) with tokens >= 1, got {tuple(idx.shape)}")
@@ -108,7 +106,7 @@ def _check_generate_args(model: Transformer, idx: torch.Tensor, temperature: flo
 
 
 @torch.no_grad()
-def generate(model: Transformer, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
+def generate(model: torch.nn.Module, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
              top_k: int | None = None, top_p: float | None = None,
              eos_token_id: int | None = None,
              generator: torch.Generator | None = None) -> torch.Tensor:

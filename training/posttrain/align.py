@@ -200,20 +200,8 @@ def check_reward_model(spec: str, ws: Workspace, policy_tokenizer) -> str:
 
 def prepare_run(cfg: AlignConfig, ws: Workspace, *, run_id: str, resume: bool = False) -> dict:
     """`plan`, then the run folder's config.yaml and run.json (config, snapshot, lineage)."""
-    from training.config import dump_config
-
     paths = plan(cfg, ws, run_id=run_id, resume=resume) | {"tags": {"method": cfg.method}}
-    run_dir = Path(paths["run_dir"])
-    run_dir.mkdir(parents=True, exist_ok=True)
-    record = {"run_id": run_id, "kind": cfg.method, "config": cfg.model_dump(mode="json"),
-              "snapshot": paths["snapshot"], "lineage": align_setup.lineage(cfg, paths),
-              "train_rows": paths["train_rows"], "dropped_rows": paths["dropped_rows"]}
-    for name, text in (("config.yaml", dump_config(cfg)), ("run.json", json.dumps(record, indent=2) + "\n")):
-        if name == "run.json" and resume:
-            continue
-        tmp = run_dir / f".{name}.tmp"
-        tmp.write_text(text)
-        os.replace(tmp, run_dir / name)
+    sft.write_run_files(cfg, paths, {"kind": cfg.method, "lineage": align_setup.lineage(cfg, paths)}, resume=resume)
     return paths
 
 

@@ -199,22 +199,26 @@ def prepare_run(cfg: SFTConfig, ws: Workspace, *, run_id: str, resume: bool = Fa
                 tags: dict[str, str] | None = None) -> dict:
     """`plan`, then the run folder's config.yaml and run.json (config, data snapshot, lineage).
     `tags` are extra MLflow tags (a Tune trial's sweep and trial)."""
+    paths = plan(cfg, ws, run_id=run_id, resume=resume) | {"tags": dict(tags or {})}
+    write_run_files(cfg, paths, {"kind": "sft", "lineage": sft_setup.lineage(cfg, paths)}, resume=resume)
+    return paths
+
+
+def write_run_files(cfg, paths: dict, record: dict, *, resume: bool) -> None:
+    """The run folder's config.yaml and, for a new run, run.json (`record` plus the run id, config,
+    snapshot and row counts), each written to a temporary name and renamed."""
     from training.config import dump_config
 
-    paths = plan(cfg, ws, run_id=run_id, resume=resume) | {"tags": dict(tags or {})}
     run_dir = Path(paths["run_dir"])
     run_dir.mkdir(parents=True, exist_ok=True)
-    for name, text in (("config.yaml", dump_config(cfg)),
-                       ("run.json", json.dumps({"run_id": run_id, "kind": "sft", "config": cfg.model_dump(mode="json"),
-                                                "snapshot": paths["snapshot"], "lineage": sft_setup.lineage(cfg, paths),
-                                                "train_rows": paths["train_rows"],
-                                                "dropped_rows": paths["dropped_rows"]}, indent=2) + "\n")):
-        if name == "run.json" and resume:
-            continue
+    record = {"run_id": paths["run_id"], "kind": record["kind"], "config": cfg.model_dump(mode="json"),
+              "snapshot": paths["snapshot"], "lineage": record["lineage"], "train_rows": paths["train_rows"],
+              "dropped_rows": paths["dropped_rows"]}
+    files = [("config.yaml", dump_config(cfg))] + ([] if resume else [("run.json", json.dumps(record, indent=2) + "\n")])
+    for name, text in files:
         tmp = run_dir / f".{name}.tmp"
         tmp.write_text(text)
         os.replace(tmp, run_dir / name)
-    return paths
 
 
 def make_trainer(cfg, ws: Workspace, paths: dict, callbacks: list = (), loop=None):

@@ -38,7 +38,7 @@ from ui.format import (
     sft_config,
     sft_run_name,
 )
-from ui.widgets import call, pending_job, submit_yaml_job
+from ui.widgets import call, pending_job, serve_it, submit_yaml_job
 
 st.set_page_config(page_title="Fine-tune · LLM Playground", page_icon="🎯", layout="wide")
 client = PlaygroundClient()
@@ -246,16 +246,9 @@ def compare(runs: list[dict]) -> None:
             st.markdown(f"**{split}** ({SFT_SPLITS.get(split, 'a held-out split')}), {len(rows)} questions")
             st.table(pd.DataFrame(rows), hide_index=True)
 
-    st.subheader("Serve it")
     models = call(client.models) or []
     info = next((m for m in models if m["id"] == model), None)
-    if info is None:
-        st.warning(f"`{model}` is not among the workspace's models (GET /api/models).")
-    elif info.get("deployed"):
-        st.success(f"`{model}` is being served.")
-        st.page_link("pages/1_Chat.py", label="Chat with it")
-    else:
-        st.button(f"Deploy {model}", key="ft_deploy", type="primary", on_click=_deploy, args=(model,))
+    serve_it(model, info, _deploy, "ft_deploy")
     rows = lineage_rows(detail.get("lineage") or (info or {}).get("lineage"))
     if rows:
         st.markdown("**Lineage**: what the tuned model came from")
