@@ -12,6 +12,8 @@
     playground export RUN     [--out DIR]
     playground sample RUN     --prompt "Once upon a time"
     playground runs
+    playground models list | show ID | lineage ID | card ID | checkpoints RUN | export RUN STEP | diff A B
+    playground models quantize ID --method int8|int4 | import PATH|OWNER/NAME | publish ID REPO | delete ID
     playground up [--model ID] | down | status
     playground bench train | sft | serve | tokenizer | inspect | data
 
@@ -29,6 +31,7 @@ from pathlib import Path
 from cluster.cli_bench import add_bench_parsers
 from cluster.cli_benchmark import add_benchmark_parsers
 from cluster.cli_eval import add_eval_parsers
+from cluster.cli_models import add_models_parsers
 from cluster.cli_posttrain import add_posttrain_parsers
 from training.errors import UserError
 
@@ -135,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_posttrain_parsers(sub, _add_config_args)
     add_eval_parsers(sub, _add_config_args)
+    add_models_parsers(sub)
     add_benchmark_parsers(sub)
     add_bench_parsers(sub, _add_config_args)
     return parser
@@ -324,6 +328,10 @@ def cmd_export(args) -> None:
     info = {"run_id": run_id, "checkpoint": str(ckpt_dir), "step": step, "val_loss": meta.get("val_loss"),
             "config": config}
     export_hf(model, out, tokenizer_dir=tokenizer_dir, extra_files={"playground.json": json.dumps(info, indent=2)})
+    if out.parent == ws.models:
+        from training.registry.registry import write_card
+
+        write_card(ws, out)  # README.md: the model card
     print(f"exported {run_id} (step {step}) to {out}")
 
 

@@ -97,14 +97,19 @@ def cache_dir(ws: Workspace, c: Checkpoint) -> Path:
     return ws.root / "evals" / "checkpoints" / c.run / f"step_{c.step:06d}"
 
 
-def materialize(ws: Workspace, c: Checkpoint) -> Path:
-    """A Hugging Face folder holding checkpoint `c`: itself, or an export made once (atomically)."""
-    if c.kind == "hf":
+def materialize(ws: Workspace, c: Checkpoint, out: Path | None = None, info: dict | None = None) -> Path:
+    """A Hugging Face folder holding checkpoint `c`: itself, or an export made once (atomically).
+
+    With `out` (the Models page's "export this checkpoint", training/registry/checkpoints.py) the
+    export goes there instead of the evaluation cache, a full fine-tuning checkpoint included (its
+    model files copied, the trainer's optimizer state left out), and `info` is added to its
+    playground.json."""
+    if c.kind == "hf" and out is None:
         return c.path
-    out = cache_dir(ws, c)
-    if (out / "config.json").is_file():
-        return out
-    info = {"run_id": c.run, "checkpoint": str(c.path), "step": c.step, "val_loss": c.val_loss}
+    target = out if out is not None else cache_dir(ws, c)
+    if out is None and (target / "config.json").is_file():
+        return target
+    info = {"run_id": c.run, "checkpoint": str(c.path), "step": c.step, "val_loss": c.val_loss} | (info or {})
     if c.kind == "pretrain":
         from training.model import checkpoint as ckpt
         from training.model.export import export_hf
@@ -113,10 +118,28 @@ def materialize(ws: Workspace, c: Checkpoint) -> Path:
         tokenizer_dir = meta.get("tokenizer_dir")
         if not tokenizer_dir or not Path(tokenizer_dir).is_dir():
             raise UserError(f"models: the tokenizer of run {c.run!r} is missing ({tokenizer_dir})")
-        export_hf(model, out, tokenizer_dir=tokenizer_dir,
+        export_hf(model, target, tokenizer_dir=tokenizer_dir,
                   extra_files={"playground.json": json.dumps(info | {"config": config}, indent=2)})
-        return out
-    return _merge_adapter(ws, c, out, info)
+        return target
+    if c.kind == "hf":
+        return _copy_model_files(c.path, target, info)
+    return _merge_adapter(ws, c, target, info)
+
+
+# What TRL's Trainer keeps in a checkpoint besides the model: needed to resume, not to serve.
+_TRAINER_STATE = ("optimizer.pt", "scheduler.pt", "rng_state*.pth", "trainer_state.json", "training_args.bin",
+                  "scaler.pt", "playground.json")
+
+
+def _copy_model_files(src: Path, out: Path, info: dict) -> Path:
+    import shutil
+
+    from training.atomic import atomic_dir
+
+    with atomic_dir(out) as tmp:
+        shutil.copytree(src, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*_TRAINER_STATE))
+        (tmp / "playground.json").write_text(json.dumps(info, indent=2))
+    return out
 
 
 def _merge_adapter(ws: Workspace, c: Checkpoint, out: Path, info: dict) -> Path:

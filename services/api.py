@@ -1,12 +1,16 @@
 """The playground API at /api: what the UI needs besides the OpenAI endpoints.
 
     GET    /api/health               cluster, deployments, served models, links (Ray dashboard, MLflow)
-    GET    /api/models               exported and fine-tuned models (workspace/models), whether each is served,
-                                     and what a tuned one came from (`lineage`)
+    GET    /api/models?kind=         every model of the workspace (training/registry): its kind, parent,
+                                     size, whether it is served, what it came from (`lineage`)
+    /api/models/..., /api/runs/{run}/checkpoints/...
+                                     one model's lineage, card, evaluations; diff, quantize, import,
+                                     publish, delete; a run's checkpoints (services/models_api.py)
     GET    /api/runs                 runs with their kind (pretrain, sft) and last metrics
     GET    /api/runs/{run}           one run: resolved config, metrics history, samples; for a fine-tuning
                                      run its `lineage` and, once it ends, `results` (base vs tuned on held-out)
-    POST   /api/deployments          {"model": id}: serve a model (reconfigures only the LLM app)
+    POST   /api/deployments          {"model": id}: serve a model (reconfigures only the LLM app; 409 for a
+                                     quantized variant this machine's vLLM cannot run)
     DELETE /api/deployments/{model}  stop serving it
     /api/tokenizers/...              the tokenizer lab (services/tokenizer_api.py)
     /api/data/...                    data pipeline snapshots, samples, diffs, pipeline jobs (services/data_api.py)
@@ -33,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from pathlib import Path
 
 import yaml
@@ -48,12 +53,17 @@ from services.human_api import router as human_router
 from services.inspector import router as inspector_router
 from services.jobs_api import router as jobs_router
 from services.llm import harden, openai_error
+from services.models_api import router as models_router
 from services.prompts_api import router as prompts_router
 from services.reports_api import router as reports_router
 from services.schemas import APIAppArgs, DeployRequest
 from services.sweeps_api import router as sweeps_router
 from services.tokenizer_api import router as tokenizer_router
+from training.errors import UserError
+from training.registry import mlflow_sync, registry
 from training.workspace import Workspace, read_jsonl, run_summary
+
+SYNC_EVERY_S = 30  # GET /api/models brings MLflow's model registry in step at most this often
 
 app = FastAPI(title="LLM Playground API", docs_url="/docs", openapi_url="/openapi.json")
 app.include_router(tokenizer_router)
@@ -68,6 +78,7 @@ app.include_router(reports_router)
 app.include_router(human_router)
 app.include_router(conversations_router)
 app.include_router(prompts_router)
+app.include_router(models_router)
 
 
 def links(args: APIAppArgs, ws: Workspace) -> dict:
@@ -83,21 +94,6 @@ def links(args: APIAppArgs, ws: Workspace) -> dict:
 def _json(path: Path) -> dict | None:
     """A JSON file's content; None when it is not there (yet)."""
     return json.loads(path.read_text()) if path.is_file() else None
-
-
-def model_rows(ws: Workspace, deployed: set[str]) -> list[dict]:
-    """GET /api/models: every model folder of the workspace (an export or a fine-tuning run's model),
-    with its playground.json facts; `lineage` says what a fine-tuned one came from (else None)."""
-    out = []
-    if ws.models.is_dir():
-        for d in sorted(p for p in ws.models.iterdir() if (p / "config.json").is_file()):
-            info = _json(d / "playground.json") or {}
-            out.append({"id": d.name, "path": str(d), "run_id": info.get("run_id"), "step": info.get("step"),
-                        "val_loss": info.get("val_loss"), "config": info.get("config"),
-                        "lineage": info.get("lineage"),
-                        "size_bytes": sum(f.stat().st_size for f in d.rglob("*") if f.is_file()),
-                        "deployed": d.name in deployed})
-    return out
 
 
 def run_kind(run_dir: Path, record: dict | None = None) -> str:
@@ -135,6 +131,8 @@ class PlaygroundAPI:
         self.ws = Workspace.resolve(self.args.workspace)
         # What the routers (tokenizer lab, architecture lab, data) read from the app.
         app.state.workspace, app.state.dashboard_url, app.state.inspector = self.ws, self.args.dashboard_url, inspector
+        app.state.deployed_models = lambda: self._deployed(self._serve_details())
+        self._synced = -SYNC_EVERY_S
         # Errors name ids; the workspace's absolute path becomes `<workspace>` in any message.
         harden(app, set(), self.args.api_key or os.environ.get("PLAYGROUND_API_KEY") or None,
                redact=self.ws.redact_root)
@@ -151,9 +149,15 @@ class PlaygroundAPI:
                 "links": links(self.args, self.ws), "workspace": str(self.ws.root)}
 
     @app.get("/models")
-    async def models(self) -> list[dict]:
+    async def models(self, kind: str | None = None):
         deployed = set(self._deployed(await asyncio.to_thread(self._serve_details)))
-        return await asyncio.to_thread(model_rows, self.ws, deployed)
+        try:
+            rows = await asyncio.to_thread(registry.list_models, self.ws, deployed, kind=kind)
+        except UserError as e:
+            return openai_error(400, str(e), "kind")
+        if time.monotonic() - self._synced > SYNC_EVERY_S:  # models made by jobs reach MLflow's registry too
+            self._sync_registry(deployed)
+        return rows
 
     @app.get("/runs")
     async def runs(self) -> list[dict]:
@@ -170,7 +174,13 @@ class PlaygroundAPI:
         if not (self.ws.model(req.model) / "config.json").is_file():
             return openai_error(404, f"no exported model '{req.model}' (see GET /api/models)", "model",
                                 code="model_not_found")
+        quant = (registry.read_info(self.ws.model(req.model)).get("quantization") or {})
+        if quant.get("servable") is False:
+            return openai_error(409, f"model '{req.model}' cannot be served by this machine's vLLM: "
+                                f"{quant.get('servable_reason') or 'no kernel for its format'}", "model",
+                                code="not_servable")
         await asyncio.to_thread(self._set_models, lambda models: sorted(set(models) | {req.model}))
+        self._sync_registry(set(self._deployed(await asyncio.to_thread(self._serve_details))) | {req.model})
         return {"model": req.model, "status": "deploying"}
 
     @app.delete("/deployments/{model}")
@@ -179,7 +189,14 @@ class PlaygroundAPI:
         if model not in self._deployed(details):
             return openai_error(404, f"model '{model}' is not deployed", "model", code="model_not_found")
         await asyncio.to_thread(self._set_models, lambda models: [m for m in models if m != model])
+        self._sync_registry(set(self._deployed(details)) - {model})
         return {"model": model, "status": "removed"}
+
+    def _sync_registry(self, deployed: set[str]) -> None:
+        """MLflow's registry follows the workspace and the `deployed` alias the deployments, in the
+        background (training/registry/mlflow_sync.py)."""
+        self._synced = time.monotonic()
+        asyncio.get_running_loop().run_in_executor(None, mlflow_sync.safe_sync, self.ws, deployed)
 
     # ----------------------------------------------------------------- Serve config
 

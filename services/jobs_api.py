@@ -18,6 +18,8 @@ Kinds and the command each runs: pretrain (`playground pretrain`, a `PretrainCon
 tokenizer train`, a `PretrainConfig`), reward, dpo and grpo (`playground reward|dpo|grpo`, an
 `AlignConfig` whose method is the kind: align an SFT model), data (`playground data run`, a `PipelineConfig`), tune
 (`playground tune`, a `SweepConfig`), experiment (`playground experiment`, an `ExperimentConfig`).
+Quantize and import jobs (`playground models quantize|import`) are started by POST /api/models/...
+(services/models_api.py) and followed here like the others.
 
 The API keeps no state of its own: Ray's job table (in the head's GCS) holds the jobs,
 so they survive a restart of the UI or of this deployment. When the cluster is busy,
@@ -51,6 +53,7 @@ router = APIRouter()
 
 KINDS = ("pretrain", "sft", "reward", "dpo", "grpo", "tokenizer", "data", "tune", "experiment", "eval")
 ALIGN_KINDS = ("reward", "dpo", "grpo")
+MODEL_KINDS = ("quantize", "import")  # started by services/models_api.py, listed and followed here
 DONE = ("SUCCEEDED", "FAILED", "STOPPED")
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
@@ -147,7 +150,7 @@ def _summary(info: Any) -> dict:
 
 
 def _ours(info: Any) -> bool:
-    return (info.metadata or {}).get("kind") in KINDS and bool(info.submission_id)
+    return (info.metadata or {}).get("kind") in KINDS + MODEL_KINDS and bool(info.submission_id)
 
 
 def _find(request: Request, job_id: str):

@@ -69,6 +69,8 @@ else:
 
 # ---- model registry ------------------------------------------------------------------
 st.subheader("Models")
+st.page_link("pages/13_Models.py", label="Every model's lineage, card, checkpoints and variants: the Models page",
+             icon="📦")
 try:
     models = client.models()
 except ApiError as e:
@@ -90,7 +92,8 @@ for m in models:
             f"run `{m.get('run_id')}`", f"step {m.get('step')}",
             f"val_loss {figure('val_loss', val) or '?'}",
             human_bytes(m.get("size_bytes")),
-            *([f"fine-tuned ({lineage.get('method')}) from `{lineage.get('base_model')}`"] if lineage else []),
+            *([f"fine-tuned ({lineage.get('method')}) from `{lineage.get('base_model')}`"] if lineage.get("method")
+              else [f"{m.get('kind')} from `{m['parent']}`"] if m.get("parent") else []),
         ]))
         if deployed:
             right.button("Undeploy", key=f"undeploy:{model_id}", on_click=_act, args=("undeploy", model_id))

@@ -18,6 +18,7 @@ import httpx
 from typing_extensions import Self  # typing.Self from Python 3.11
 
 from ui.client_chat import ChatClientMixin
+from ui.client_models import ModelsClientMixin
 from ui.client_prompts import PromptsClientMixin
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -78,7 +79,7 @@ def _raise_for_status(response: httpx.Response) -> None:
     raise _error_from_body(response.status_code, body, fallback)
 
 
-class PlaygroundClient(ChatClientMixin, PromptsClientMixin):
+class PlaygroundClient(ChatClientMixin, PromptsClientMixin, ModelsClientMixin):
     """HTTP client for the playground: OpenAI-compatible `/v1` plus the `/api` management routes."""
 
     def __init__(self, base_url: str | None = None, api_key: str | None = None, timeout: float = 60.0):

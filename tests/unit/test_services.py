@@ -192,7 +192,8 @@ def test_runs_and_models_carry_the_fine_tuning_lineage_and_results(tmp_path):
     results (null until it ends, and for a pretraining run); GET /api/models a model's lineage."""
     import json
 
-    from services.api import model_rows, run_detail, run_rows
+    from services.api import run_detail, run_rows
+    from training.registry.registry import list_models
     from training.workspace import Workspace
 
     ws = Workspace(tmp_path / "ws")
@@ -221,7 +222,9 @@ def test_runs_and_models_carry_the_fine_tuning_lineage_and_results(tmp_path):
         body = json.loads(resp.body)
         assert resp.status_code == 404 and body["error"]["param"] == "run" and body["error"]["code"] == "not_found"
 
-    models = {m["id"]: m for m in model_rows(ws, {"sft-demo"})}
+    models = {m["id"]: m for m in list_models(ws, {"sft-demo"})}
     assert models["sft-demo"]["lineage"] == lineage and models["sft-demo"]["deployed"]
+    assert models["sft-demo"]["kind"] == "sft" and models["sft-demo"]["parent"] == "tiny-a"
     assert models["tiny-a"]["lineage"] is None and not models["tiny-a"]["deployed"]
+    assert models["tiny-a"]["kind"] == "pretrained" and models["tiny-a"]["parent"] is None
     assert models["tiny-a"]["run_id"] == "pre" and models["tiny-a"]["size_bytes"] > 0

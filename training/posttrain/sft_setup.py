@@ -20,6 +20,7 @@ from training.errors import UserError
 from training.posttrain import adapters, answers, chat, sft_data
 from training.posttrain.config import SFTConfig
 from training.pretrain.loop import resolve_precision
+from training.registry.registry import write_card
 
 
 def load_tokenizer(paths: dict, cfg: SFTConfig):
@@ -205,12 +206,14 @@ def save_model(trainer, method: str, paths: dict, tokenizer, ws, lineage: dict) 
             tokenizer.save_pretrained(tmp)
             for name, text in extra.items():
                 (tmp / name).write_text(text)
-        return out
-    with atomic_dir(run_dir / "adapter") as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-    return adapters.merge(paths["base_path"], run_dir / "adapter", out, tokenizer=tokenizer, extra_files=extra,
-                          eos_token_ids=eos_ids)
+    else:
+        with atomic_dir(run_dir / "adapter") as tmp:
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+        adapters.merge(paths["base_path"], run_dir / "adapter", out, tokenizer=tokenizer, extra_files=extra,
+                       eos_token_ids=eos_ids)
+    write_card(ws, out)  # README.md: the model card (training/registry/card.py)
+    return out
 
 
 def _last_eval(trainer) -> float | None:
