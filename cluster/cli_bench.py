@@ -73,6 +73,11 @@ def add_bench_parsers(sub, add_config_args: Callable[[argparse.ArgumentParser], 
     p.add_argument("--models", type=int, default=60, help="models on the board (each with 66 scores)")
     p.add_argument("--repeats", type=int, default=5, help="timed runs of each (the median is reported)")
     p.set_defaults(func=cmd_bench_leaderboard)
+    p = bench.add_parser("quantize", help="int8 (W8A8) and int4 (W4A16) variants of a model: size, world-facts accuracy "
+                                          "and perplexity against fp32, whether and how fast vLLM serves them")
+    p.add_argument("--model", "-m", help="workspace model id (default: demo-align)")
+    p.add_argument("--prefix", default="", help="put before the variants' ids: <prefix><model>-int8 and -int4")
+    p.set_defaults(func=cmd_bench_quantize)
 
 
 def _workspace(args):
@@ -128,6 +133,12 @@ def cmd_bench_leaderboard(args) -> None:
     if args.models < 1 or args.repeats < 1:
         raise UserError("--models and --repeats must be >= 1")
     bench_leaderboard(models=args.models, repeats=args.repeats)
+
+
+def cmd_bench_quantize(args) -> None:
+    from benchmarks.quantize import bench_quantize
+
+    bench_quantize(model=args.model, prefix=args.prefix, workspace=_workspace(args))
 
 
 def cmd_bench_train(args) -> None:

@@ -240,6 +240,18 @@ def exported_context_length(model: str, workspace_models: Path) -> int | None:
     return c.get("max_position_embeddings") or c.get("n_positions")
 
 
+def served_dtype(model: str, workspace_models: Path, default: str) -> str:
+    """The engine dtype for `model`: the Serve config's, unless the model is a quantized variant whose
+    kernels want another (vLLM's CPU 4-bit kernel runs in bfloat16; training/registry/quantize.py
+    records it in the variant's playground.json as quantization.serve_dtype)."""
+    info = workspace_models / model / "playground.json"
+    try:
+        quant = json.loads(info.read_text()).get("quantization") or {} if info.is_file() else {}
+    except (OSError, ValueError):
+        quant = {}
+    return quant.get("serve_dtype") or default
+
+
 def llm_configs(args: LLMAppArgs, workspace_models: Path) -> list:
     """One `ray.serve.llm.LLMConfig` per model, from the `engine` block of the Serve config."""
     from ray.serve.llm import LLMConfig
@@ -247,7 +259,7 @@ def llm_configs(args: LLMAppArgs, workspace_models: Path) -> list:
     e = args.engine
 
     def engine_kwargs(model: str) -> dict:
-        kwargs = {"dtype": e.dtype, "enforce_eager": e.enforce_eager,
+        kwargs = {"dtype": served_dtype(model, workspace_models, e.dtype), "enforce_eager": e.enforce_eager,
                   "gpu_memory_utilization": e.gpu_memory_utilization}
         if max_model_len := e.max_model_len or exported_context_length(model, workspace_models):
             kwargs["max_model_len"] = max_model_len

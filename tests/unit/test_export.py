@@ -42,22 +42,6 @@ def ids(shape, seed=1):
     return torch.randint(0, VOCAB, shape, generator=torch.Generator().manual_seed(seed))
 
 
-@pytest.fixture(scope="module")
-def tokenizer_dir(tmp_path_factory):
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {t: i for i, t in enumerate(["<pad>", "<s>", "</s>", "<unk>"])}
-    vocab.update({f"w{i}": i + 4 for i in range(40)})
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
-                                   pad_token="<pad>", unk_token="<unk>")
-    path = tmp_path_factory.mktemp("tok")
-    fast.save_pretrained(path)
-    return path
-
-
 @pytest.mark.parametrize("case", CASES)
 def test_export_roundtrip_matches_hf(case, tmp_path):
     model = tiny_model(**case)
