@@ -1,9 +1,10 @@
 """One local Ray cluster for the whole integration session (real Ray Train, real gloo DDP).
 
-Ray starts with 8 logical CPUs on this 2-core machine: logical CPUs are Ray's
+Ray starts with 12 logical CPUs on this 2-core machine: logical CPUs are Ray's
 bookkeeping, not cores. Each vLLM replica reserves 2 (its actor plus its engine's
-placement-group bundle), the OpenAI ingress 1, and the deploy test runs two models
-while a redeployed ingress starts beside the old one (see ../shared/STACK.md).
+placement-group bundle), the OpenAI ingress 1, and the Models test serves three models
+(tiny-a, tiny-b and tiny-b's int8 variant) while a redeployed ingress starts beside the
+old one (see ../shared/STACK.md).
 """
 
 import json
@@ -25,6 +26,10 @@ from training.workspace import Workspace
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 # Serve's HTTP path as `playground up` runs it (HAProxy in front; see services/serve_env.py).
 os.environ.update(serve_env())
+# With HAProxy, a stopped ingress replica stays up 30 s by default so HAProxy stops routing to it first;
+# each redeploy of the LLM app and the final serve.shutdown() paid that wait. No request is in flight
+# at those moments here: 2 s.
+os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "2")
 
 TINY = [
     "data.synthetic_chars=150000", "tokenizer.vocab_size=512", "model.vocab_size=512", "model.block_size=64",
@@ -41,7 +46,7 @@ def ray_cluster():
     # A cluster of the tests' own, even where `playground up` or `make demo` left one running on this
     # machine (Ray would otherwise join it, and refuse num_cpus): address="local" always starts one.
     os.environ.pop("RAY_ADDRESS", None)
-    ctx = ray.init(address="local", num_cpus=8, include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port,
+    ctx = ray.init(address="local", num_cpus=12, include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port,
                    log_to_driver=False)
     yield {"dashboard": f"http://127.0.0.1:{port}", "gcs": ctx.address_info["gcs_address"]}
     ray.shutdown()
@@ -192,13 +197,15 @@ SERVE_CONFIG = "configs/serve/local.yaml"
 @pytest.fixture(scope="session")
 def stack(ray_cluster, workspace, tiny_config):
     """Deploy configs/serve/local.yaml (loopback, a free port, the test workspace) with one model, tiny-a
-    (tiny-b is exported beside it, not served). The models are random weights: the serving tests check the
+    (tiny-b and tiny-c are exported beside it, not served; `tiny_b_served` serves tiny-b later).
+    The models are random weights: the serving tests check the
     plumbing, not the prose."""
     from ray import serve
     from ray.dashboard.modules.serve.sdk import ServeSubmissionClient
 
     export_tiny(workspace, tiny_config, "tiny-a", seed=1)
     export_tiny(workspace, tiny_config, "tiny-b", seed=2)
+    export_tiny(workspace, tiny_config, "tiny-c", seed=3)
     run_dir = workspace.run("fake-run")  # a finished run as the API sees it
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(tiny_config().model_dump(mode="json")))
@@ -221,6 +228,19 @@ def stack(ray_cluster, workspace, tiny_config):
     wait_for(lambda: httpx.get(f"{base}/api/health", timeout=10).status_code == 200, 60, "the API")
     yield {"base": base, "workspace": workspace}
     serve.shutdown()
+
+
+@pytest.fixture(scope="session")
+def tiny_b_served(stack):
+    """tiny-b served beside tiny-a, deployed once for the tests that need two models (the deploy test,
+    the blind vote, the side-by-side chat); test_serve_models.py undeploys it at the end, and checks
+    that only the LLM app was reconfigured."""
+    base = stack["base"]
+    if "tiny-b" not in served(base):
+        resp = httpx.post(f"{base}/api/deployments", json={"model": "tiny-b"}, timeout=60)
+        assert resp.status_code == 202, resp.text
+    wait_for(lambda: {"tiny-a", "tiny-b"} <= set(served(base)), 300, "tiny-b")
+    return stack
 
 
 @pytest.fixture(scope="session")

@@ -59,9 +59,9 @@ def _wait(base: str, eval_id: str, timeout: float = 600) -> dict:
 
 def test_evals_api_runs_jobs_and_the_leaderboard_compares_them(stack):
     base = stack["base"]
-    bad = httpx.post(f"{base}/api/evals", json={"models": ["tiny-b"], "tasks": ["world_facts"],
+    bad = httpx.post(f"{base}/api/evals", json={"models": ["tiny-c"], "tasks": ["world_facts"],
                                                 "endpoint": f"{base}/v1"}, timeout=30)
-    assert bad.status_code == 409 and bad.json()["error"]["param"] == "models"  # tiny-b is not served
+    assert bad.status_code == 409 and bad.json()["error"]["param"] == "models"  # tiny-c is not served
     assert "not served" in bad.json()["error"]["message"]
     bad = httpx.post(f"{base}/api/evals", json={"models": ["tiny-a"], "tasks": ["hellaswag2"]}, timeout=30)
     assert bad.status_code == 404 and bad.json()["error"]["param"] == "tasks"
@@ -129,21 +129,16 @@ def test_served_chat_and_every_checkpoint_of_a_run(stack, tiny_config):
     assert not any(m["model"].startswith("ckpt-run@") for m in board["models"])  # history, not the board
 
 
-def test_browser_leaderboard_export_and_a_blind_vote(stack, tmp_path):
+def test_browser_leaderboard_export_and_a_blind_vote(stack, tiny_b_served, tmp_path):
     """The Evaluate page's leaderboard and CSV download, then a blind pairwise vote on the Human eval
     page, in headless Chromium against the live stack (tiny-b deployed beside tiny-a for the vote)."""
     from eval_browser import check_eval_pages
-    from serve_helpers import free_port, served, wait_for
+    from serve_helpers import free_port
 
     base, ws = stack["base"], stack["workspace"]
     recipe.run(EvalConfig(models=["tiny-a", "tiny-b"], tasks=["world_facts"], backend="hf", limit=4), ws,
                eval_id="it-browser", say=lambda *_: None)
-    assert httpx.post(f"{base}/api/deployments", json={"model": "tiny-b"}, timeout=30).status_code == 202
-    try:
-        wait_for(lambda: set(served(base)) == {"tiny-a", "tiny-b"}, 300, "tiny-b")
-        out = check_eval_pages(base, free_port(), tmp_path)
-    finally:
-        httpx.delete(f"{base}/api/deployments/tiny-b", timeout=30)
+    out = check_eval_pages(base, free_port(), tmp_path)
     assert not out["errors"], out["errors"]
     assert "Traceback" not in out["leaderboard_text"] + out["vote_text"]
     header, *rows = out["csv"].strip().splitlines()

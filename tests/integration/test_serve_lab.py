@@ -32,17 +32,12 @@ def test_decoding_through_the_inspector_and_vllm(stack):
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "strategies.0.num_beams"
 
 
-def test_browser_decoding_prompts_and_chat(stack, tmp_path):
+def test_browser_decoding_prompts_and_chat(stack, tiny_b_served, tmp_path):
     from lab_browser import check_lab_pages
-    from serve_helpers import free_port, served, wait_for
+    from serve_helpers import free_port
 
     base = stack["base"]
-    assert httpx.post(f"{base}/api/deployments", json={"model": "tiny-b"}, timeout=30).status_code == 202
-    try:
-        wait_for(lambda: set(served(base)) == {"tiny-a", "tiny-b"}, 300, "tiny-b")
-        out = check_lab_pages(base, free_port(), tmp_path)
-    finally:
-        httpx.delete(f"{base}/api/deployments/tiny-b", timeout=30)
+    out = check_lab_pages(base, free_port(), tmp_path)
     assert not out["errors"], out["errors"]
     text = out["decoding_text"]
     assert "Beam search tree: beam-3" in text and "greedy-1" in text and out["decoding_charts"] >= 2

@@ -157,6 +157,7 @@ def test_mlflow_registry_follows_the_workspace(ws):
     assert {"base", "chat", "mirror"} <= set(first["registered"]) and first["deployed"] == {"chat": "1"}
     again = mlflow_sync.sync(ws, {"chat"})
     assert again == {"registered": [], "new_versions": [], "deleted": [], "deployed": {"chat": "1"}}
+    assert mlflow_sync.registered(ws, "chat")["aliases"] == {"deployed": "1"}
     weights = ws.model("mirror") / "model.safetensors"
     weights.write_bytes(weights.read_bytes())  # rewritten: a new state of the weights
     import os

@@ -110,7 +110,7 @@ def registered(ws: Workspace, model_id: str) -> dict | None:
     except mlflow.exceptions.MlflowException:
         return None
     versions = client.search_model_versions(f"name = '{model_id}'", max_results=1000)
-    return {"name": model.name, "aliases": dict(model.aliases or {}),
+    return {"name": model.name, "aliases": {k: str(v) for k, v in (model.aliases or {}).items()},
             "versions": sorted(({"version": int(v.version), "kind": (v.tags or {}).get("kind"),
                                  "created": v.creation_timestamp, "run_id": v.run_id} for v in versions),
                                key=lambda v: v["version"])}

@@ -188,8 +188,12 @@ with diff_tab:
         diff = call(client.model_diff, a, b)
         if diff is not None:
             overall = diff["overall"]
-            st.metric("Relative change, all weights", f"{overall['relative_change']:.4f}",
-                      help=f"cosine similarity {overall['cosine']:.4f} over {overall['params']:,} parameters")
+            st.caption(f"From A = `{a}` to B = `{b}`.")
+            def four(x) -> str:  # None: undefined (A's weights all zero)
+                return "-" if x is None else f"{x:.4f}"
+
+            st.metric("Relative change, all weights", four(overall["relative_change"]),
+                      help=f"cosine similarity {four(overall['cosine'])} over {overall['params']:,} parameters")
             table = diff_table(diff)
             st.bar_chart(table.set_index("layer")["relative change"], horizontal=True)
             st.dataframe(table, hide_index=True)
