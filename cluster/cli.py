@@ -329,9 +329,9 @@ def cmd_export(args) -> None:
             "config": config}
     export_hf(model, out, tokenizer_dir=tokenizer_dir, extra_files={"playground.json": json.dumps(info, indent=2)})
     if out.parent == ws.models:
-        from training.registry.registry import write_card
+        from training.registry.card import try_write_card
 
-        write_card(ws, out)  # README.md: the model card
+        try_write_card(ws, out)  # README.md: the model card
     print(f"exported {run_id} (step {step}) to {out}")
 
 

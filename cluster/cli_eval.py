@@ -67,11 +67,12 @@ def cmd_eval(args) -> None:
 
         join_running_cluster()  # `playground up`'s cluster, if one runs here; before ray is imported
         record = recipe.run(cfg, ws, eval_id=eval_id, planned=planned)
-        from training.registry.registry import is_model, write_card
+        from training.registry.card import try_write_card
+        from training.registry.registry import is_model
 
         for model in record.get("models") or {}:  # the cards of workspace models gain these scores
             if "/" not in model and is_model(ws.model(model)):
-                write_card(ws, ws.model(model))
+                try_write_card(ws, ws.model(model))
     print_table(record)
     print(json.dumps({"eval_id": record["eval_id"], "status": record["status"], "seconds": record["seconds"],
                       "scores": {f"{r['model']}/{r['task']}": r["score"] for r in record["rows"] + record["groups"]

@@ -212,7 +212,7 @@ def cmd_diff(args) -> None:
 
 def cmd_quantize(args) -> None:
     from training.errors import UserError
-    from training.registry import quantize, registry
+    from training.registry import card, quantize, registry
 
     ws = _ws(args)
     src = registry.require(ws, args.model)
@@ -220,13 +220,13 @@ def cmd_quantize(args) -> None:
     if ws.model(out_id).exists():
         raise UserError(f"id: {out_id!r} already exists (choose another id, or delete it first)")
     facts = quantize.quantize(src, ws.model(out_id), args.method)
-    registry.write_card(ws, ws.model(out_id))
+    card.try_write_card(ws, ws.model(out_id))
     _sync(ws)
     print(json.dumps({"model": out_id, **facts}))
 
 
 def cmd_import(args) -> None:
-    from training.registry import hub, registry
+    from training.registry import card, hub
 
     ws = _ws(args)
     source = Path(args.source).expanduser()
@@ -237,7 +237,7 @@ def cmd_import(args) -> None:
             print(f"progress: {done}/{total} bytes", flush=True)
 
         folder = hub.import_hub(ws, args.source, args.id, progress=progress)
-    registry.write_card(ws, folder)
+    card.try_write_card(ws, folder)
     _sync(ws)
     print(f"imported {args.source} as model {folder.name} ({folder})")
 

@@ -121,12 +121,13 @@ async def import_model(req: ImportRequest, request: Request):
         from pathlib import Path
 
         from training.registry import hub
+        from training.registry.card import try_write_card
 
         try:
             folder = hub.import_folder(ws, Path(req.path).expanduser(), req.id)
         except UserError as e:  # the folder's problems name the field they come from
             raise UserError(str(e) if str(e).startswith("id:") else f"path: {e}") from None
-        registry.write_card(ws, folder)
+        try_write_card(ws, folder)
         return {"model": folder.name, "path": str(folder), "status": "imported"}
 
     def remote():

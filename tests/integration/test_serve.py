@@ -136,22 +136,6 @@ def test_playground_api(stack):
     assert "/deployments" in json.dumps(httpx.get(f"{base}/api/openapi.json").json()["paths"])
 
 
-def test_deploy_reconfigures_only_the_llm_app(stack, oai, tiny_b_served):
-    """tiny-b deployed beside tiny-a (the `tiny_b_served` fixture: POST /api/deployments); undeploying is
-    test_serve_models.py's, at the end, since the blind vote and the side-by-side chat need both."""
-    base = stack["base"]
-    # Two models: Ray's multi-model ingress answers /v1/models, and its cards still say the
-    # context (from the engine arguments) for the Chat page.
-    with PlaygroundClient(base) as ui_client:
-        assert ui_client.served_models() == {"tiny-a": 64, "tiny-b": 64}
-    assert oai.chat.completions.create(model="tiny-b", messages=[{"role": "user", "content": "hi"}],
-                                       max_tokens=3).choices[0].message.content is not None
-    assert httpx.post(f"{base}/api/deployments", json={"model": "no-such"}).status_code == 404
-    assert httpx.delete(f"{base}/api/deployments/no-such", timeout=60).status_code == 404
-    models = {m["id"]: m for m in httpx.get(f"{base}/api/models").json()}
-    assert models["tiny-b"]["deployed"] and models["tiny-b"]["kind"] == "pretrained"
-
-
 def test_tokenizer_lab_api_and_a_training_job(stack):
     """The lab's routes inside Serve, and POST /api/tokenizers/train running a real Ray job
     (`playground tokenizer lab-train`) whose progress the API reports."""
@@ -524,3 +508,21 @@ def test_browser_finetune_page_compares_base_and_tuned(stack, sft_run, tmp_path)
 
         for s in (out["compare_screenshot"], out["watch_screenshot"]):
             shutil.copy(s, Path(keep) / s.name)
+
+
+def test_deploy_reconfigures_only_the_llm_app(stack, oai, tiny_b_served):
+    """tiny-b deployed beside tiny-a (the `tiny_b_served` fixture: POST /api/deployments); undeploying is
+    test_serve_models.py's, at the end, since the blind vote and the side-by-side chat need both. Last in
+    this file: with two models Serve routes through an ingress, and the browser chat test above checks
+    streaming through the single-model layout."""
+    base = stack["base"]
+    # Two models: Ray's multi-model ingress answers /v1/models, and its cards still say the
+    # context (from the engine arguments) for the Chat page.
+    with PlaygroundClient(base) as ui_client:
+        assert ui_client.served_models() == {"tiny-a": 64, "tiny-b": 64}
+    assert oai.chat.completions.create(model="tiny-b", messages=[{"role": "user", "content": "hi"}],
+                                       max_tokens=3).choices[0].message.content is not None
+    assert httpx.post(f"{base}/api/deployments", json={"model": "no-such"}).status_code == 404
+    assert httpx.delete(f"{base}/api/deployments/no-such", timeout=60).status_code == 404
+    models = {m["id"]: m for m in httpx.get(f"{base}/api/models").json()}
+    assert models["tiny-b"]["deployed"] and models["tiny-b"]["kind"] == "pretrained"

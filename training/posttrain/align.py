@@ -70,9 +70,9 @@ def save(trainer, cfg: AlignConfig, paths: dict, tokenizer, ws: Workspace) -> Pa
         sft_setup.unwrap(trainer.model).save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / "playground.json").write_text(json.dumps(info, indent=2))
-    from training.registry.registry import write_card
+    from training.registry.card import try_write_card
 
-    write_card(ws, out)  # README.md: the model card
+    try_write_card(ws, out)  # README.md: the model card
     return out
 
 

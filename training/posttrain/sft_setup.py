@@ -20,7 +20,6 @@ from training.errors import UserError
 from training.posttrain import adapters, answers, chat, sft_data
 from training.posttrain.config import SFTConfig
 from training.pretrain.loop import resolve_precision
-from training.registry.registry import write_card
 
 
 def load_tokenizer(paths: dict, cfg: SFTConfig):
@@ -212,7 +211,9 @@ def save_model(trainer, method: str, paths: dict, tokenizer, ws, lineage: dict) 
             tokenizer.save_pretrained(tmp)
         adapters.merge(paths["base_path"], run_dir / "adapter", out, tokenizer=tokenizer, extra_files=extra,
                        eos_token_ids=eos_ids)
-    write_card(ws, out)  # README.md: the model card (training/registry/card.py)
+    from training.registry.card import try_write_card
+
+    try_write_card(ws, out)  # README.md: the model card
     return out
 
 

@@ -141,9 +141,9 @@ def _export_best(ws: Workspace, record: dict, best: dict) -> dict:
             "config": config, "sweep": record["sweep_id"], "trial": best["trial"]}
     export_hf(model, ws.model(model_id), tokenizer_dir=meta.get("tokenizer_dir"),
               extra_files={"playground.json": json.dumps(info, indent=2)})
-    from training.registry.registry import write_card
+    from training.registry.card import try_write_card
 
-    write_card(ws, ws.model(model_id))  # README.md: the model card
+    try_write_card(ws, ws.model(model_id))  # README.md: the model card
     return {"model": model_id, "path": str(ws.model(model_id)), "run_id": best["run_id"],
             "checkpoint": ckpt_dir.name, "step": step, "mlflow_model": None, "mlflow_version": None}
 

@@ -396,3 +396,16 @@ def write_card(ws: Workspace, model_dir: Path) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def try_write_card(ws: Workspace, folder: Path) -> Path | None:
+    """`write_card` for a model folder that was just made (export, fine-tuning, alignment, a sweep's best,
+    checkpoint export, quantization, import, or an evaluation of it). Best effort: a card that cannot be
+    written is logged and the model stays (`playground models card ID --write` writes it again)."""
+    import logging
+
+    try:
+        return write_card(ws, Path(folder))
+    except Exception as e:  # noqa: BLE001 - the model is what matters; its card can be written later
+        logging.getLogger(__name__).warning("no model card for %s: %s", Path(folder).name, e)
+        return None

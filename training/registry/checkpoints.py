@@ -17,7 +17,8 @@ from pathlib import Path
 
 from evaluation import checkpoints as eval_ckpts
 from training.errors import UserError
-from training.registry.registry import check_id, folder_bytes, is_model, read_info, write_card
+from training.registry.card import try_write_card
+from training.registry.registry import check_id, folder_bytes, is_model, read_info
 from training.workspace import Workspace
 
 
@@ -85,7 +86,7 @@ def export_checkpoint(ws: Workspace, run: str, step: int, model_id: str | None =
     if out.exists():
         raise UserError(f"model: {model_id!r} already exists (choose another id, or delete it first)")
     eval_ckpts.materialize(ws, c, out=out, info=_run_lineage(ws, run) if c.kind != "pretrain" else None)
-    write_card(ws, out)
+    try_write_card(ws, out)
     return {"model": model_id, "run": run, "step": step, "path": str(out)}
 
 

@@ -311,19 +311,3 @@ def delete_model(ws: Workspace, model_id: str, deployed: set[str] | frozenset = 
     folder.rename(aside)
     shutil.rmtree(aside, ignore_errors=True)
     return {"deleted": model_id, "children": kids}
-
-
-def write_card(ws: Workspace, folder: Path) -> Path | None:
-    """The model card, README.md, written into a model folder that was just made (export, fine-tuning,
-    alignment, a sweep's best, quantization, import). Best effort: a card that cannot be written is
-    reported and the model stays (training/registry/card.py builds it; `playground models card ID
-    --write` writes it again)."""
-    import logging
-
-    from training.registry import card
-
-    try:
-        return card.write_card(ws, Path(folder))
-    except Exception as e:  # noqa: BLE001 - the model is what matters; its card can be written later
-        logging.getLogger(__name__).warning("no model card for %s: %s", Path(folder).name, e)
-        return None
