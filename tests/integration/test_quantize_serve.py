@@ -49,12 +49,15 @@ def test_vllm_serves_int8_gpt2_like_fp32(workspace, tiny_config, tmp_path):
 
     tok = AutoTokenizer.from_pretrained(src)
     prompts = ["Once upon a time", "Q: What is 2 plus 2?", "The capital of Varnia is"]
-    fp32 = AutoModelForCausalLM.from_pretrained(src).eval()
-    emulated = load_quantized(tmp_path / "int8")
+    # float32, or bfloat16 where vLLM takes its AMX int8 kernel (quantize.serve_dtype): the references too.
+    dtype = getattr(torch, facts["serve_dtype"])
+    fp32 = AutoModelForCausalLM.from_pretrained(src, dtype=dtype).eval()
+    emulated = load_quantized(tmp_path / "int8", dtype=dtype)
     want = [(greedy(fp32, tok, p), greedy(emulated, tok, p)) for p in prompts]
 
     proc = subprocess.run([sys.executable, str(Path(__file__).with_name("vllm_greedy.py")), str(tmp_path / "int8"),
-                           *prompts], env={**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}, capture_output=True,
+                           *prompts], env={**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1",
+                                           "PLAYGROUND_VLLM_DTYPE": facts["serve_dtype"]}, capture_output=True,
                           text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))[7:])

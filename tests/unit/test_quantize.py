@@ -169,6 +169,24 @@ def test_servable_reports_why_not(monkeypatch, tmp_path, exports):
     assert q.servable("int8") == (False, "vLLM cannot be imported here (ImportError: x)")
 
 
+def test_int8_serves_in_bfloat16_where_vllm_takes_its_amx_kernel(monkeypatch):
+    # vLLM 0.32's AMX int8 kernel (x86 CPUs with AMX tiles, in % 32 == 0 and out % 16 == 0) refuses float32.
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    assert q.serve_dtype("int8", {"a": (64, 48), "b": (48, 64)}) == "bfloat16"
+    assert q.serve_dtype("int8", {"a": (48, 40)}) == "float32"  # no layer the AMX kernel takes
+    assert q.serve_dtype("int4", {"a": (64, 64)}) == "bfloat16"
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert q.serve_dtype("int8", {"a": (64, 48)}) == "float32"
+
+
+def test_vllm_processes_ask_for_amx_through_our_plugin():
+    from importlib.metadata import entry_points
+
+    plugin = {e.name: e for e in entry_points(group="vllm.general_plugins")}["playground_amx"]
+    assert plugin.value == "services.vllm_plugin:init_amx"
+    plugin.load()()  # harmless without AMX; with it, torch.cpu._init_amx() asks the kernel for the tiles
+
+
 def test_bnb_8bit_in_process(exports, tokenizer_dir, tmp_path):
     pytest.importorskip("bitsandbytes")
     with torch.no_grad():

@@ -210,11 +210,12 @@ def quantize(src_dir: Path, out_dir: Path, method: str, *, group_size: int | Non
     compressor = ModelCompressor.from_pretrained_model(model)
     compressor.compress_model(model)  # weights -> int8 / packed int4, in place
     compressor.remove_decompression_hook(model)
-    servable_now, reason = servable(m.name, layers={n: (x.in_features, x.out_features) for n, x in layers.items()})
+    shapes = {n: (x.in_features, x.out_features) for n, x in layers.items()}
+    servable_now, reason = servable(m.name, layers=shapes)
     facts = {"method": m.name, "format": m.format, "scheme": m.preset, "bits": m.bits,
              "group_size": layers[next(iter(layers))].quantization_scheme.weights.group_size,
              "source": src_dir.name, "layers": len(layers),
-             "linear_share": round(linear / total, 4), "serve_dtype": m.serve_dtype,
+             "linear_share": round(linear / total, 4), "serve_dtype": serve_dtype(m.name, shapes),
              "servable": servable_now, "servable_reason": reason, "library": "compressed-tensors"}
     with atomic_dir(out_dir) as tmp:
         save_file(_disk_state(model, conv), tmp / "model.safetensors", metadata={"format": "pt"})
@@ -322,6 +323,20 @@ def _vllm_ops() -> tuple[str | None, frozenset[str]]:
     # hasattr, not dir(): torch.ops namespaces list only the ops already looked up.
     wanted = ("create_onednn_mm_handler", "int8_scaled_mm_with_quant", "cpu_gemm_wna16")
     return None, frozenset(op for op in wanted if hasattr(torch.ops._C, op))
+
+
+def serve_dtype(method: str, layers: dict[str, tuple[int, int]]) -> str:
+    """The dtype vLLM must serve a variant in on this machine: the method's, except int8 on a CPU with
+    AMX tiles, where vLLM 0.32 hands layers whose in features are a multiple of 32 and out features a
+    multiple of 16 to its AMX kernel (`int8_scaled_mm_with_quant`), which takes only bfloat16 or float16
+    activations and fails in float32 ("expect A to be bfloat16 or half")."""
+    import torch
+
+    m = _method(method)
+    if m.name == "int8" and not torch.cuda.is_available() and torch.cpu._is_amx_tile_supported() \
+            and any(n_in % 32 == 0 and n_out % 16 == 0 for n_in, n_out in layers.values()):
+        return "bfloat16"
+    return m.serve_dtype
 
 
 def servable(method: str, model_dir: Path | None = None, *, layers: dict | None = None) -> tuple[bool, str]:
