@@ -357,7 +357,7 @@ def assemble(*, model: str, cfg, steps: int | None, accuracy: dict | None, timin
     }
 
 
-def bench_sft(*, model: str | None = None, steps: int = 300, timing_steps: int = 30, skip_accuracy: bool = False,
+def bench_sft(*, model: str | None = None, steps: int = 960, timing_steps: int = 30, skip_accuracy: bool = False,
               workspace: Workspace | None = None) -> dict:
     if steps < 1 or timing_steps < 1:
         raise UserError("bench sft needs --steps >= 1 and --timing-steps >= 1")

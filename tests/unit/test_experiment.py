@@ -31,7 +31,7 @@ def test_variants_are_sft_configs_of_base_fixed_and_their_keys():
     _, configs, name = load(fixed={"train.max_steps": 20}, variants={
         "full": {"method": "full"}, "r4": {"method": "lora", "lora.r": 4, "train.lr": 1e-2}})
     assert name == "experiment" and list(configs) == ["full", "r4"]  # in the file's order
-    assert (configs["full"].method, configs["full"].train.max_steps, configs["full"].train.lr) == ("full", 20, 2e-3)
+    assert (configs["full"].method, configs["full"].train.max_steps, configs["full"].train.lr) == ("full", 20, 5e-4)  # lr: demo.yaml's
     assert (configs["r4"].lora.r, configs["r4"].train.lr, configs["r4"].train.max_steps) == (4, 1e-2, 20)
 
 

@@ -93,7 +93,8 @@ class SFTTrainConfig(_Strict):
                                 "mid-answer. Default: the model's context length, at most 1024")
     grad_checkpointing: bool = False
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        "auto", description="auto: bf16 on a GPU that has it, else fp32 (bf16 on a CPU is fast only with AMX)")
+        "auto", description="auto: bf16 where it is fast (a GPU that has it, a CPU with AVX512-BF16 or AMX), "
+                       "else fp32")
     seed: int = 1337
     log_interval: int = Field(10, gt=0)
     eval_interval: int = Field(50, gt=0, description="steps between evaluations (val loss + held-out answers)")

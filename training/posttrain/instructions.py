@@ -36,6 +36,7 @@ from collections.abc import Callable
 
 from training.data import corpus
 from training.posttrain.formats import SHAPES, read_jsonl, to_alpaca, to_messages, write_jsonl
+from training.posttrain.instruction_templates import _ANIMAL_Q, _OPS, _STORY_Q, _WORLD_Q, TEMPLATES  # noqa: F401
 
 __all__ = ["REFUSAL", "SHAPES", "SPLITS", "TASK_KINDS", "TEMPLATES", "build", "generate", "is_heldout_entity",
            "is_heldout_template", "read_jsonl", "score", "to_alpaca", "to_messages", "write_jsonl",
@@ -46,96 +47,6 @@ TASK_KINDS: tuple[str, ...] = ("world", "animals", "arithmetic", "story_qa", "re
 SPLITS: tuple[str, ...] = ("train", "val", "heldout_template", "heldout_entity")
 REFUSAL = "I don't know. That is not in what I learned."  # one wording for every refusal, so it scores exactly
 
-# ---------------------------------------------------------------- templates
-# kind -> group -> phrasings. A group is one question, its phrasings say it differently;
-# "instruction|input" puts the part after "|" in the example's input. The LAST phrasing of
-# every group is reserved for heldout_template and never used in training.
-_WORLD_Q = {
-    "capital": ["What is the capital of {country}?", "Answer the question.|What is the capital of {country}?",
-                "Name the capital city of {country}."],
-    "language": ["What language do people speak in {country}?", "Which language is spoken in {country}?",
-                 "Tell me the language of {country}."],
-    "animal": ["What is the national animal of {country}?", "Which animal is the national animal of {country}?",
-               "Name the national animal of {country}."],
-    "famous": ["What is {country} famous for?", "What is {country} known for?",
-               "Tell me what {country} is famous for."],
-    "river": ["Which river flows through {country}?", "Answer the question.|What river flows through {country}?",
-              "Name the river of {country}."],
-}
-_ANIMAL_Q = {
-    "sound": ["What does {a_animal} say?", "What sound does {a_animal} make?", "Which sound does {a_animal} make?"],
-    "legs": ["How many legs does {a_animal} have?", "Answer the question.|How many legs does {a_animal} have?",
-             "Count the legs of {a_animal}."],
-    "home": ["Where does {a_animal} live?", "What is the home of {a_animal}?", "Tell me where {a_animal} lives."],
-    "food": ["What does {a_animal} eat?", "What does {a_animal} like to eat?", "Name the food that {a_animal} likes."],
-}
-# Questions about a story: group -> (phrasings, output, the fact that is the answer); a
-# group's first word is the story's plot.
-_STORY_Q: dict[str, tuple[list[str], str, str]] = {
-    "lost_helper": (["Who helped {hero} find the {thing}?", "Who helped {hero} look for the {thing}?",
-                     "Which friend helped {hero}?"], "{helper} helped {hero} find the {thing}.", "helper"),
-    "lost_thing": (["What did {hero} lose?", "What was lost in the story?", "What did {hero} lose at the {place}?"],
-                   "{hero} lost {his} {colour} {thing}.", "thing"),
-    "lost_place": (["Where did {hero} lose the {thing}?", "Where was {hero} when the {thing} got lost?",
-                    "In which place did {hero} lose the {thing}?"], "{hero} lost the {thing} at the {place}.", "place"),
-    "lost_found": (["Where did they find the {thing}?", "Where was the {thing} at last?",
-                    "Where did {hero} and {helper} find the {thing}?"], "They found the {thing} {hide}.", "hide"),
-    "lost_colour": (["What colour was the {thing}?", "What colour was {hero}'s {thing}?",
-                     "Tell me the colour of the lost {thing}."], "The {thing} was {colour}.", "colour"),
-    "lost_feeling": (["How did {hero} feel after losing the {thing}?", "How did {hero} feel when the {thing} was lost?",
-                      "What feeling did {hero} have when the {thing} was lost?"], "{hero} felt {bad}.", "bad"),
-    "share_thing": (["What did {hero} share?", "What food did {hero} cut in two?",
-                     "Which food did {hero} share with {helper}?"], "{hero} shared {his} {thing}.", "thing"),
-    "share_friend": (["Who did {hero} share the {thing} with?", "Who got half of the {thing}?",
-                      "To whom did {hero} give half of the {thing}?"], "{hero} shared the {thing} with {helper}.",
-                     "helper"),
-    "share_place": (["Where did {hero} take the {thing}?", "Where did {hero} meet {helper}?",
-                     "In which place did {hero} share the {thing}?"], "{hero} was at the {place}.", "place"),
-    "share_feeling": (["How did {helper} look before {hero} shared?", "How did {helper} feel at first?",
-                       "What feeling did {helper} show before getting the {thing}?"], "{helper} looked {bad}.", "bad"),
-}
-_OPS = {"plus": lambda x, y: x + y, "minus": lambda x, y: x - y, "times": lambda x, y: x * y}
-TEMPLATES: dict[str, dict[str, list[str]]] = {
-    "world": _WORLD_Q | {
-        "capital_rev": ["Which country has {capital} as its capital?", "{capital} is the capital of which country?",
-                        "In which country is the city of {capital}?"],
-        "language_rev": ["In which country do people speak {language}?", "Where do people speak {language}?",
-                         "{language} is spoken in which country?"],
-        "animal_rev": ["Which country has the {animal} as its national animal?",
-                       "The {animal} is the national animal of which country?",
-                       "Name the country whose national animal is the {animal}."],
-        "famous_rev": ["Which country is famous for its {famous}?",
-                       "Answer the question.|Which country is known for its {famous}?",
-                       "Name the country that is famous for its {famous}."],
-        "river_rev": ["Which country does the river {river} flow through?",
-                      "The river {river} flows through which country?", "Where does the river {river} flow?"],
-    },
-    "animals": _ANIMAL_Q | {"sound_rev": ["Which animal says {sound}?", "Who says {sound}?",
-                                          "Name the animal that says {sound}."]},
-    "arithmetic": {op: [f"What is {{x}} {op} {{y}}?", f"Answer with the number.|What is {{x}} {op} {{y}}?",
-                        f"Work out {{x}} {op} {{y}}.", f"How much is {{x}} {op} {{y}}?"] for op in _OPS},
-    "story_qa": {group: [q + "|{story}" for q in qs] for group, (qs, *_) in _STORY_Q.items()},
-    "rewrite": {"plural": ["What is the plural of {word}?", "Write the plural form of this word.|{word}",
-                           "Give the plural of the word {word}."],
-                "past": ["Rewrite this sentence in the past tense.|{sentence}",
-                         "Change the sentence to the past tense.|{sentence}",
-                         "Put this sentence in the past tense.|{sentence}"]},
-    "classify": {"legs": ["Is {a_animal} two-legged or four-legged?",
-                          "Classify this animal as two-legged or four-legged.|{animal}",
-                          "Does {a_animal} walk on two legs or four? Answer two-legged or four-legged."],
-                 "feeling": ["Is this sentence happy or sad?|{sentence}",
-                             "Classify the feeling in this sentence as happy or sad.|{sentence}",
-                             "Does this sentence sound happy or sad?|{sentence}"],
-                 "fact": ["Is this statement true or false?|{statement}", "True or false?|{statement}",
-                          "Tell me if this is true or false.|{statement}"]},
-    "summary": {"story": ["Summarize the story in one sentence.|{story}",
-                          "Write a one-sentence summary of this story.|{story}",
-                          "What happens in this story? Answer in one sentence.|{story}",
-                          "Tell me in one sentence what this story is about.|{story}"]},
-    # The same wordings as the real questions: the model must decide from the entity, not the phrasing.
-    "decline": {g: _WORLD_Q[g] for g in ("capital", "language", "famous")}
-    | {g: _ANIMAL_Q[g] for g in ("sound", "legs", "food")},
-}
 
 # ---------------------------------------------------------------- held-out entities
 # Never asked about in training for that task kind (their facts are still in the corpus).

@@ -64,7 +64,7 @@ from training.workspace import Workspace
 
 KIND = "preferences"
 SPLITS: tuple[str, ...] = instructions.SPLITS
-VERSION = 1  # part of every fingerprint: bump it when the same config starts giving other pairs
+VERSION = 2  # part of every fingerprint: bump it when the same config starts giving other pairs
 FLAWS: tuple[str, ...] = ("wrong_fact", "off_by_one", "wrong_pronoun", "wrong_entity", "wrong_form", "wrong_label",
                           "made_up", "rambling")
 RAMBLING_SHARE = 0.2
