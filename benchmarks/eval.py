@@ -42,7 +42,7 @@ def pick_model(ws: Workspace, model: str | None) -> str:
         if not (ws.model(model) / "config.json").is_file():
             raise UserError(f"--model: no model {model!r} in {ws.models}")
         return model
-    from benchmarks.sft import pick_model as newest_demo
+    from benchmarks.sft_base import pick_model as newest_demo
 
     try:
         return newest_demo(ws)

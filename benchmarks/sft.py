@@ -1,7 +1,9 @@
 """`playground bench sft`: what does fine-tuning the demo model buy, and what does Ray cost?
 
 All figures come from one run of the command, on the demo-size model that `make demo`
-exports (GPT-2 layout, ~4M parameters) and the demo's SFT config (configs/sft/demo.yaml):
+exports (GPT-2 layout, ~4M parameters; or, with --pretrain-steps N, the same model pretrained
+N steps by the bench itself: benchmarks/sft_base.py) and the demo's SFT config
+(configs/sft/demo.yaml):
 
 1. accuracy: exact match on the held-out instructions (heldout_template, heldout_entity)
    before and after full fine-tuning through the real recipe (`sft.run`: Ray Train, TRL),
@@ -31,10 +33,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.sft_base import DEMO_PRETRAIN, pick_model, pretrained_base  # noqa: F401 (pick_model: re-export)
 from training.errors import UserError
 from training.workspace import PROJECT_ROOT, Workspace, read_jsonl
 
-DEMO_PRETRAIN = PROJECT_ROOT / "configs/pretrain/demo.yaml"
 DEMO_SFT = PROJECT_ROOT / "configs/sft/demo.yaml"
 HELDOUT = ("heldout_template", "heldout_entity")
 METHODS = ("full", "lora", "qlora")
@@ -46,39 +48,6 @@ LEAN = ["train.eval_prompts=0", f"train.eval_interval={10**9}", "tracking.mlflow
 
 
 # --------------------------------------------------------------------------- the model and config
-
-
-def pick_model(ws: Workspace, model_id: str | None = None) -> str:
-    """The base model: `model_id`, or the newest `make demo` export in the workspace.
-
-    A demo export is a workspace model whose playground.json has the model section of
-    configs/pretrain/demo.yaml and no "lineage" (fine-tuned models have one).
-
-    Raises:
-        UserError: `model_id` is not a workspace model, or there is no demo export.
-    """
-    if model_id:
-        if not (ws.model(model_id) / "config.json").is_file():
-            raise UserError(f"--model: no model {model_id!r} in {ws.models} (see workspace/models)")
-        return model_id
-    from training.config import load_config
-
-    demo = load_config(DEMO_PRETRAIN).model
-    found = []
-    for folder in sorted(ws.models.iterdir()) if ws.models.is_dir() else []:
-        info_path = folder / "playground.json"
-        try:
-            info = json.loads(info_path.read_text())
-            if "lineage" in info or not (folder / "config.json").is_file():
-                continue
-            if type(demo)(**info["config"]["model"]) != demo:  # a dataclass: an unknown key is a TypeError
-                continue
-        except (OSError, ValueError, KeyError, TypeError):
-            continue  # not our export, or another shape of model
-        found.append((info_path.stat().st_mtime, folder.name))
-    if not found:
-        raise UserError(f"no demo model in {ws.models}: run `make demo` first (or pass --model ID)")
-    return max(found)[1]
 
 
 def sft_config(model_id: str, overrides: list[str] = ()):
@@ -279,6 +248,14 @@ def _r(x, nd=3):
     return None if x is None else round(x, nd)
 
 
+def base_steps(ws: Workspace, model_id: str) -> int | None:
+    """The pretraining steps of the base model (its playground.json), None if not ours."""
+    try:
+        return json.loads((ws.model(model_id) / "playground.json").read_text()).get("step")
+    except (OSError, ValueError):
+        return None
+
+
 def machine() -> dict:
     import torch
 
@@ -305,7 +282,7 @@ def versions() -> dict:
 
 
 def assemble(*, model: str, cfg, steps: int | None, accuracy: dict | None, timing: dict, memory: dict,
-             host: dict, libs: dict) -> dict:
+             host: dict, libs: dict, base_steps: int | None = None) -> dict:
     """The figures, from the measurements (pure: tests/unit/test_bench_sft.py feeds it fakes).
 
     accuracy: results.json of the fine-tuning run (None when skipped); timing: {"steps",
@@ -326,6 +303,7 @@ def assemble(*, model: str, cfg, steps: int | None, accuracy: dict | None, timin
     return {
         "bench": "sft",
         "model": model,
+        "base_pretrain_steps": base_steps,
         "config": str(DEMO_SFT.relative_to(PROJECT_ROOT)),
         "method": cfg.method,
         "steps": steps,
@@ -358,11 +336,14 @@ def assemble(*, model: str, cfg, steps: int | None, accuracy: dict | None, timin
 
 
 def bench_sft(*, model: str | None = None, steps: int = 960, timing_steps: int = 30, skip_accuracy: bool = False,
-              workspace: Workspace | None = None) -> dict:
-    if steps < 1 or timing_steps < 1:
-        raise UserError("bench sft needs --steps >= 1 and --timing-steps >= 1")
+              pretrain_steps: int | None = None, workspace: Workspace | None = None) -> dict:
+    if steps < 1 or timing_steps < 1 or (pretrain_steps is not None and pretrain_steps < 1):
+        raise UserError("bench sft needs --steps, --timing-steps and --pretrain-steps >= 1")
+    if model and pretrain_steps:
+        raise UserError("bench sft: give --model or --pretrain-steps, not both")
     ws = workspace or Workspace.resolve()
-    model_id = pick_model(ws, model)  # before the heavy imports: a missing model is a quick one-line error
+    # before the heavy imports: a missing model is a quick one-line error
+    model_id = pretrained_base(ws, pretrain_steps) if pretrain_steps else pick_model(ws, model)
     import ray
 
     from training.posttrain import sft
@@ -408,7 +389,7 @@ def bench_sft(*, model: str | None = None, steps: int = 960, timing_steps: int =
             ray.shutdown()
 
     figures = assemble(model=model_id, cfg=cfg, steps=None if skip_accuracy else steps, accuracy=accuracy,
-                       timing=timing, memory=memory, host=machine(), libs=versions())
+                       timing=timing, memory=memory, host=machine(), libs=versions(), base_steps=base_steps(ws, model_id))
     print_table(figures)
     from benchmarks.report import emit
 

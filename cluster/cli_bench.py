@@ -49,6 +49,8 @@ def add_bench_parsers(sub, add_config_args: Callable[[argparse.ArgumentParser], 
     p.add_argument("--timing-steps", type=int, default=30, help="timed steps per setup for tokens/s (after one log "
                                                                 "interval of warmup)")
     p.add_argument("--skip-accuracy", action="store_true", help="leave out the fine-tuning run (accuracy figures)")
+    p.add_argument("--pretrain-steps", type=int, help="first pretrain the demo-size model this many steps (make demo: "
+                                                       "600) and fine-tune that (model bench-base-N, reused once made)")
     p.set_defaults(func=cmd_bench_sft)
     p = bench.add_parser("align", help="a reward model, DPO and GRPO on the demo's SFT model: reward model accuracy, "
                                        "DPO pair accuracy, margin and KL, GRPO reward gain, the alignment tax")
@@ -97,10 +99,10 @@ def cmd_bench_data(args) -> None:
 def cmd_bench_sft(args) -> None:
     from benchmarks.sft import bench_sft
 
-    if args.steps < 1 or args.timing_steps < 1:
-        raise UserError("--steps and --timing-steps must be >= 1")
+    if args.steps < 1 or args.timing_steps < 1 or (args.pretrain_steps is not None and args.pretrain_steps < 1):
+        raise UserError("--steps, --timing-steps and --pretrain-steps must be >= 1")
     bench_sft(model=args.model, steps=args.steps, timing_steps=args.timing_steps, skip_accuracy=args.skip_accuracy,
-              workspace=_workspace(args))
+              pretrain_steps=args.pretrain_steps, workspace=_workspace(args))
 
 
 def cmd_bench_align(args) -> None:

@@ -107,3 +107,47 @@ def test_figures_from_fake_measurements():
     skipped = _figures(None, ray_2x1=None)
     assert skipped["sft_heldout_accuracy"] is None and skipped["meets_goal"] is None
     assert "ray_2x1" not in skipped["tokens_per_s"] and skipped["ray_vs_plain"] == 0.95
+
+
+def test_pretrain_steps_reuses_a_finished_base_and_resumes_an_unfinished_run(tmp_path, monkeypatch):
+    """--pretrain-steps N: the commands that make bench-base-N, and reuse once it exists. The
+    `playground` processes are replaced by a fake that writes the export (the real ones pretrain
+    for 15 minutes; `make demo` and tests/integration run the same commands for real)."""
+    from benchmarks import sft_base
+
+    ws = Workspace(tmp_path)
+    cmds = sft_base.pretrain_commands(ws, 2400)
+    assert [c[2:4] for c in cmds] == [["data", "prepare"], ["tokenizer", "train"], ["pretrain", "--config"],
+                                      ["export", "bench-base-2400"]]
+    assert all(c[:2] == ["--workspace", str(ws.root)] for c in cmds)
+    assert "train.max_steps=2400" in cmds[2] and "run_name=bench-base-2400" in cmds[2]
+    (ws.run("bench-base-2400")).mkdir(parents=True)
+    (ws.run("bench-base-2400") / "config.yaml").write_text("{}")  # an earlier bench stopped halfway
+    assert sft_base.pretrain_commands(ws, 2400)[2][2:4] == ["pretrain", "--resume"]
+
+    calls = []
+
+    def fake_call(cmd, cwd=None):
+        calls.append(cmd[3:])
+        if cmd[5] == "export":
+            _model(ws, "bench-base-2400", 1_000)
+            info = json.loads((ws.model("bench-base-2400") / "playground.json").read_text())
+            (ws.model("bench-base-2400") / "playground.json").write_text(json.dumps(info | {"step": 2400}))
+        return 0
+
+    monkeypatch.setattr(sft_base.subprocess, "call", fake_call)
+    assert sft_base.pretrained_base(ws, 2400) == "bench-base-2400" and len(calls) == 4
+    assert sft_base.pretrained_base(ws, 2400) == "bench-base-2400" and len(calls) == 4  # reused: nothing ran
+    assert sft_base.ready_base(ws, 1200) is None                                        # other steps: not this one
+    assert bench.base_steps(ws, "bench-base-2400") == 2400
+
+    monkeypatch.setattr(sft_base.subprocess, "call", lambda cmd, cwd=None: 1)
+    with pytest.raises(SystemExit, match="failed"):
+        sft_base.pretrained_base(ws, 600)
+
+
+def test_pretrain_steps_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
+    for args in (["--pretrain-steps", "0"], ["--pretrain-steps", "100", "--model", "x"]):
+        assert main(["--workspace", str(tmp_path), "bench", "sft", *args]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error:") and len(err.splitlines()) == 1
