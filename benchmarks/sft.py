@@ -33,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.sft_base import DEMO_PRETRAIN, pick_model, pretrained_base  # noqa: F401 (pick_model: re-export)
+from benchmarks.sft_base import DEMO_PRETRAIN, base_steps, pick_model, pretrained_base  # noqa: F401 (re-exports)
 from training.errors import UserError
 from training.workspace import PROJECT_ROOT, Workspace, read_jsonl
 
@@ -246,14 +246,6 @@ def _mean(values) -> float | None:
 
 def _r(x, nd=3):
     return None if x is None else round(x, nd)
-
-
-def base_steps(ws: Workspace, model_id: str) -> int | None:
-    """The pretraining steps of the base model (its playground.json), None if not ours."""
-    try:
-        return json.loads((ws.model(model_id) / "playground.json").read_text()).get("step")
-    except (OSError, ValueError):
-        return None
 
 
 def machine() -> dict:

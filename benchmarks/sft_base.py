@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from functools import lru_cache
 from pathlib import Path
 
 from training.errors import UserError
@@ -29,10 +30,15 @@ def _info(folder: Path) -> dict | None:
         return None
 
 
-def _is_demo_shape(info: dict | None) -> bool:
+@lru_cache(maxsize=1)
+def _demo_model():
     from training.config import load_config
 
-    demo = load_config(DEMO_PRETRAIN).model
+    return load_config(DEMO_PRETRAIN).model
+
+
+def _is_demo_shape(info: dict | None) -> bool:
+    demo = _demo_model()
     try:
         return type(demo)(**info["config"]["model"]) == demo  # a dataclass: an unknown key is a TypeError
     except (KeyError, TypeError):
@@ -63,6 +69,11 @@ def pick_model(ws: Workspace, model_id: str | None = None) -> str:
     return max(found)[1]
 
 
+def base_steps(ws: Workspace, model_id: str) -> int | None:
+    """The pretraining steps of a workspace model (its playground.json), None if not ours."""
+    return (_info(ws.model(model_id)) or {}).get("step")
+
+
 def ready_base(ws: Workspace, steps: int) -> str | None:
     """The id of a finished `--pretrain-steps steps` export in `ws`, if there is one."""
     model_id = f"{BASE_PREFIX}{steps}"
@@ -90,8 +101,6 @@ def pretrained_base(ws: Workspace, steps: int) -> str:
     """Model `bench-base-STEPS`: reused when the workspace has it, else pretrained and exported
     now (about 6 minutes per 1,000 steps on 2 cores). Each step is its own `playground` process,
     as in `make demo`, so each one's Ray cluster is gone before the bench starts its own."""
-    if steps < 1:
-        raise UserError("--pretrain-steps must be >= 1")
     model_id = ready_base(ws, steps)
     if model_id:
         print(f"base model: {model_id} (pretrained {steps} steps by an earlier bench; delete "

@@ -99,8 +99,6 @@ def cmd_bench_data(args) -> None:
 def cmd_bench_sft(args) -> None:
     from benchmarks.sft import bench_sft
 
-    if args.steps < 1 or args.timing_steps < 1 or (args.pretrain_steps is not None and args.pretrain_steps < 1):
-        raise UserError("--steps, --timing-steps and --pretrain-steps must be >= 1")
     bench_sft(model=args.model, steps=args.steps, timing_steps=args.timing_steps, skip_accuracy=args.skip_accuracy,
               pretrain_steps=args.pretrain_steps, workspace=_workspace(args))
 
