@@ -42,7 +42,7 @@ def render_index() -> str:
                 "the argparse parser, `cluster/cli.py` and `cluster/cli_bench.py`"],
                ["[Configuration](config.md)", ("every config key (dotted, as in overrides) with its type, default "
                 "and meaning; which schema each folder of `configs/` follows"),
-                ("the pydantic schemas: `training/config.py`, `training/model/transformer.py`, "
+                ("the pydantic schemas: `training/config.py`, `training/model/model_config.py`, "
                 "`training/data/config.py`, `training/pretrain/sweep.py`, `services/schemas.py`")],
                ["[HTTP](http.md)", "every route of the playground API (`/api`) and the OpenAI-compatible routes",
                 ("the API's OpenAPI schema (`services/api.py` and its routers), `services/llm.py` and Ray Serve "

@@ -31,7 +31,7 @@ from pydantic import (
 )
 
 from training.errors import UserError
-from training.model.transformer import ModelConfig
+from training.model.model_config import ModelConfig
 
 if TYPE_CHECKING:
     from training.data.config import PipelineConfig

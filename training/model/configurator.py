@@ -22,7 +22,7 @@ from typing import Any
 
 from training.errors import UserError
 from training.model.flops import GPUS, matmul_peak
-from training.model.transformer import ModelConfig
+from training.model.model_config import ModelConfig
 
 ConfigLike = ModelConfig | dict | str
 

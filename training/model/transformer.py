@@ -19,15 +19,15 @@ holds the resolved choices.
 Parameter names follow Hugging Face closely enough that `training/model/export.py` converts
 a trained model to `GPT2LMHeadModel` / `LlamaForCausalLM` with a plain renaming.
 
-Reading order: config, leaf modules (norm, RoPE, ALiBi, attention, MLPs), the block, the
-model, then parameter/FLOP accounting. Text generation (the KV cache and sampling) is in
-`training/model/generation.py`; the decoding strategies (beam search, every logits
+Reading order: the config (`ModelConfig`, in model_config.py), the position encodings (sinusoidal,
+RoPE, ALiBi, in positions.py), then this file: the leaf modules (norm, attention, MLPs), the
+block, the model, and parameter/FLOP accounting. Text generation (the KV cache and sampling) is
+in `training/model/generation.py`; the decoding strategies (beam search, every logits
 processor) in `training/decoding/`.
 """
 
 import math
-from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -38,153 +38,8 @@ from torch import nn
 # generation.py is plain PyTorch too. KVCache and sample_next_token are re-exported here.
 from . import generation as _generation
 from .generation import KVCache, sample_next_token  # noqa: F401
-
-# --------------------------------------------------------------------------- config
-
-# What each arch uses for the components the lab can swap. A ModelConfig field left at
-# None takes its value from here, which is how every pre-lab config keeps its model.
-ARCH_DEFAULTS: dict[str, dict] = {
-    "gpt2": {"pos_embedding": "learned", "norm": "layernorm", "mlp": "gelu", "bias": True},
-    "llama": {"pos_embedding": "rope", "norm": "rmsnorm", "mlp": "swiglu", "bias": False},
-}
-POS_EMBEDDINGS = ("learned", "sinusoidal", "rope", "alibi", "none")
-NORMS = ("layernorm", "rmsnorm")
-NORM_POSITIONS = ("pre", "post")
-MLPS = ("gelu", "relu", "swiglu")
-
-
-@dataclass(frozen=True)
-class Layout:
-    """The component choices of a model with every "the arch's usual" default resolved.
-
-    Attributes:
-        pos_embedding: "learned" (a trained vector per position, GPT-2), "sinusoidal"
-            (fixed sin/cos waves, the original Transformer), "rope" (rotate q and k,
-            Llama), "alibi" (no position vectors: each head's attention scores get a
-            penalty growing linearly with distance, BLOOM and MPT) or "none" (no
-            position signal; the causal mask alone reveals order).
-        norm: "layernorm" (subtract the mean, divide by the std) or "rmsnorm" (only
-            divide by the root mean square).
-        norm_position: "pre" (normalise each sublayer's input, GPT-2 and later) or
-            "post" (normalise the sum after each residual add, the original Transformer).
-        mlp: "gelu" / "relu" (two matrices and a nonlinearity) or "swiglu" (gated, three).
-        bias: whether the attention and MLP Linear layers and LayerNorm have an additive
-            bias (the lm_head never has one).
-    """
-
-    pos_embedding: str
-    norm: str
-    norm_position: str
-    mlp: str
-    bias: bool
-
-
-@dataclass
-class ModelConfig:
-    # pydantic validates this dataclass when it is embedded in run configs; unknown
-    # keys are errors there. A plain class attribute: annotated, even as a ClassVar, it
-    # would be listed in `__dataclass_fields__`.
-    __pydantic_config__ = {"extra": "forbid"}  # noqa: RUF012
-
-    arch: Literal["gpt2", "llama"] = "gpt2"
-    vocab_size: int = 4096
-    block_size: int = 256  # context length: the most tokens the model ever sees at once
-    n_layer: int = 4
-    n_head: int = 4
-    # Key/value heads. None means n_head (multi-head attention); 1 is multi-query
-    # attention; anything in between that divides n_head is grouped-query attention.
-    n_kv_head: int | None = None
-    n_embd: int = 128
-    intermediate_size: int | None = None  # MLP hidden width; None -> mlp_ratio or the usual
-    dropout: float = 0.0
-    tie_embeddings: bool = True
-    norm_eps: float = 1e-5
-    rope_theta: float = 10000.0
-    attention: Literal["sdpa", "math"] = "sdpa"  # "math": explicit softmax(QK^T/sqrt(d))V
-    init_std: float = 0.02
-    # Architecture lab (see `Layout` for what each choice means). None: the arch's usual.
-    pos_embedding: Literal["learned", "sinusoidal", "rope", "alibi", "none"] | None = None
-    norm: Literal["layernorm", "rmsnorm"] | None = None
-    norm_position: Literal["pre", "post"] = "pre"
-    mlp: Literal["gelu", "relu", "swiglu"] | None = None
-    mlp_ratio: float | None = None  # MLP width = round(mlp_ratio * n_embd); or intermediate_size
-    bias: bool | None = None  # biases in attention, MLP and LayerNorm (never the lm_head)
-
-    def __post_init__(self) -> None:
-        if self.arch not in ("gpt2", "llama"):
-            raise ValueError(f"arch must be 'gpt2' or 'llama', got {self.arch!r}")
-        if self.attention not in ("sdpa", "math"):
-            raise ValueError(f"attention must be 'sdpa' or 'math', got {self.attention!r}")
-        for name, allowed in (("pos_embedding", POS_EMBEDDINGS), ("norm", NORMS), ("mlp", MLPS)):
-            value = getattr(self, name)
-            if value is not None and value not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(allowed)} (or null for the "
-                                 f"arch's usual), got {value!r}")
-        if self.norm_position not in NORM_POSITIONS:
-            raise ValueError(f"norm_position must be 'pre' or 'post', got {self.norm_position!r}")
-        if self.bias is not None and not isinstance(self.bias, bool):
-            raise ValueError(f"bias must be true, false or null, got {self.bias!r}")
-        if self.mlp_ratio is not None:
-            if isinstance(self.mlp_ratio, bool) or not isinstance(self.mlp_ratio, (int, float)) \
-                    or not self.mlp_ratio > 0:
-                raise ValueError(f"mlp_ratio must be a positive number, got {self.mlp_ratio!r}")
-            if self.intermediate_size is not None:
-                raise ValueError("mlp_ratio and intermediate_size both set the MLP width; give one")
-        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd",
-                     "n_kv_head", "intermediate_size"):
-            value = getattr(self, name)
-            if value is None and name in ("n_kv_head", "intermediate_size"):
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.n_embd % self.n_head:
-            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
-        if self.n_kv_head is not None and self.n_head % self.n_kv_head:
-            raise ValueError(f"n_head ({self.n_head}) must be divisible by "
-                             f"n_kv_head ({self.n_kv_head})")
-        if self.layout.pos_embedding == "rope" and self.head_dim % 2:
-            raise ValueError(f"n_embd / n_head (head_dim {self.head_dim}) must be even for RoPE")
-        if self.mlp_hidden < 1:
-            raise ValueError(f"mlp_ratio {self.mlp_ratio} x n_embd {self.n_embd} leaves no MLP width")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        for name in ("norm_eps", "rope_theta", "init_std"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-
-    @property
-    def head_dim(self) -> int:
-        return self.n_embd // self.n_head
-
-    @property
-    def kv_heads(self) -> int:
-        return self.n_kv_head if self.n_kv_head is not None else self.n_head
-
-    @property
-    def layout(self) -> Layout:
-        """The component choices with None replaced by the arch's usual one."""
-        usual = ARCH_DEFAULTS[self.arch]
-
-        def pick(name: str):
-            value = getattr(self, name)
-            return usual[name] if value is None else value
-
-        return Layout(pos_embedding=pick("pos_embedding"), norm=pick("norm"),
-                      norm_position=self.norm_position, mlp=pick("mlp"), bias=pick("bias"))
-
-    @property
-    def mlp_hidden(self) -> int:
-        if self.intermediate_size is not None:
-            return self.intermediate_size
-        if self.mlp_ratio is not None:
-            return round(self.mlp_ratio * self.n_embd)
-        if self.layout.mlp != "swiglu":
-            return 4 * self.n_embd
-        # SwiGLU has three matrices instead of two; 2/3 of 4*C keeps the parameter count
-        # equal to a 4*C GELU MLP. Rounded up to a multiple of 32 for friendly matmuls.
-        hidden = int(2 * 4 * self.n_embd / 3)
-        return 32 * ((hidden + 31) // 32)
-
+from .model_config import ARCH_DEFAULTS, MLPS, NORM_POSITIONS, NORMS, POS_EMBEDDINGS, Layout, ModelConfig  # noqa: F401
+from .positions import alibi_bias, alibi_slopes, apply_rope, rope_cos_sin, rotate_half, sinusoidal_embedding  # noqa: F401
 
 # --------------------------------------------------------------------------- leaf modules
 
@@ -214,85 +69,6 @@ def make_norm(cfg: ModelConfig) -> nn.Module:
         return nn.LayerNorm(cfg.n_embd, eps=cfg.norm_eps, bias=layout.bias)
     return RMSNorm(cfg.n_embd, cfg.norm_eps)
 
-
-def sinusoidal_embedding(positions: torch.Tensor, dim: int) -> torch.Tensor:
-    """The fixed position vectors of the original Transformer (Vaswani et al. 2017).
-
-        PE[pos, 2i] = sin(pos / 10000^(2i/dim)),   PE[pos, 2i+1] = cos(pos / 10000^(2i/dim))
-
-    Each pair of dimensions is a clock ticking at its own speed, so every position gets a
-    distinct pattern and nothing has to be learned. Returns (T, dim) in float32; computed
-    on the fly (cheap) like the RoPE angles, so it is never stored in a checkpoint.
-    """
-    half = (dim + 1) // 2  # an odd dim gets one extra sin column, cut off below
-    inv_freq = 1.0 / (10000.0 ** (torch.arange(half, device=positions.device,
-                                               dtype=torch.float32) * 2 / dim))  # (half,)
-    angles = torch.outer(positions.float(), inv_freq)  # (T, half)
-    # Interleave sin and cos: column 2i is sin, column 2i+1 is cos of the same angle.
-    return torch.stack((angles.sin(), angles.cos()), dim=-1).flatten(1)[:, :dim]  # (T, dim)
-
-
-def rope_cos_sin(positions: torch.Tensor, head_dim: int, theta: float):
-    """Rotation angles for RoPE at the given absolute positions.
-
-    Dimension pair i of every head is rotated by the angle pos * theta^(-2i/head_dim):
-    early pairs spin fast (fine position detail), late pairs slowly (long range). A dot
-    product of two rotated vectors then depends only on their *relative* distance.
-    Recomputed on the fly in float32 (cheap) so the table never loses precision when the
-    model is cast to bf16 or built on the meta device.
-    Returns cos, sin of shape (T, head_dim) using the HF "rotate_half" layout: the angle
-    for pair i is stored at index i and again at i + head_dim/2.
-    """
-    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=positions.device,
-                                             dtype=torch.float32) / head_dim))  # (hd/2,)
-    freqs = torch.outer(positions.float(), inv_freq)  # (T, hd/2)
-    emb = torch.cat((freqs, freqs), dim=-1)  # (T, hd)
-    return emb.cos(), emb.sin()
-
-
-def rotate_half(x: torch.Tensor) -> torch.Tensor:
-    # Pair element i with element i + hd/2 (not with its neighbour): (x1, x2) -> (-x2, x1).
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat((-x2, x1), dim=-1)
-
-
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    # x: (B, H, T, hd); cos/sin: (T, hd). A 2-D rotation of each pair: x*cos + x_perp*sin.
-    return x * cos.to(x.dtype) + rotate_half(x) * sin.to(x.dtype)
-
-
-def alibi_slopes(n_head: int) -> torch.Tensor:
-    """ALiBi's slope for each head (Press et al. 2022, "Train Short, Test Long").
-
-    A geometric sequence: with n heads (a power of two) the slopes are 2^(-8/n),
-    2^(-16/n), ..., 2^(-8), so each head looks at its own distance scale, from nearly
-    global (small slope) to the last few tokens (slope 1/2 for 8 heads). For other head
-    counts the paper takes the slopes of the power of two below n, then every other
-    slope of the power of two above it. Returns (n_head,) in float32.
-    """
-
-    def geometric(n: int) -> list[float]:
-        return [2.0 ** (-8.0 * (i + 1) / n) for i in range(n)]
-
-    below = 2 ** math.floor(math.log2(n_head))
-    slopes = geometric(below) + geometric(2 * below)[0::2][: n_head - below]
-    return torch.tensor(slopes, dtype=torch.float32)
-
-
-def alibi_bias(n_head: int, q_pos: torch.Tensor, k_len: int) -> torch.Tensor:
-    """The additive attention bias of ALiBi, causal mask included.
-
-    Query i (at absolute position q_pos[i]) scoring key j gets -slope * (q_pos[i] - j):
-    no penalty for itself, a penalty growing linearly with how far back the key is, and
-    -inf for keys in its future. Nothing is learned and no vector is added to the
-    embeddings; because only distances appear, the bias also exists for lengths never
-    seen in training (the paper's point; this model still stops at block_size).
-    Returns (n_head, T, k_len) in float32, recomputed each forward (cheap) like the
-    RoPE angles.
-    """
-    distance = q_pos[:, None] - torch.arange(k_len, device=q_pos.device)[None, :]  # (T, Tk)
-    bias = -alibi_slopes(n_head).to(q_pos.device)[:, None, None] * distance  # (nh, T, Tk)
-    return bias.masked_fill(distance < 0, float("-inf"))
 
 
 class CausalSelfAttention(nn.Module):
