@@ -46,7 +46,7 @@ import httpx
 import numpy as np
 
 from evaluation.benchdata import data_file
-from evaluation.perplexity import _error_message, _eval_mode
+from evaluation.perplexity import _error_message, eval_mode
 from training.errors import UserError
 
 # Where a completion ends: the start of anything at the top level of the file after the function body
@@ -437,7 +437,7 @@ def hf_generator(model, tokenizer, temperature: float = 0.0, max_new_tokens: int
         ids = ids.to(next(model.parameters()).device)
         options = dict(do_sample=True, temperature=temperature, top_p=top_p, num_return_sequences=n) \
             if sampling else dict(do_sample=False)
-        with _eval_mode(model):
+        with eval_mode(model):
             # stop_strings also look at the prompt's last characters (a prompt ending in "\n" stops at a
             # first token "def"); what is kept is cut by `complete` on the new text only, as with vLLM.
             out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,

@@ -22,7 +22,8 @@ import httpx
 
 
 @contextmanager
-def _eval_mode(model):
+def eval_mode(model):
+    """Evaluation mode and no gradients inside the block; the model's own mode restored after."""
     import torch
 
     was_training = model.training
@@ -98,7 +99,7 @@ def perplexity(model, tokenizer, texts: list[str], *, block_size: int | None = N
     if len(stream) - full > 1:
         batches.append(torch.tensor([stream[full:]]))  # the short last window
     total, count = 0.0, 0
-    with _eval_mode(model):
+    with eval_mode(model):
         for ids in batches:
             ids = ids.to(next(model.parameters()).device)
             logits = model(input_ids=ids).logits.float()  # (B, T, V)

@@ -13,12 +13,11 @@ Run `measure` on the base model and on its fine-tuned copy and compare the two d
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
-from evaluation.perplexity import perplexity
+from evaluation.perplexity import eval_mode, perplexity
 from training.data.corpus import _WORLD
 from training.data.snapshot import iter_split
 
@@ -29,17 +28,6 @@ RELATIONS = {
     "animal": (3, "The national animal of {country} is the"),
     "famous": (4, "{country} is famous for its"),
 }
-
-
-@contextmanager
-def _eval_mode(model):
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        model.train(was_training)
 
 
 def _encode(tokenizer, text: str) -> list[int]:
@@ -72,7 +60,7 @@ def choice_logprobs(model, tokenizer, prompt: str, candidates: list[str]) -> lis
     device = next(model.parameters()).device
     ids = torch.tensor([s + [0] * (width - len(s)) for s in seqs], device=device)  # (N, T)
     mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs], device=device)
-    with _eval_mode(model):
+    with eval_mode(model):
         logits = model(input_ids=ids, attention_mask=mask).logits.float()  # (N, T, V)
     # The token at position t is predicted by the logits at t-1.
     logp = logits[:, :-1].log_softmax(-1).gather(-1, ids[:, 1:, None]).squeeze(-1)  # (N, T-1)
