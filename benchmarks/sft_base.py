@@ -49,7 +49,9 @@ def pick_model(ws: Workspace, model_id: str | None = None) -> str:
     """The base model: `model_id`, or the newest `make demo` export in the workspace.
 
     A demo export is a workspace model whose playground.json has the model section of
-    configs/pretrain/demo.yaml and no "lineage" (fine-tuned models have one).
+    configs/pretrain/demo.yaml and no "lineage" (fine-tuned models have one). The bases that
+    `--pretrain-steps` makes (`bench-base-N`) have that shape too but are not `make demo`'s:
+    they are left out, so that other benches keep measuring the demo's own model.
 
     Raises:
         UserError: `model_id` is not a workspace model, or there is no demo export.
@@ -61,8 +63,9 @@ def pick_model(ws: Workspace, model_id: str | None = None) -> str:
     found = []
     for folder in sorted(ws.models.iterdir()) if ws.models.is_dir() else []:
         info = _info(folder)
-        if info is None or "lineage" in info or not (folder / "config.json").is_file() or not _is_demo_shape(info):
-            continue  # not our export, a fine-tuned model, or another shape of model
+        if info is None or "lineage" in info or not (folder / "config.json").is_file() or not _is_demo_shape(info) \
+                or folder.name.startswith(BASE_PREFIX):
+            continue  # not our export, a fine-tuned model, another shape of model, or a bench's base
         found.append(((folder / "playground.json").stat().st_mtime, folder.name))
     if not found:
         raise UserError(f"no demo model in {ws.models}: run `make demo` first (or pass --model ID)")

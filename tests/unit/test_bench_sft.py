@@ -32,6 +32,7 @@ def test_picks_the_newest_demo_export(tmp_path):
     _model(ws, "tuned", 3_000, lineage=True)        # a fine-tuned demo model: not a base
     _model(ws, "bigger", 4_000, n_layer=8)          # another shape
     _model(ws, "odd", 5_000, no_such_field=1)       # not a model config this code knows
+    _model(ws, "bench-base-2400", 6_000)            # `--pretrain-steps 2400`'s base: not make demo's
     (ws.model("no-info")).mkdir()                   # no playground.json at all
     assert bench.pick_model(ws) == "demo-new"
     assert bench.pick_model(ws, "bigger") == "bigger"  # --model wins, whatever its shape
