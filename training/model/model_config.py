@@ -1,7 +1,7 @@
 """The model's configuration: `ModelConfig` (size, layout and the architecture lab's choices)
-and `Layout`, its resolved component choices. Plain data, no PyTorch: configs, the configurator
-and the checkpoint code read it without building a model; training/model/transformer.py builds
-the model from it.
+and `Layout`, its resolved component choices. Plain data, no PyTorch: run configs
+(training/config.py) and the configurator read it without importing torch;
+training/model/transformer.py builds the model from it.
 """
 
 from dataclasses import dataclass
