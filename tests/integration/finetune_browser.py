@@ -3,8 +3,8 @@ run) behind a live playground API (Ray Serve). Not a test module itself: a test 
 `check_finetune_page` or `check_align_pages` with the API's base URL and the run, and asserts on
 what it returns.
 
-Headless Chromium is Debian's package (installed by `make install`), driven by Playwright,
-launched as in test_serve.py's `test_browser_chat_streams_an_answer`.
+Headless Chromium is Debian's package (installed by `make install`), driven by Playwright;
+`browser_page` opens it for the other browser helpers too (pages_browser.py, models_browser.py).
 """
 
 from __future__ import annotations

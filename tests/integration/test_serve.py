@@ -360,134 +360,33 @@ def test_browser_chat_streams_an_answer(stack, data_job, sweep_result, demo_mode
     page and sees coloured tokens, then inspects a prompt on the Architecture page and
     sees the attention heatmap, then sees a snapshot's statistics on the Data page, a
     trained run's curves on the Runs page and the session's real Tune sweep on the Sweeps
-    page; it saves a screenshot of each."""
+    page (pages_browser.py); it saves a screenshot of each."""
     import shutil
-    import subprocess
-    import sys
 
-    from playwright.sync_api import sync_playwright
+    from pages_browser import walk_main_pages
 
-    chromium = shutil.which("chromium")
-    assert chromium, "Debian's chromium is missing: `make install` installs it with apt-get"
-    port = free_port()
-    ui = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "ui/Home.py", "--server.address", "127.0.0.1",
-         "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        env={**os.environ, "PLAYGROUND_URL": stack["base"]},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for(lambda: httpx.get(f"http://127.0.0.1:{port}/_stcore/health").status_code == 200, 60, "the UI")
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=chromium, args=[
-                "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync"])
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.goto(f"http://127.0.0.1:{port}/Chat")
-            box = page.get_by_test_id("stChatInputTextArea")
-            box.wait_for(timeout=60_000)
-            # Record the answer's length each time the page changes, to see it grow piece by
-            # piece. The answer's own text only: the message's innerText also holds its avatar's
-            # icon name ("smart_toy"), which is there before a single token arrives.
-            page.evaluate("""() => {
-                window.answerLengths = [];
-                new MutationObserver(() => {
-                    const m = document.querySelectorAll('[data-testid=stChatMessage]');
-                    const c = m.length >= 2 && m[1].querySelector('[data-testid=stChatMessageContent]');
-                    const n = c ? c.innerText.trim().length : 0, seen = window.answerLengths;
-                    if (n > 0 && seen[seen.length - 1] !== n) seen.push(n);
-                }).observe(document.body, {subtree: true, childList: true, characterData: true});
-            }""")
-            box.fill("Hello")
-            box.press("Enter")
-            message = page.get_by_test_id("stChatMessage").nth(1)
-            answer = message.get_by_test_id("stChatMessageContent")
-            answer.wait_for(timeout=60_000)
-            # The sidebar's export buttons are drawn after the answer, so enabled = complete.
-            page.get_by_role("button", name="Download JSON").and_(page.locator(":enabled")).wait_for(
-                timeout=60_000)
-            text, lengths = answer.inner_text(), page.evaluate("window.answerLengths")
-            errors = message.get_by_test_id("stAlert").count()
-            shot = tmp_path / "chat.png"
-            page.screenshot(path=str(shot), full_page=True)
-
-            # The Tokenizer page: tokenize the sample text and see coloured tokens.
-            page.goto(f"http://127.0.0.1:{port}/Tokenizer")
-            page.get_by_role("button", name="Tokenize").click(timeout=60_000)
-            tokens = page.locator("span.tok")
-            tokens.first.wait_for(timeout=60_000)
-            n_tokens, tok_text = tokens.count(), page.locator("div.tokens").first.inner_text()
-            tok_shot = tmp_path / "tokenizer.png"
-            page.screenshot(path=str(tok_shot), full_page=True)
-
-            # The Architecture page: pick the demo model, inspect a prompt, see the heatmap.
-            page.goto(f"http://127.0.0.1:{port}/Architecture")
-            page.get_by_role("tab", name="Inside the model").click(timeout=60_000)
-            picker = page.locator("[data-testid=stSelectbox]").filter(has=page.get_by_text("Model", exact=True))
-            picker.locator("input").click(timeout=60_000)
-            page.get_by_role("option", name=demo_model, exact=True).click(timeout=60_000)
-            page.wait_for_timeout(500)
-            page.get_by_role("button", name="Inspect").click(timeout=60_000)
-            heatmap = page.locator("[data-testid=stVegaLiteChart]").first
-            heatmap.wait_for(timeout=60_000)
-            page.wait_for_timeout(1000)  # let Vega draw
-            arch_shot = tmp_path / "architecture.png"
-            page.screenshot(path=str(arch_shot), full_page=True)
-            arch_text = page.locator("[data-testid=stMain]").inner_text()
-
-            # The Data page: the newest snapshot's statistics (the API job's, above).
-            page.goto(f"http://127.0.0.1:{port}/Data")
-            page.get_by_text("Removed by stage").first.wait_for(timeout=60_000)
-            page.locator("[data-testid=stVegaLiteChart]").first.wait_for(timeout=60_000)
-            page.wait_for_timeout(1000)  # let Vega draw
-            data_shot = tmp_path / "data.png"
-            page.screenshot(path=str(data_shot), full_page=True)
-            data_text = page.locator("[data-testid=stMain]").inner_text()
-
-            # The Runs page: the newest run (a sweep trial) with its loss curves, from the server.
-            page.goto(f"http://127.0.0.1:{port}/Runs")
-            page.get_by_text("Perplexity (validation)").first.wait_for(timeout=60_000)
-            page.locator("[data-testid=stVegaLiteChart]").first.wait_for(timeout=60_000)
-            page.wait_for_timeout(1000)
-            runs_shot = tmp_path / "runs.png"
-            page.screenshot(path=str(runs_shot), full_page=True)
-            runs_text = page.locator("[data-testid=stMain]").inner_text()
-
-            # The Sweeps page: the session's 4-trial sweep, its best config and the plots.
-            page.goto(f"http://127.0.0.1:{port}/Sweeps")
-            page.get_by_text("Parallel coordinates").first.wait_for(timeout=60_000)
-            page.locator("[data-testid=stVegaLiteChart]").nth(2).wait_for(timeout=60_000)
-            page.wait_for_timeout(1000)
-            sweeps_shot = tmp_path / "sweeps.png"
-            page.screenshot(path=str(sweeps_shot), full_page=True)
-            sweeps_text = page.locator("[data-testid=stMain]").inner_text()
-            browser.close()
-        # An answer, not an error shown in its place (once, a 400 for max_tokens was).
-        assert text.strip() and errors == 0 and "HTTP 4" not in text and "Traceback" not in text
-        assert len(lengths) >= 3 and lengths[-1] == len(text.strip()), lengths  # streamed in pieces
-        assert shot.stat().st_size > 10_000
-        assert n_tokens > 5 and "Tokenizers" in tok_text.replace("·", " ")
-        assert tok_shot.stat().st_size > 10_000
-        assert "Head patterns" in arch_text and "Traceback" not in arch_text
-        assert "4 layers × 4 heads" in arch_text  # the demo model's shape (the test models have 2 x 2)
-        assert arch_shot.stat().st_size > 10_000
-        assert "sources: planted:1" in data_text and "Traceback" not in data_text  # (tables draw on a canvas)
-        assert "Documents kept" in data_text and "Removed by stage" in data_text and "Personal data" in data_text
-        assert data_shot.stat().st_size > 10_000
-        assert "Loss vs step" in runs_text and "Traceback" not in runs_text
-        assert runs_shot.stat().st_size > 10_000
-        best = sweep_result["line"]
-        assert "Best val_loss" in sweeps_text and f"{best['best_metric']:.4f}" in sweeps_text
-        assert "4 of 4 trials finished" in sweeps_text and "Traceback" not in sweeps_text
-        assert sweeps_shot.stat().st_size > 10_000
-        print(f"answer: {text!r}; screenshots: {shot} {tok_shot} {arch_shot} {data_shot} {runs_shot} {sweeps_shot}")
-        keep = os.environ.get("PLAYGROUND_SCREENSHOTS")  # a folder to keep them in, e.g. docs/img for the tutorial
-        if keep:
-            Path(keep).mkdir(parents=True, exist_ok=True)
-            for s in (shot, tok_shot, arch_shot, data_shot, runs_shot, sweeps_shot):
-                shutil.copy(s, Path(keep) / s.name)
-    finally:
-        ui.terminate()
-        ui.wait(timeout=30)
+    out = walk_main_pages(stack["base"], free_port(), demo_model, tmp_path)
+    text, shots = out["text"], out["shots"]
+    # An answer, not an error shown in its place (once, a 400 for max_tokens was).
+    assert text.strip() and out["errors"] == 0 and "HTTP 4" not in text and "Traceback" not in text
+    assert len(out["lengths"]) >= 3 and out["lengths"][-1] == len(text.strip()), out["lengths"]  # streamed in pieces
+    assert out["n_tokens"] > 5 and "Tokenizers" in out["tok_text"].replace("·", " ")
+    arch_text, data_text = out["arch_text"], out["data_text"]
+    assert "Head patterns" in arch_text and "Traceback" not in arch_text
+    assert "4 layers × 4 heads" in arch_text  # the demo model's shape (the test models have 2 x 2)
+    assert "sources: planted:1" in data_text and "Traceback" not in data_text  # (tables draw on a canvas)
+    assert "Documents kept" in data_text and "Removed by stage" in data_text and "Personal data" in data_text
+    assert "Loss vs step" in out["runs_text"] and "Traceback" not in out["runs_text"]
+    best, sweeps_text = sweep_result["line"], out["sweeps_text"]
+    assert "Best val_loss" in sweeps_text and f"{best['best_metric']:.4f}" in sweeps_text
+    assert "4 of 4 trials finished" in sweeps_text and "Traceback" not in sweeps_text
+    assert all(s.stat().st_size > 10_000 for s in shots.values()), {k: s.stat().st_size for k, s in shots.items()}
+    print(f"answer: {text!r}; screenshots: {' '.join(map(str, shots.values()))}")
+    keep = os.environ.get("PLAYGROUND_SCREENSHOTS")  # a folder to keep them in, e.g. docs/img for the tutorial
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        for s in shots.values():
+            shutil.copy(s, Path(keep) / s.name)
 
 
 def test_browser_finetune_page_compares_base_and_tuned(stack, sft_run, tmp_path):
