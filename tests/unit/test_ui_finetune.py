@@ -125,9 +125,16 @@ def test_start_submits_an_sft_job_and_watch_follows_it(server):
     _clean(at)
     assert at.radio(key="ft_view").value == "Start"
     assert at.selectbox(key="ft_model").options[-1] == f"{SFT_RUN}  (fine-tuned from {MODEL})"
-    assert at.radio(key="ft_method").value == "lora"
+    # The defaults are make demo's stage (configs/sft/demo.yaml), the one measured to answer.
+    demo = yaml.safe_load(Path("configs/sft/demo.yaml").read_text())
+    sent = yaml.safe_load(at.code[0].value)
+    assert at.radio(key="ft_method").value == demo["method"] == sent["method"] == "full"
+    assert sent["data"]["n_train"] == demo["data"]["n_train"]
+    assert {k: sent["train"][k] for k in ("max_steps", "lr", "batch_size", "eval_interval")} == {
+        k: demo["train"][k] for k in ("max_steps", "lr", "batch_size", "eval_interval")}
     assert at.radio(key="ft_method").options == ["Full", "LoRA", "QLoRA"]
     assert any("4 bits (NF4" in c for c in at.radio(key="ft_method").proto.captions)
+    at.radio(key="ft_method").set_value("lora").run()
     assert yaml.safe_load(at.code[0].value)["lora"]["trainable_tokens"] == ["<|im_start|>", "<|im_end|>"]
     at.radio(key="ft_method").set_value("full").run()
     assert at.number_input(key="ft_lora_r").proto.disabled  # no adapters in a full fine-tune

@@ -97,7 +97,7 @@ def start() -> None:
                                                     if lineage[m] else ""),
                          help="A model of the workspace (GET /api/models): an export of a pretraining run, or "
                               "an earlier fine-tuning run's model.")
-    method = st.radio("Method", list(SFT_METHODS), index=1, key="ft_method", format_func=METHOD_NAMES.get,
+    method = st.radio("Method", list(SFT_METHODS), index=0, key="ft_method", format_func=METHOD_NAMES.get,
                       captions=[SFT_METHODS[m].split(": ", 1)[1] for m in SFT_METHODS])
 
     st.markdown("**Data**")
@@ -109,7 +109,7 @@ def start() -> None:
                            help="messages: chat rows, the loss on the assistant's turns; alpaca: prompt and "
                                 "completion, the loss on the completion. Both go through the chat template.")
     if generated:
-        n_train = right.number_input("Training examples", 100, 100_000, 2000, step=100, key="ft_n_train")
+        n_train = right.number_input("Training examples", 100, 100_000, 20_000, step=100, key="ft_n_train")
         sources = ["instructions"]
     else:
         n_train = 2000
@@ -120,13 +120,13 @@ def start() -> None:
 
     st.markdown("**Hyperparameters**")
     cols = st.columns(4)
-    max_steps = cols[0].number_input("Max steps", 1, 100_000, 80, key="ft_max_steps")
-    lr = cols[1].number_input("Learning rate", 1e-6, 1.0, 3e-3, step=1e-4, format="%.1e", key="ft_lr",
+    max_steps = cols[0].number_input("Max steps", 1, 100_000, 240, key="ft_max_steps")
+    lr = cols[1].number_input("Learning rate", 1e-6, 1.0, 5e-4, step=1e-4, format="%.1e", key="ft_lr",
                               help="LoRA takes a larger rate than full fine-tuning (1e-3 against 1e-5 for a big "
                                    "model); a tiny model takes more.")
     batch_size = cols[2].number_input("Batch size", 1, 1024, 32, key="ft_batch_size",
                                       help="sequences per step per worker")
-    eval_interval = cols[3].number_input("Evaluate every", 1, 100_000, 20, key="ft_eval_interval",
+    eval_interval = cols[3].number_input("Evaluate every", 1, 100_000, 60, key="ft_eval_interval",
                                          help="steps between evaluations: validation loss and the held-out "
                                               "questions answered (Watch shows them)")
     cols = st.columns(4)
