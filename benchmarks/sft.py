@@ -44,6 +44,12 @@ GOAL_ACCURACY = 0.8
 GOAL_RAY_VS_PLAIN = 0.9
 THREADS = 2  # the 2-core machine the figures are for: plain gets 2 threads, Ray 1x2 or 2x1
 ACCURACY_RUN = "bench-sft"  # the fine-tuning run (and model) the accuracy figure comes from
+
+
+def accuracy_run_id(pretrain_steps: int | None) -> str:
+    """bench-sft, or bench-sft-N on the bench's own N-step base: a run of another base does not
+    overwrite it, so `playground bench align --model bench-sft-2400` keeps naming one model."""
+    return f"{ACCURACY_RUN}-{pretrain_steps}" if pretrain_steps else ACCURACY_RUN
 LEAN = ["train.eval_prompts=0", f"train.eval_interval={10**9}", "tracking.mlflow=false"]
 
 
@@ -148,21 +154,21 @@ def ray_tokens_per_s(cfg, ws: Workspace, run_id: str) -> float:
         _clear(ws, run_id)  # a timing run leaves nothing behind
 
 
-def accuracy_run(cfg, ws: Workspace) -> dict:
-    """Fine-tune through the recipe; its results.json, plus per-task accuracies."""
-    _fit(cfg, ws, ACCURACY_RUN)
-    results = json.loads((ws.run(ACCURACY_RUN) / "results.json").read_text())
+def accuracy_run(cfg, ws: Workspace, run_id: str = ACCURACY_RUN) -> dict:
+    """Fine-tune through the recipe as `run_id`; its results.json, plus per-task accuracies."""
+    _fit(cfg, ws, run_id)
+    results = json.loads((ws.run(run_id) / "results.json").read_text())
     if "by_task" not in results:  # the recipe keeps only overall accuracies: score again, same code
-        results["by_task"] = _by_task(cfg, ws, results)
+        results["by_task"] = _by_task(cfg, ws, results, run_id)
     return results
 
 
-def _by_task(cfg, ws: Workspace, results: dict) -> dict:
+def _by_task(cfg, ws: Workspace, results: dict, run_id: str) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from training.posttrain import adapters, sft_setup
 
-    run = json.loads((ws.run(ACCURACY_RUN) / "run.json").read_text())
+    run = json.loads((ws.run(run_id) / "run.json").read_text())
     base_path = adapters.resolve_model(cfg.base.model, ws)
     paths = {"snapshot": run["snapshot"], "tokenizer_path": str(cfg.base.tokenizer or base_path)}
     out = {}
@@ -372,11 +378,12 @@ def bench_sft(*, model: str | None = None, steps: int = 960, timing_steps: int =
     if not skip_accuracy:
         acc_cfg = cfg.model_copy(deep=True)
         acc_cfg.train.max_steps = steps
-        print(f"fine-tuning {steps} steps through Ray Train (run {ACCURACY_RUN}: its metrics.jsonl shows "
+        run_id = accuracy_run_id(pretrain_steps)
+        print(f"fine-tuning {steps} steps through Ray Train (run {run_id}: its metrics.jsonl shows "
               f"progress) ...", flush=True)
         ray.init(num_cpus=THREADS, include_dashboard=False, log_to_driver=False)
         try:
-            accuracy = accuracy_run(acc_cfg, ws)
+            accuracy = accuracy_run(acc_cfg, ws, run_id)
         finally:
             ray.shutdown()
 

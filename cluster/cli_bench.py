@@ -50,7 +50,8 @@ def add_bench_parsers(sub, add_config_args: Callable[[argparse.ArgumentParser], 
                                                                 "interval of warmup)")
     p.add_argument("--skip-accuracy", action="store_true", help="leave out the fine-tuning run (accuracy figures)")
     p.add_argument("--pretrain-steps", type=int, help="first pretrain the demo-size model this many steps (make demo: "
-                                                       "600) and fine-tune that (model bench-base-N, reused once made)")
+                                                       "600) and fine-tune that (model bench-base-N, reused once made; the tuned model is "
+                                                       "bench-sft-N)")
     p.set_defaults(func=cmd_bench_sft)
     p = bench.add_parser("align", help="a reward model, DPO and GRPO on the demo's SFT model: reward model accuracy, "
                                        "DPO pair accuracy, margin and KL, GRPO reward gain, the alignment tax")

@@ -152,3 +152,9 @@ def test_pretrain_steps_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
         assert main(["--workspace", str(tmp_path), "bench", "sft", *args]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("error:") and len(err.splitlines()) == 1
+
+
+def test_the_accuracy_run_of_a_bench_base_is_named_after_its_steps():
+    # bench align takes the SFT model by id: a later run on another base must not replace it
+    assert bench.accuracy_run_id(None) == "bench-sft"
+    assert bench.accuracy_run_id(2400) == "bench-sft-2400" != bench.accuracy_run_id(4800)
