@@ -20,14 +20,31 @@ from training.model.transformer import Transformer
 from training.registry.quantize import load_quantized, quantize, servable
 
 pytestmark = pytest.mark.integration
+# Where vLLM parts from the in-process int8 model: how close the two tokens may have been, as a share of
+# the logit range at that step. On AMX CPUs the paths never part; on an AVX2-only EPYC (oneDNN) they
+# parted at 0.005 and 0.022 (random weights: near-flat logits). A wrong weight layout is not a near-tie.
+NEAR_TIE = 0.05
 
 
-def greedy(model, tok, prompt: str, n: int = 12) -> str:
+def greedy(model, tok, prompt: str, n: int = 12) -> tuple[str, list[int]]:
     ids = tok(prompt, return_tensors="pt").input_ids
     with torch.no_grad():
         out = model.generate(ids, max_new_tokens=n, do_sample=False, pad_token_id=tok.pad_token_id)
     # vLLM's text leaves out bytes of a character split across tokens; so does this comparison.
-    return tok.decode(out[0, ids.shape[1]:].tolist()).replace("\ufffd", "")
+    new = out[0, ids.shape[1]:].tolist()
+    return tok.decode(new).replace("\ufffd", ""), new
+
+
+def tie_gap(model, tok, prompt: str, ours: list[int], theirs: list[int]) -> float:
+    """Where two greedy paths part: how far `model` prefers its own token to the other one, in
+    logits (0 = a tie). None if the paths never part."""
+    n = next((i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b), None)
+    if n is None:
+        return None
+    ctx = torch.cat([tok(prompt, return_tensors="pt").input_ids, torch.tensor([ours[:n]], dtype=torch.long)], dim=1)
+    with torch.no_grad():
+        logits = model(ctx).logits[0, -1].float()
+    return (logits[ours[n]] - logits[theirs[n]]).item() / (logits.max() - logits.min()).item()
 
 
 def test_vllm_serves_int8_gpt2_like_fp32(workspace, tiny_config, tmp_path):
@@ -61,5 +78,11 @@ def test_vllm_serves_int8_gpt2_like_fp32(workspace, tiny_config, tmp_path):
                           text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))[7:])
-    for prompt, got, (ref, emu) in zip(prompts, result["texts"], want):
-        assert got.replace("\ufffd", "") in (ref, emu), (prompt, got, ref, emu)
+    for prompt, got, ids, ((ref, _), (emu, emu_ids)) in zip(prompts, result["texts"], result["ids"], want):
+        if got.replace("\ufffd", "") in (ref, emu):
+            continue
+        # vLLM's kernel rounds its int8 sums its own way (oneDNN's AVX2 path differs from AMX and from
+        # ours): where greedy paths part, ours must have been a near-tie between the two tokens.
+        gap = tie_gap(emulated, tok, prompt, emu_ids, ids)
+        print(f"{prompt!r}: vLLM {got!r}, in-process int8 {emu!r}; they part at a gap of {gap} of the logit range")
+        assert gap is not None and gap < NEAR_TIE, (prompt, got, ref, emu, gap)

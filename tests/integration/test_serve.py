@@ -121,9 +121,10 @@ def test_playground_api(stack):
     models = {m["id"]: m for m in httpx.get(f"{base}/api/models").json()}
     assert models["tiny-a"]["deployed"] and not models["tiny-b"]["deployed"]
     assert models["tiny-a"]["size_bytes"] > 0 and models["tiny-a"]["run_id"] == "fake-run"
-    runs = {r["run"]: r for r in httpx.get(f"{base}/api/runs").json()}
+    # (on a slow 2-core machine the first run list took longer than httpx's default 5 s)
+    runs = {r["run"]: r for r in httpx.get(f"{base}/api/runs", timeout=60).json()}
     assert runs["fake-run"]["step"] == 3
-    detail = httpx.get(f"{base}/api/runs/fake-run").json()
+    detail = httpx.get(f"{base}/api/runs/fake-run", timeout=60).json()
     assert [m["step"] for m in detail["metrics"]] == [1, 2, 3] and detail["config"]["model"]["n_layer"] == 2
     missing = httpx.get(f"{base}/api/runs/nope")
     assert missing.status_code == 404 and missing.json()["error"]["param"] == "run"
