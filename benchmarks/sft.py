@@ -45,11 +45,6 @@ GOAL_RAY_VS_PLAIN = 0.9
 THREADS = 2  # the 2-core machine the figures are for: plain gets 2 threads, Ray 1x2 or 2x1
 ACCURACY_RUN = "bench-sft"  # the fine-tuning run (and model) the accuracy figure comes from
 
-
-def accuracy_run_id(pretrain_steps: int | None) -> str:
-    """bench-sft, or bench-sft-N on the bench's own N-step base: a run of another base does not
-    overwrite it, so `playground bench align --model bench-sft-2400` keeps naming one model."""
-    return f"{ACCURACY_RUN}-{pretrain_steps}" if pretrain_steps else ACCURACY_RUN
 LEAN = ["train.eval_prompts=0", f"train.eval_interval={10**9}", "tracking.mlflow=false"]
 
 
@@ -152,6 +147,12 @@ def ray_tokens_per_s(cfg, ws: Workspace, run_id: str) -> float:
         return tokens_per_s([(r["time"], r["tokens_seen"]) for r in rows])
     finally:
         _clear(ws, run_id)  # a timing run leaves nothing behind
+
+
+def accuracy_run_id(pretrain_steps: int | None) -> str:
+    """bench-sft, or bench-sft-N on the bench's own N-step base: a run of another base does not
+    overwrite it, so `playground bench align --model bench-sft-2400` keeps naming one model."""
+    return f"{ACCURACY_RUN}-{pretrain_steps}" if pretrain_steps else ACCURACY_RUN
 
 
 def accuracy_run(cfg, ws: Workspace, run_id: str = ACCURACY_RUN) -> dict:

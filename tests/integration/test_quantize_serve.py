@@ -35,9 +35,9 @@ def greedy(model, tok, prompt: str, n: int = 12) -> tuple[str, list[int]]:
     return tok.decode(new).replace("\ufffd", ""), new
 
 
-def tie_gap(model, tok, prompt: str, ours: list[int], theirs: list[int]) -> float:
-    """Where two greedy paths part: how far `model` prefers its own token to the other one, in
-    logits (0 = a tie). None if the paths never part."""
+def tie_gap(model, tok, prompt: str, ours: list[int], theirs: list[int]) -> float | None:
+    """Where two greedy paths part: how far `model` prefers its own token to the other one, as a
+    share of the logit range at that step (0 = a tie). None if the paths never part."""
     n = next((i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b), None)
     if n is None:
         return None
