@@ -21,13 +21,30 @@ def _prompt_ids(tokenizer, example: dict, system: str | None) -> list[int]:
                                          return_dict=True)["input_ids"]
 
 
+def _batches(prompts: list[list[int]], batch_size: int, max_new_tokens: int, limit: int | None) -> list[list[int]]:
+    """Indices of `prompts` in batches of similar length, in which no prompt gets less room to
+    reply than it would alone: a batch generates at most `limit` - its longest prompt tokens, so
+    a prompt that leaves less than `max_new_tokens` shares its batch only with prompts of its own
+    length. (One 120-token story in a batch would otherwise cut every reply in it to 8 tokens.)"""
+    def room(i: int) -> int:
+        return max_new_tokens if limit is None else min(max_new_tokens, limit - len(prompts[i]))
+
+    batches: list[list[int]] = []
+    for i in sorted(range(len(prompts)), key=lambda i: len(prompts[i])):
+        if batches and len(batches[-1]) < batch_size and room(i) == room(batches[-1][0]):
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
 @torch.no_grad()
 def answer(model, tokenizer, examples: list[dict], *, max_new_tokens: int = 32, batch_size: int = 16,
            system: str | None = None) -> list[str]:
     """Greedy replies of `model` to `examples` (their instruction and input), one string each.
 
-    Prompts are left-padded into batches; generation stops at the reply's end token or
-    after `max_new_tokens`, and never runs past the model's context length (a prompt that
+    Prompts are left-padded into batches (`_batches`); generation stops at the reply's end token
+    or after `max_new_tokens`, and never runs past the model's context length (a prompt that
     leaves no room gets the empty reply).
     """
     model.eval()
@@ -37,9 +54,7 @@ def answer(model, tokenizer, examples: list[dict], *, max_new_tokens: int = 32, 
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids[0]
     prompts = [_prompt_ids(tokenizer, ex, system) for ex in examples]
     replies = [""] * len(prompts)
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # similar lengths batch together
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
+    for idx in _batches(prompts, batch_size, max_new_tokens, limit):
         longest = max(len(prompts[i]) for i in idx)
         room = max_new_tokens if limit is None else min(max_new_tokens, limit - longest)
         if room <= 0:
