@@ -10,6 +10,18 @@ from pathlib import Path
 from finetune_browser import browser_page
 
 
+def _chart_page(page, port: int, name: str, heading: str, chart: int, tmp_path: Path) -> tuple[str, Path]:
+    """Open page `name`, wait for `heading` and its `chart`-th chart to draw, screenshot it to
+    `tmp_path`/<name>.png; return (the page's main text, the screenshot's path)."""
+    page.goto(f"http://127.0.0.1:{port}/{name}")
+    page.get_by_text(heading).first.wait_for(timeout=60_000)
+    page.locator("[data-testid=stVegaLiteChart]").nth(chart).wait_for(timeout=60_000)
+    page.wait_for_timeout(1000)  # let Vega draw
+    shot = tmp_path / f"{name.lower()}.png"
+    page.screenshot(path=str(shot), full_page=True)
+    return page.locator("[data-testid=stMain]").inner_text(), shot
+
+
 def walk_main_pages(base_url: str, port: int, demo_model: str, tmp_path: Path) -> dict:
     """Start the UI on 127.0.0.1:`port` against the playground at `base_url`; send "Hello" on the
     Chat page and record the answer's length at each change of the page; tokenize the sample
@@ -73,32 +85,12 @@ def walk_main_pages(base_url: str, port: int, demo_model: str, tmp_path: Path) -
         page.screenshot(path=str(arch_shot), full_page=True)
         arch_text = page.locator("[data-testid=stMain]").inner_text()
 
-        # The Data page: the newest snapshot's statistics (the API job's, above).
-        page.goto(f"http://127.0.0.1:{port}/Data")
-        page.get_by_text("Removed by stage").first.wait_for(timeout=60_000)
-        page.locator("[data-testid=stVegaLiteChart]").first.wait_for(timeout=60_000)
-        page.wait_for_timeout(1000)  # let Vega draw
-        data_shot = tmp_path / "data.png"
-        page.screenshot(path=str(data_shot), full_page=True)
-        data_text = page.locator("[data-testid=stMain]").inner_text()
-
-        # The Runs page: the newest run (a sweep trial) with its loss curves, from the server.
-        page.goto(f"http://127.0.0.1:{port}/Runs")
-        page.get_by_text("Perplexity (validation)").first.wait_for(timeout=60_000)
-        page.locator("[data-testid=stVegaLiteChart]").first.wait_for(timeout=60_000)
-        page.wait_for_timeout(1000)
-        runs_shot = tmp_path / "runs.png"
-        page.screenshot(path=str(runs_shot), full_page=True)
-        runs_text = page.locator("[data-testid=stMain]").inner_text()
-
-        # The Sweeps page: the session's 4-trial sweep, its best config and the plots.
-        page.goto(f"http://127.0.0.1:{port}/Sweeps")
-        page.get_by_text("Parallel coordinates").first.wait_for(timeout=60_000)
-        page.locator("[data-testid=stVegaLiteChart]").nth(2).wait_for(timeout=60_000)
-        page.wait_for_timeout(1000)
-        sweeps_shot = tmp_path / "sweeps.png"
-        page.screenshot(path=str(sweeps_shot), full_page=True)
-        sweeps_text = page.locator("[data-testid=stMain]").inner_text()
+        # The Data page: the newest snapshot's statistics (the API job's, above). The Runs page:
+        # the newest run (a sweep trial) with its loss curves, from the server. The Sweeps page:
+        # the session's 4-trial sweep, its best config and the plots (the third chart).
+        data_text, data_shot = _chart_page(page, port, "Data", "Removed by stage", 0, tmp_path)
+        runs_text, runs_shot = _chart_page(page, port, "Runs", "Perplexity (validation)", 0, tmp_path)
+        sweeps_text, sweeps_shot = _chart_page(page, port, "Sweeps", "Parallel coordinates", 2, tmp_path)
     return dict(text=text, lengths=lengths, errors=errors, n_tokens=n_tokens, tok_text=tok_text, arch_text=arch_text,
                 data_text=data_text, runs_text=runs_text, sweeps_text=sweeps_text,
                 shots={"chat": shot, "tokenizer": tok_shot, "architecture": arch_shot, "data": data_shot,
