@@ -33,11 +33,9 @@ class WritesA(torch.nn.Module):
         self.w = torch.nn.Parameter(torch.zeros(1))
         self.config = PretrainedConfig(n_positions=n_positions)
         self.a = tokenizer.convert_tokens_to_ids("a")
-        self.seen: list[int] = []  # the width of each batch it was given
 
     def generate(self, *, input_ids, attention_mask, max_new_tokens, **kw):
         assert input_ids.shape[1] + max_new_tokens <= self.config.n_positions
-        self.seen.append(input_ids.shape[0])
         return torch.cat([input_ids, torch.full((input_ids.shape[0], max_new_tokens), self.a)], dim=1)
 
 
