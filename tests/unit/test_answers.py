@@ -4,6 +4,7 @@ test is how many tokens each prompt is given, not what a model says."""
 
 import pytest
 import torch
+from tinytok import byte_bpe
 from transformers import PretrainedConfig
 
 from training.posttrain import answers, chat
@@ -11,17 +12,8 @@ from training.posttrain import answers, chat
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    """A byte-level BPE (offline, milliseconds) with the SFT chat template."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(["Mia lost her kite at the park and Tom helped her find it."] * 4, trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>")
+    """A byte-level BPE with the SFT chat template."""
+    fast = byte_bpe(["Mia lost her kite at the park and Tom helped her find it."] * 4)
     return chat.prepare_tokenizer(fast, need_markers=True)
 
 

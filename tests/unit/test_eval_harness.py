@@ -12,7 +12,8 @@ import torch
 from fakejobs import FakeJobs
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+from tinytok import byte_bpe
+from transformers import GPT2Config, GPT2LMHeadModel
 from ui_stub import start_stub
 
 from cluster.cli import main
@@ -28,14 +29,7 @@ WORDS = ["The capital of Varnia is Tolbek.", "Q: What is 7 plus 5? A: 12.", "Mia
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory):
     """A workspace with one tiny GPT-2 (random weights) and its byte-level BPE, saved as an export is."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(WORDS * 5, trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"],
-                                                           initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>")
+    tokenizer = byte_bpe(WORDS * 5)
     torch.manual_seed(0)
     model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=len(tokenizer), n_positions=128,
                                        bos_token_id=0, eos_token_id=0))

@@ -5,6 +5,7 @@ import json
 
 import pytest
 import torch
+from tinytok import byte_bpe
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from training.data.corpus import _WORLD
@@ -22,17 +23,8 @@ def fact_sentences() -> list[str]:
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    """A byte-level BPE like the project's, learned from the fact sentences (offline, milliseconds)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<|endoftext|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(fact_sentences(), trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>")
+    """A byte-level BPE like the project's, learned from the fact sentences."""
+    return byte_bpe(fact_sentences(), vocab_size=400)
 
 
 def tiny_model(tokenizer, seed: int = 0) -> GPT2LMHeadModel:

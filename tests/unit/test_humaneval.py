@@ -25,6 +25,7 @@ from typing import ClassVar
 
 import pytest
 import torch
+from tinytok import byte_bpe
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from evaluation import humaneval
@@ -351,18 +352,9 @@ def test_evaluate_refuses_what_cannot_be_estimated():
 @pytest.fixture(scope="module")
 def tokenizer():
     """A byte-level BPE like the project's, learned from a few lines of Python (offline, milliseconds)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
     lines = [ADD["prompt"] + "    return a + b\n", "def check(candidate):\n    assert candidate(2, 3) == 5\n",
              "from typing import List\n\n\nclass A:\n    pass\n# comment\nif x:\n    print(x)\n"]
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(lines, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>")
+    return byte_bpe(lines)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,8 @@ import re
 
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+from tinytok import byte_bpe
+from transformers import GPT2Config, GPT2LMHeadModel
 
 from evaluation import online_tasks, suites
 from evaluation.config import EvalConfig
@@ -174,15 +175,8 @@ def offline(monkeypatch, tmp_path_factory):
 def ws(tmp_path_factory):
     """A tiny GPT-2 (random weights) as test_eval_harness.py builds it; its BPE learns the samples' words,
     so prompts are short in tokens, and its context (1,024) holds gsm8k's 5 shots after lm-eval's cut."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
     text = [json.dumps(row) for name in TASKS for row in online_tasks.rows(name)]
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(text, trainers.BpeTrainer(vocab_size=1000, special_tokens=["<|endoftext|>"],
-                                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>")
+    tokenizer = byte_bpe(text, vocab_size=1000)
     torch.manual_seed(0)
     model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=len(tokenizer), n_positions=1024,
                                        bos_token_id=0, eos_token_id=0))

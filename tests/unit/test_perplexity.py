@@ -15,6 +15,7 @@ import pytest
 import torch
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from tinytok import byte_bpe
 from transformers import GPT2Config, GPT2LMHeadModel
 from ui_stub import start_stub
 
@@ -29,17 +30,8 @@ KEY = "stub-key"
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    """A byte-level BPE like the project's, learned from a few sentences (offline, milliseconds)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(SENTENCES, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>")
+    """A byte-level BPE like the project's, learned from a few sentences."""
+    return byte_bpe(SENTENCES)
 
 
 def tiny_model(tokenizer, seed: int = 0) -> GPT2LMHeadModel:
