@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from benchmarks.train import device_peak_flops, step_mfu
+from training.model.flops import mfu
 from training.model.transformer import ModelConfig
 
 
@@ -24,3 +25,18 @@ def test_step_mfu_on_cpu_with_a_tiny_model():
 
 def test_cpu_peak_is_a_measured_matmul():
     assert device_peak_flops(torch.device("cpu"), "fp32", cpu_n=256, cpu_iters=2) > 1e8
+
+
+def test_mfu_measures_the_peak_again_when_training_beats_it():
+    calls = []
+
+    def measure(value):
+        return lambda: calls.append(value) or value
+
+    # A peak at or above what training reached is kept: no second measure.
+    assert mfu(50.0, 100.0, measure(300.0)) == (0.5, 100.0) and calls == []
+    # One below it was measured while the cores were busy: measure again, keep the better.
+    assert mfu(150.0, 100.0, measure(200.0)) == (0.75, 200.0) and calls == [200.0]
+    # A second measure that is no better (or none at all) leaves the first: MFU shows above 1.
+    assert mfu(150.0, 100.0, measure(80.0)) == (1.5, 100.0)
+    assert mfu(150.0, 100.0, measure(None)) == (1.5, 100.0)

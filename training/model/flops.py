@@ -9,6 +9,7 @@ logs) and `playground bench train`.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -57,3 +58,24 @@ def device_peak_flops(device, precision: str, cpu_n: int = 2048, cpu_iters: int 
         return None
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     return matmul_peak(dtype, torch.get_num_threads(), n=cpu_n, iters=cpu_iters)
+
+
+def mfu(achieved: float, peak: float, measure: Callable[[], float | None]) -> tuple[float, float]:
+    """Model FLOPs utilisation, and the peak to divide by from now on.
+
+    A measured peak is a best-of: a CPU worker measures it as it starts, often while Ray's
+    other processes still hold the cores (68 GFLOP/s measured that way against 156-178 alone, so
+    pretraining printed an MFU of 168%). When training itself beats the peak, the peak was
+    measured low: measure again and keep the better of the two.
+
+    Args:
+        achieved: the FLOP/s training reached on this device.
+        peak: the peak FLOP/s measured so far.
+        measure: measures the peak again (`device_peak_flops` with its arguments).
+
+    Returns:
+        (achieved / peak, peak), with the peak re-measured if it was below `achieved`.
+    """
+    if achieved > peak:
+        peak = max(peak, measure() or 0.0)
+    return achieved / peak, peak

@@ -30,7 +30,7 @@ from training.config import PretrainConfig, dump_config
 from training.data.shards import TokenData
 from training.errors import UserError
 from training.model import checkpoint as ckpt_lib
-from training.model.flops import device_peak_flops
+from training.model.flops import device_peak_flops, mfu
 from training.model.transformer import Transformer, flops_per_token
 from training.pretrain import loop, memory, strategies
 from training.pretrain.inputs import ensure_inputs
@@ -124,7 +124,8 @@ def train_loop_per_worker(config: dict) -> None:
             "memory_mb": _memory_mb(device),
         }
         if peak:
-            metrics["mfu"] = fpt * metrics["tokens_per_s"] / (peak * world)
+            metrics["mfu"], peak = mfu(fpt * metrics["tokens_per_s"] / world, peak,
+                                       lambda: _peak_flops(device, precision))
         window_time, window_steps = 0.0, 0
         if do_eval:
             metrics.update(loop.evaluate(model, eval_batches, autocast))
