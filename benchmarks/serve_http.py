@@ -55,10 +55,30 @@ def reap_children(procs: list | None = None, timeout: float = 30.0) -> None:
 # --------------------------------------------------------------------------- (d) and (a) over HTTP
 
 
+# Outside the kernel's ephemeral range (32768-60999 on Linux), where every outgoing connection
+# (Ray opens many) takes a port: one handed out there can be taken before its server binds it
+# (HAProxy then fails with "Address already in use"). Below Serve's replica ports (30000+) and
+# above Ray's worker ports (10002-19999).
+PORT_RANGE = range(20000, 30000)
+_given: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A 127.0.0.1 port nothing listens on, for a server started next: random in PORT_RANGE,
+    never the same twice in one process."""
+    import random
+
+    for port in random.sample(PORT_RANGE, 200):
+        if port in _given:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:  # in use
+                continue
+        _given.add(port)
+        return port
+    raise RuntimeError(f"no free port in {PORT_RANGE.start}-{PORT_RANGE.stop - 1} on 127.0.0.1")
 
 
 def completion_body(model_id: str, prompt: str, max_tokens: int) -> dict:

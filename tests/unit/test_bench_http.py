@@ -71,3 +71,23 @@ def test_an_error_status_fails_the_way_with_the_body():
         assert "HTTP 404" in str(e) and "no such model" in str(e)
     else:
         raise AssertionError("an HTTP error must fail the measurement")
+
+
+def test_free_port_stays_out_of_the_ephemeral_range_and_skips_ports_in_use(monkeypatch):
+    """The CI failure this guards: a port from the kernel's ephemeral range was taken by one of
+    Ray's outgoing connections before HAProxy bound it ("Address already in use")."""
+    import random
+    import socket
+    from pathlib import Path
+
+    low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    ports = [bench_http.free_port() for _ in range(50)]
+    assert len(set(ports)) == 50  # never the same twice
+    assert all(p in bench_http.PORT_RANGE and not low <= p <= high for p in ports)
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", ports[0]))
+        held.listen()
+        other = next(p for p in bench_http.PORT_RANGE if p not in ports)
+        monkeypatch.setattr(random, "sample", lambda population, k: [ports[1], ports[0], other])
+        bench_http._given.discard(ports[0])
+        assert bench_http.free_port() == other  # ports[1]: given already; ports[0]: in use

@@ -5,8 +5,7 @@ import json
 
 import pytest
 import torch
-from tinytok import byte_bpe
-from transformers import GPT2Config, GPT2LMHeadModel
+from tinytok import byte_bpe, tiny_model
 
 from training.data.corpus import _WORLD
 from training.posttrain import forgetting
@@ -25,14 +24,6 @@ def fact_sentences() -> list[str]:
 def tokenizer():
     """A byte-level BPE like the project's, learned from the fact sentences."""
     return byte_bpe(fact_sentences(), vocab_size=400)
-
-
-def tiny_model(tokenizer, seed: int = 0) -> GPT2LMHeadModel:
-    torch.manual_seed(seed)
-    eos = tokenizer.eos_token_id
-    cfg = GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=len(tokenizer), n_positions=64,
-                     bos_token_id=eos, eos_token_id=eos, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
-    return GPT2LMHeadModel(cfg).eval()
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import csv
 import doctest
 import io
 import math
-import socket
 import sqlite3
 
 import numpy as np
@@ -19,6 +18,7 @@ from fastapi.testclient import TestClient
 from scipy.optimize import minimize
 from sklearn.linear_model import LogisticRegression
 
+from benchmarks.serve_http import free_port
 from evaluation import human, human_stats
 from evaluation.human_stats import bootstrap_ratings, bradley_terry, fleiss_kappa, ranks
 from services.human_api import router
@@ -370,12 +370,6 @@ def test_api_rates_single_answers(api):
                      "ties": 0, "both_bad": 0, "battles": 0, "mean_score": 4.0, "score_se": None, "n_items": 1}]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_api_errors_name_the_field(api):
     assert "not served" in assert_error(api.post("/api/human/comparisons", json={
         "prompt": "p", "models": ["model-x", "nope"]}), 409, "models")
@@ -402,7 +396,7 @@ def test_api_errors_name_the_field(api):
     assert_error(api.get("/api/human/leaderboard", params={"set": "nope"}), 404, "set")
     assert_error(api.get("/api/human/export", params={"format": "xml"}), 400, "format")
 
-    api.app.state.llm_url = f"http://127.0.0.1:{_free_port()}/v1"  # nothing listens there
+    api.app.state.llm_url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
     r = api.post("/api/human/answers", json={"prompt": "p", "model": "model-x"})
     assert r.status_code == 503 and "playground up" in r.json()["error"]["message"]
 

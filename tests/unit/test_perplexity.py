@@ -9,16 +9,15 @@ per token, null for the first.
 
 import copy
 import math
-import socket
 
 import pytest
 import torch
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from tinytok import byte_bpe
-from transformers import GPT2Config, GPT2LMHeadModel
+from tinytok import byte_bpe, tiny_model
 from ui_stub import start_stub
 
+from benchmarks.serve_http import free_port
 from evaluation.perplexity import perplexity, served_perplexity
 
 SENTENCES = ["The capital of Varnia is Tolbek.", "People in Plonk speak Plonkish.", "The capital of Kalo is Sunport.",
@@ -32,14 +31,6 @@ KEY = "stub-key"
 def tokenizer():
     """A byte-level BPE like the project's, learned from a few sentences."""
     return byte_bpe(SENTENCES)
-
-
-def tiny_model(tokenizer, seed: int = 0) -> GPT2LMHeadModel:
-    torch.manual_seed(seed)
-    eos = tokenizer.eos_token_id
-    cfg = GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=len(tokenizer), n_positions=64,
-                     bos_token_id=eos, eos_token_id=eos, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
-    return GPT2LMHeadModel(cfg).eval()
 
 
 # --------------------------------------------------------------------------- in-process
@@ -178,8 +169,6 @@ def test_served_perplexity_reports_the_servers_errors(served):
 
 
 def test_served_perplexity_says_when_nothing_answers():
-    with socket.socket() as sock:  # a port that was free a moment ago, with nothing listening
-        sock.bind(("127.0.0.1", 0))
-        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     with pytest.raises(RuntimeError, match=f"cannot reach {url}/v1/completions"):
         served_perplexity(url, "tiny", TEXT, timeout=5)
