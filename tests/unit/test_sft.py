@@ -57,6 +57,32 @@ def test_assistant_mask_is_the_reply_and_its_end_token_only(ws):
     assert masked[-1] == tok.convert_tokens_to_ids(IM_END)  # every reply ends with the token generation stops at
 
 
+def test_the_reply_after_the_prompt_is_what_the_assistant_wrote(ws):
+    """Preference training (TRL's DPO, our pair scores and KL) takes the reply as prompt + reply
+    minus the prompt: exactly the tokens SFT trained on, no newline after <|im_end|>, which the
+    SFT model never learned (about -14 nats) and generation never writes."""
+    tok = _tok(ws)
+    messages = [{"role": "user", "content": "What is 2 plus 3?"}, {"role": "assistant", "content": "5."}]
+    prompt = tok.apply_chat_template(messages[:1], add_generation_prompt=True, return_dict=True)["input_ids"]
+    out = tok.apply_chat_template(messages, return_assistant_tokens_mask=True, return_dict=True)
+    assert out["input_ids"][:len(prompt)] == prompt
+    assert out["input_ids"][len(prompt):] == [i for i, m in zip(out["input_ids"], out["assistant_masks"]) if m]
+
+
+def test_our_previous_template_is_upgraded_and_a_users_own_is_kept(ws):
+    """Models exported before carry our template with a newline after the last reply too."""
+    from tinytok import byte_bpe
+
+    for tok in (_tok(ws), byte_bpe(["a few words of text"])):  # ChatML tokens; EOS only (chatml_for's variant)
+        want = chat.chatml_for(tok)
+        tok.chat_template = want.replace(chat._LAST_NEWLINE, "{{- '\\n' }}")
+        assert tok.chat_template != want
+        assert chat.prepare_tokenizer(tok, need_markers=True).chat_template == want
+        custom = want.replace("assistant\\n", "assistant:\\n")  # a user's own template: kept
+        tok.chat_template = custom
+        assert chat.prepare_tokenizer(tok, need_markers=True).chat_template == custom
+
+
 def test_trl_labels_cover_the_answer_tokens_only(ws):
     """What SFTTrainer actually trains on: labels are -100 everywhere but the reply (+ <|im_end|>)."""
     from datasets import Dataset

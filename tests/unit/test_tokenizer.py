@@ -67,6 +67,8 @@ def test_chat_template_renders_chatml(tok_dir):
                    "<|im_start|>assistant\n")
     no_prompt = tok.apply_chat_template(msgs[:2], add_generation_prompt=False, tokenize=False)
     assert no_prompt.endswith("<|im_end|>\n")
+    # A conversation that ends with a reply ends at its <|im_end|>, where generation stops.
+    assert tok.apply_chat_template(msgs[:3], tokenize=False).endswith("<|im_start|>assistant\nHello.<|im_end|>")
 
 
 def test_deterministic(tmp_path, tok_dir):

@@ -20,7 +20,8 @@ from __future__ import annotations
 from training.errors import UserError
 from training.tokenizers.tokenizer import CHAT_TEMPLATE, IM_END, IM_START
 
-# The template our tokenizers carried before it had generation markers: upgraded silently.
+# The templates our tokenizers carried before: upgraded silently. First without generation
+# markers; then with them, but a newline after the last reply too (see CHAT_TEMPLATE).
 _OLD_CHATML = (
     "{%- for message in messages %}"
     "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
@@ -29,6 +30,7 @@ _OLD_CHATML = (
     "{{- '<|im_start|>assistant\\n' }}"
     "{%- endif %}"
 )
+_LAST_NEWLINE = "{%- if not loop.last or add_generation_prompt %}{{- '\\n' }}{%- endif %}"
 
 
 def has_generation_markers(template: str | None) -> bool:
@@ -46,6 +48,13 @@ def chatml_for(tokenizer) -> str:
     eos = tokenizer.eos_token.replace("'", "\\'")
     return CHAT_TEMPLATE.replace("message['content'] + '<|im_end|>' }}{%- endgeneration %}",
                                  f"message['content'] + '{eos}' }}}}{{%- endgeneration %}}")
+
+
+def _is_newline_after_last(template: str, tokenizer) -> bool:
+    """Our previous template (or chatml_for's EOS variant of it): a newline after every reply."""
+    if not (_has_tokens(tokenizer) or tokenizer.eos_token is not None):
+        return False
+    return template == chatml_for(tokenizer).replace(_LAST_NEWLINE, "{{- '\\n' }}")
 
 
 def _has_tokens(tokenizer) -> bool:
@@ -71,7 +80,7 @@ def prepare_tokenizer(tokenizer, *, need_markers: bool, source: str = "base.toke
         UserError: the tokenizer's own template lacks `{% generation %}` markers and they are needed.
     """
     template = tokenizer.chat_template
-    if template is None or template == _OLD_CHATML:
+    if template is None or template == _OLD_CHATML or _is_newline_after_last(template, tokenizer):
         tokenizer.chat_template = chatml_for(tokenizer)
     elif need_markers and not has_generation_markers(template):
         raise UserError(f"{source}: its chat template has no {{% generation %}} markers, so the loss cannot be "
