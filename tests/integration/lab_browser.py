@@ -26,6 +26,14 @@ def _text(page) -> str:
     return page.locator("body").inner_text()
 
 
+def _settled(page, timeout_ms: int) -> None:
+    """Wait for Streamlit's script run to end. While it reruns, the elements of the last run stay on the
+    page (marked data-stale) until new ones replace them, so text read mid-run mixes the two."""
+    page.wait_for_function(
+        "() => !document.querySelector('[data-stale=true]')"
+        " && !document.querySelector('[data-testid^=stStatusWidgetRunning]')", timeout=timeout_ms)
+
+
 def _shot(page, tmp_path: Path, name: str, out: dict) -> None:
     path = tmp_path / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
@@ -82,9 +90,11 @@ def chat_page(page, port: int, tmp_path: Path, out: dict, timeout_ms: int) -> No
     page.get_by_label("Edit the message").fill("Tell me about the hills")
     page.get_by_role("button", name="Send", exact=True).click()
     page.get_by_text("branch 2 of 2").first.wait_for(timeout=timeout_ms)
+    _settled(page, timeout_ms)
     out["branch_text"] = _text(page)
     page.locator("button:has-text('chevron_left')").first.click()
     page.get_by_text("branch 1 of 2").first.wait_for(timeout=timeout_ms)
+    _settled(page, timeout_ms)
     out["switched_text"] = _text(page)
     _shot(page, tmp_path, "chat-branch", out)
     out["errors"] += _errors(page)
