@@ -105,6 +105,43 @@ def test_trl_labels_cover_the_answer_tokens_only(ws):
         assert (labels != -100).sum() < len(labels) / 2  # the prompt is most of the row and is not trained on
 
 
+def test_neftune_noises_the_input_embeddings_while_training_only(ws):
+    """train.neftune_noise_alpha reaches the Trainer: what the first block reads differs from the
+    embeddings (token + position) during a training step, and equals them again afterwards."""
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM
+    from trl import SFTTrainer
+
+    ex = {"instruction": "What is the capital of Varnia?", "input": "", "output": "The capital of Varnia is Tolbek."}
+    gaps = {}
+    for alpha in (None, 5.0):
+        noise = [f"train.neftune_noise_alpha={alpha}"] if alpha else []
+        cfg = config("train.max_steps=1", "train.batch_size=2", "train.lr=1e-9", "train.warmup_steps=0", *noise)
+        paths = {"run_dir": str(ws.root / "runs" / "neft"), "stop_token": IM_END}
+        args = sft_setup.trl_args(cfg, paths, "cpu", max_len=128, has_eval=False)
+        model = AutoModelForCausalLM.from_pretrained(ws.model("tiny"))
+        rows = Dataset.from_list(sft_data.to_rows([ex] * 2, "messages"))
+        trainer = SFTTrainer(model=model, args=args, train_dataset=rows, processing_class=_tok(ws))
+        ids, gap = [], []
+
+        def remember_ids(module, args, kwargs, ids=ids):
+            ids.append(kwargs.get("input_ids", args[0] if args else None))
+
+        def first_block(module, args, kwargs, ids=ids, gap=gap, model=model):
+            clean = model.transformer.wte(ids[-1]) + model.transformer.wpe(torch.arange(ids[-1].shape[1]))
+            gap.append(((args[0] if args else kwargs["hidden_states"]) - clean).abs().max().item())
+
+        model.transformer.register_forward_pre_hook(remember_ids, with_kwargs=True)
+        model.transformer.h[0].register_forward_pre_hook(first_block, with_kwargs=True)
+        trainer.train()
+        with torch.no_grad():
+            model.eval()(torch.tensor([[5, 6, 7]]))
+        gaps[alpha] = gap
+    assert args.neftune_noise_alpha == 5.0
+    assert max(gaps[None]) < 1e-6, gaps                   # off: the block reads the embeddings
+    assert gaps[5.0][0] > 1e-3 and gaps[5.0][-1] < 1e-6, gaps  # on: noise while training, none after
+
+
 def test_zero_init_lora_leaves_logits_unchanged_at_step_0(ws):
     from transformers import AutoModelForCausalLM
 

@@ -88,6 +88,10 @@ class SFTTrainConfig(_Strict):
     schedule: Literal["cosine", "linear", "constant", "constant_with_warmup"] = "cosine"
     warmup_steps: int = Field(10, ge=0)
     weight_decay: float = Field(0.0, ge=0)
+    neftune_noise_alpha: float | None = Field(
+        None, gt=0, description="NEFTune (Jain et al. 2023): uniform noise of size alpha/sqrt(tokens x width) "
+                                "added to the input embeddings while training, never at inference; 5 is the "
+                                "paper's usual value. Off by default")
     max_length: int | None = Field(
         None, gt=0, description="tokens per example; longer ones are left out (and counted) rather than cut "
                                 "mid-answer. Default: the model's context length, at most 1024")

@@ -82,7 +82,7 @@ def trl_args(cfg: SFTConfig, paths: dict, device_type: str, *, max_len: int, has
         per_device_train_batch_size=tc.batch_size, per_device_eval_batch_size=tc.batch_size,
         gradient_accumulation_steps=tc.grad_accum, max_steps=tc.max_steps, learning_rate=tc.lr,
         lr_scheduler_type=tc.schedule, warmup_steps=tc.warmup_steps, weight_decay=tc.weight_decay,
-        seed=tc.seed, data_seed=tc.seed,
+        neftune_noise_alpha=tc.neftune_noise_alpha, seed=tc.seed, data_seed=tc.seed,
         logging_steps=tc.log_interval, eval_strategy="steps" if has_eval else "no", eval_steps=tc.eval_interval,
         save_strategy="steps", save_steps=tc.checkpoint_interval, save_total_limit=tc.keep_checkpoints,
         bf16=prec == "bf16", fp16=prec == "fp16", use_cpu=device_type == "cpu",
