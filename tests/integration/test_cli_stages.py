@@ -49,21 +49,8 @@ def test_pretrain_export_sample_runs(ray_cluster, workspace):
         generated = model.generate(ids, max_new_tokens=8, do_sample=False)
     assert generated.shape[1] > ids.shape[1]
 
-    # vLLM loads the same folder and decodes greedily exactly as our model does.
-    from training.model.checkpoint import load_model
-
-    ours, *_ = load_model("cli", workspace.runs)
-    prompts = ["Once upon a time", "Q: What is 2 plus 2?"]
-    proc = subprocess.run([sys.executable, str(Path(__file__).with_name("vllm_greedy.py")), str(export_dir), *prompts],
-                          env={**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}, capture_output=True, text=True,
-                          timeout=300, check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))[7:])
-    for prompt, text in zip(prompts, result["texts"]):
-        ids = tok.encode(prompt)
-        seq = ours.generate(torch.tensor([ids]), 12, temperature=0)
-        assert tok.decode(seq[0, len(ids):].tolist()) == text
-    assert isinstance(result["chat"], str)  # the chat template is there (vLLM refuses chat without one)
+    # That vLLM decodes such an export greedily exactly as our model does is checked once, through the
+    # served stack (test_serve_lab.py: tiny-a, exported by the same export_hf), rather than by a second engine.
 
     out = playground(workspace, ray_cluster, "sample", "cli", "--prompt", "Once upon a time", "--max-new-tokens", "20",
                      "--temperature", "0").stdout

@@ -1,4 +1,4 @@
-"""Run by test_cli_stages in a subprocess (vLLM spawns its engine process, which needs a
+"""Run by test_quantize_serve.py in a subprocess (vLLM spawns its engine process, which needs a
 __main__ guard): load an exported model in vLLM, print greedy continuations as JSON.
 PLAYGROUND_VLLM_DTYPE picks the engine dtype (default float32)."""
 
