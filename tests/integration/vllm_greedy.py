@@ -12,6 +12,5 @@ if __name__ == "__main__":
     path, prompts = sys.argv[1], sys.argv[2:]
     llm = LLM(model=path, dtype=os.environ.get("PLAYGROUND_VLLM_DTYPE", "float32"), enforce_eager=True, max_model_len=64, gpu_memory_utilization=0.3)
     outs = llm.generate(prompts, SamplingParams(temperature=0, max_tokens=12))
-    chat = llm.chat([{"role": "user", "content": "Hello"}], SamplingParams(temperature=0, max_tokens=4))
-    print("RESULT " + json.dumps({"texts": [o.outputs[0].text for o in outs], "chat": chat[0].outputs[0].text,
+    print("RESULT " + json.dumps({"texts": [o.outputs[0].text for o in outs],
                                   "ids": [list(o.outputs[0].token_ids) for o in outs]}))
