@@ -211,3 +211,67 @@ def test_plan_records_snapshot_rows_and_heldout_prompts(ws):
     assert paths["train_rows"] + paths["dropped_rows"] == 40 and paths["max_length"] == 128
     assert len(paths["eval_prompts"]) == 3
     assert all(e["template"].split(".")[0] in instructions.TASK_KINDS for e in paths["eval_prompts"])
+
+
+# --------------------------------------------------------------------------- replay (training/posttrain/replay.py)
+
+
+def _trl_labels(ws, rows, *, pretokenized: bool, shape: str = "messages") -> list[list[int]]:
+    """The labels TRL's collator gives each row, with TRL's own row processing or with ours."""
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM
+    from trl import SFTTrainer
+
+    replay_on = ["data.replay=0.5"] if pretokenized else []
+    cfg = config(f"data.shape={shape}", *replay_on)
+    args = sft_setup.trl_args(cfg, {"run_dir": str(ws.root / "runs" / "x"), "stop_token": IM_END}, "cpu",
+                              max_len=128, has_eval=False)
+    trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(ws.model("tiny")), args=args,
+                         train_dataset=Dataset.from_list(rows), processing_class=_tok(ws))
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(rows))])
+    return [[int(t) for t in row if t != -100] for row in batch["labels"]]
+
+
+def test_replay_tokenizes_instructions_as_trl_does_and_trains_every_token_of_pretraining_text(ws, tmp_path):
+    import shutil
+
+    from training.posttrain import replay
+
+    tok = _tok(ws)
+    examples = [ex for ex in instructions.build(0, 20, 2, 2)["train"]  # rows that fit the tiny model's context
+                if sft_setup.token_count(tok, sft_data.to_rows([ex], "messages")[0]) <= 100][:4]
+    for shape in ("messages", "alpaca"):  # our masks = TRL's: the reply (and its end token) only
+        rows = sft_data.to_rows(examples, shape)
+        assert _trl_labels(ws, replay.tokenized(rows, tok), pretokenized=True) == \
+            _trl_labels(ws, rows, pretokenized=False, shape=shape), shape
+
+    # A base pretrained "here": export -> run.json -> the corpus snapshot it names.
+    own = Workspace(tmp_path / "ws")
+    shutil.copytree(ws.model("tiny"), own.model("pre"))
+    (own.model("pre") / "playground.json").write_text(json.dumps({"run_id": "pre"}))
+    own.run("pre").mkdir(parents=True)
+    (own.run("pre") / "run.json").write_text(json.dumps({"run_id": "pre", "dataset": "corpus"}))
+    docs = [f"Once upon a time, {name} lost a kite in the park and looked for it all day." for name in
+            ("Mia", "Tom", "Leo", "Sam", "Ivy", "Zoe")]
+    own.dataset("corpus").mkdir(parents=True)
+    for split in ("train", "val"):
+        (own.dataset("corpus") / f"{split}.jsonl").write_text("".join(json.dumps({"text": d}) + "\n" for d in docs))
+    got = replay.pieces(own, own.model("pre"), tok, n=4, length=10, seed=0)
+    assert len(got) == 4
+    for piece in got:
+        ids = piece["input_ids"]
+        assert ids[0] == tok.eos_token_id and len(ids) == 10 and piece["assistant_masks"] == [1] * 10
+        assert any(d.startswith(tok.decode(ids[1:])) for d in docs)
+    assert _trl_labels(ws, got, pretokenized=True) == [p["input_ids"] for p in got]  # every token trains
+
+    train, val, n = replay.mix(sft_data.to_rows(examples, "messages"), sft_data.to_rows(examples[:2], "messages"),
+                               config("data.replay=0.5", "data.replay_tokens=10"), own, own.model("pre"), tok)
+    assert n == 2 and len(train) == 6 and len(val) == 2
+    assert sum(r["assistant_masks"] == [1] * len(r["input_ids"]) for r in train) == 2  # the pieces, shuffled in
+    assert all(0 in r["assistant_masks"] for r in val)  # val: instructions only
+
+    from training.posttrain import sft
+
+    with pytest.raises(UserError, match="data.replay") as e:  # a base from elsewhere has no corpus to replay
+        sft.plan(config("data.replay=0.25"), ws, run_id="never", resume=False)
+    assert "\n" not in str(e.value) and not ws.run("never").exists()

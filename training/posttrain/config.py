@@ -55,6 +55,12 @@ class SFTDataConfig(SnapshotDataConfig):
         description="'instructions' (made offline from the starter world, with held-out splits), local .jsonl "
                     "files in the Alpaca, messages or ShareGPT shape, 'hf:NAME[:CONFIG][@SPLIT]' (e.g. "
                     "hf:tatsu-lab/alpaca), or 'snapshot:ID'")
+    replay: float = Field(
+        0.0, ge=0.0, le=4.0,
+        description="replay: pieces of the base model's own pretraining text mixed into the training rows, as "
+                    "a share of them (0.25: one piece per four instructions); 0 = off. Needs a base pretrained "
+                    "here (its lineage names the corpus snapshot)")
+    replay_tokens: int = Field(32, ge=8, le=1024, description="tokens in each replayed piece (all of them train)")
     shape: Literal["messages", "alpaca"] = Field(
         "messages", description="messages: chat rows, loss on the assistant turns only; alpaca: prompt/completion "
                                 "rows, loss on the completion only. Both go through the chat template")

@@ -99,9 +99,9 @@ def _read_json(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def _pretrain_snapshot(ws, model_dir: Path, hops: int = 8) -> Path | None:
+def pretrain_snapshot(ws, model_dir: Path, hops: int = 8) -> Path | None:
     """The snapshot folder a model was pretrained on: a fine-tuned model's lineage leads to its
-    base model's export, whose run.json names the dataset."""
+    base model's export, whose run.json names the dataset. None for a model from elsewhere."""
     info = _read_json(model_dir / "playground.json")
     lineage = info.get("lineage")
     if isinstance(lineage, dict):
@@ -111,7 +111,7 @@ def _pretrain_snapshot(ws, model_dir: Path, hops: int = 8) -> Path | None:
         bases = [ws.model(base_model) if isinstance(base_model, str) else None,
                  Path(base_path) if isinstance(base_path, str) else None]
         base = next((b for b in bases if b is not None and (b / "playground.json").is_file()), None)
-        return _pretrain_snapshot(ws, base, hops - 1) if base is not None else None
+        return pretrain_snapshot(ws, base, hops - 1) if base is not None else None
     run_id = info.get("run_id")
     dataset = _read_json(ws.run(run_id) / "run.json").get("dataset") if isinstance(run_id, str) else None
     if not isinstance(dataset, str) or not (ws.dataset(dataset) / "val.jsonl").is_file():
@@ -119,15 +119,15 @@ def _pretrain_snapshot(ws, model_dir: Path, hops: int = 8) -> Path | None:
     return ws.dataset(dataset)
 
 
-def pretrain_val_texts(ws, model_path, *, max_chars: int = 200_000) -> list[str] | None:
-    """The validation documents the base model was pretrained on, up to about `max_chars`
-    characters; None when the model is not one of this workspace's exports (or the chain
-    export -> run -> snapshot is broken)."""
-    snapshot = _pretrain_snapshot(ws, Path(model_path))
-    if snapshot is None:
+def pretrain_texts(ws, model_path, *, split: str = "val", max_chars: int = 200_000) -> list[str] | None:
+    """Documents of one split of the corpus the base model was pretrained on, up to about
+    `max_chars` characters; None when the model is not one of this workspace's exports (or the
+    chain export -> run -> snapshot is broken)."""
+    snapshot = pretrain_snapshot(ws, Path(model_path))
+    if snapshot is None or not (snapshot / f"{split}.jsonl").is_file():
         return None
     texts, chars = [], 0
-    for text in iter_split(snapshot, "val"):
+    for text in iter_split(snapshot, split):
         if chars >= max_chars:
             break
         texts.append(text)
@@ -141,6 +141,6 @@ def measure(model_path, ws, *, texts: list[str] | None = None) -> dict:
 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     model = AutoModelForCausalLM.from_pretrained(model_path)
-    texts = pretrain_val_texts(ws, model_path) if texts is None else texts
+    texts = pretrain_texts(ws, model_path) if texts is None else texts
     return {"world_facts": world_facts(model, tokenizer),
             "pretrain_val": perplexity(model, tokenizer, texts) if texts else None}

@@ -25,7 +25,7 @@ import torch
 from transformers import PrinterCallback, TrainerCallback
 
 from training.errors import UserError
-from training.posttrain import adapters, sft_data, sft_setup
+from training.posttrain import adapters, replay, sft_data, sft_setup
 from training.posttrain.config import SFTConfig
 from training.pretrain.tracking import Tracker
 from training.workspace import Workspace
@@ -49,6 +49,11 @@ def build_trainer(cfg: SFTConfig, paths: dict, device, *, rank: int, tracker=Non
     to_rows = lambda split: sft_data.to_rows(rows.get(split, []), cfg.data.shape, cfg.data.system)  # noqa: E731
     train, _ = sft_setup.fit_rows(to_rows("train"), tokenizer, paths["max_length"])
     val, _ = sft_setup.fit_rows(to_rows("val")[:200], tokenizer, paths["max_length"])
+    if cfg.data.replay:  # pretraining text beside the instructions: both tokenized here, with their loss masks
+        train, val, n = replay.mix(train, val, cfg, Workspace(Path(paths["ws_root"])), paths["base_path"], tokenizer)
+        if rank == 0:
+            print(f"data.replay: {n:,} pieces of pretraining text ({cfg.data.replay_tokens} tokens each at most) "
+                  f"among {len(train) - n:,} instructions", flush=True)
     prompts = paths["eval_prompts"] if rank == 0 else []
     callbacks = [sft_setup.LiveMetrics(tracker, tokenizer, prompts, system=cfg.data.system,
                                        max_steps=cfg.train.max_steps)]
@@ -169,6 +174,7 @@ def plan(cfg: SFTConfig, ws: Workspace, *, run_id: str, resume: bool) -> dict:
     if cfg.method != "full":
         adapters.lora_config(adapters.meta_model(model_config), cfg.lora,  # target modules, rank, tokens: checked
                              adapters.token_ids(tokenizer, cfg.lora.trainable_tokens))
+    replayed = replay.corpus(ws, base_path) if cfg.data.replay else None
     snapshot = sft_data.prepare(cfg.data, ws)
     max_len = sft_setup.max_length(cfg, model_config)
     splits = sft_data.load(ws, snapshot)
@@ -192,7 +198,8 @@ def plan(cfg: SFTConfig, ws: Workspace, *, run_id: str, resume: bool) -> dict:
             "parent_run": (base_info and cfg.base.model) or None, "score_base": bool(heldout),
             "dataset_id": snapshot, "mlflow_uri": cfg.tracking.tracking_uri or ws.mlflow_uri(),
             "mlflow_artifacts": None if cfg.tracking.tracking_uri else str(ws.mlflow_artifacts()),
-            "manifests": [(str(ws.dataset(snapshot) / "manifest.json"), "data")]}
+            "manifests": [(str(ws.dataset(snapshot) / "manifest.json"), "data"),
+                          *([(str(replayed / "manifest.json"), "data/replay")] if replayed else [])]}
 
 
 def prepare_run(cfg: SFTConfig, ws: Workspace, *, run_id: str, resume: bool = False,

@@ -91,8 +91,9 @@ def trl_args(cfg: SFTConfig, paths: dict, device_type: str, *, max_len: int, has
         ddp_find_unused_parameters=False,
         # DDP + gradient checkpointing + LoRA: the reentrant variant marks parameters ready twice (trl #4782).
         gradient_checkpointing=tc.grad_checkpointing, gradient_checkpointing_kwargs={"use_reentrant": False},
-        max_length=max_len, assistant_only_loss=cfg.data.shape == "messages",
-        completion_only_loss=True if cfg.data.shape == "alpaca" else None,
+        # With replay the rows come tokenized, with their own loss masks (training/posttrain/replay.py).
+        max_length=max_len, assistant_only_loss=cfg.data.shape == "messages" and not cfg.data.replay,
+        completion_only_loss=True if cfg.data.shape == "alpaca" and not cfg.data.replay else None,
         eos_token=paths.get("stop_token"), report_to="none", disable_tqdm=True,
         # Random batches. Grouping rows by length ("group_by_length") runs 2x faster on this data (less
         # padding) but each batch is then one kind of task, and the demo model learned far less per step
