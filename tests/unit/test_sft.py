@@ -260,7 +260,7 @@ def test_replay_tokenizes_instructions_as_trl_does_and_trains_every_token_of_pre
     assert len(got) == 4
     for piece in got:
         ids = piece["input_ids"]
-        assert ids[0] == tok.eos_token_id and len(ids) == 10 and piece["assistant_masks"] == [1] * 10
+        assert tok.convert_ids_to_tokens(ids[0]) == "<|endoftext|>" and len(ids) == 10 and piece["assistant_masks"] == [1] * 10
         assert any(d.startswith(tok.decode(ids[1:])) for d in docs)
     assert _trl_labels(ws, got, pretokenized=True) == [p["input_ids"] for p in got]  # every token trains
 

@@ -61,17 +61,19 @@ def corpus(ws, base_path) -> Path:
 
 
 def pieces(ws, base_path, tokenizer, n: int, length: int, seed: int) -> list[dict]:
-    """`n` pieces of the base model's pretraining text: each the end-of-text token that precedes
+    """`n` pieces of the base model's pretraining text: each the separator token that precedes
     a document in pretraining and the document's first tokens, `length` in all, every one
     trained on. The documents are drawn at random (by `seed`) from the first 20 x n of the
     snapshot's train split."""
     snapshot = corpus(ws, base_path)
     docs = list(itertools.islice(iter_split(snapshot, "train"), 20 * n))
     random.Random(seed).shuffle(docs)
-    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    # The token between documents in pretraining: BOS where the tokenizer has one (a tuned model's
+    # tokenizer keeps <|endoftext|> there and calls <|im_end|> its EOS), else EOS; as evaluation/perplexity.py.
+    sep = next(([t] for t in (tokenizer.bos_token_id, tokenizer.eos_token_id) if t is not None), [])
     out = []
     for text in docs:
-        ids = (eos + tokenizer(text, add_special_tokens=False)["input_ids"])[:length]
+        ids = (sep + tokenizer(text, add_special_tokens=False)["input_ids"])[:length]
         if len(ids) >= 8:
             out.append({"input_ids": ids, "assistant_masks": [1] * len(ids)})
             if len(out) == n:
