@@ -46,7 +46,7 @@ def add_bench_parsers(sub, add_config_args: Callable[[argparse.ArgumentParser], 
                                      "TRL tokens/s, memory of full, LoRA and QLoRA")
     p.add_argument("--model", "-m", help="base model id in the workspace (default: the newest `make demo` export)")
     p.add_argument("--steps", type=int, default=960, help="fine-tuning steps for the accuracy figure")
-    p.add_argument("--timing-steps", type=int, default=30, help="timed steps per setup for tokens/s (after one log "
+    p.add_argument("--timing-steps", type=int, default=90, help="timed steps per setup for tokens/s (after one log "
                                                                 "interval of warmup)")
     p.add_argument("--skip-accuracy", action="store_true", help="leave out the fine-tuning run (accuracy figures)")
     p.add_argument("--pretrain-steps", type=int, help="first pretrain the demo-size model this many steps (make demo: "
