@@ -14,24 +14,42 @@ def metrics(ws, run_id):
     return [json.loads(line) for line in (ws.run(run_id) / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_ddp_two_workers_checkpoint_metrics_mlflow(ray_cluster, workspace, tiny_config):
-    cfg = tiny_config("scale.num_workers=2", "scale.threads_per_worker=1", "train.max_steps=6",
-                      "train.log_interval=2", "train.eval_interval=3", "train.checkpoint_interval=3")
-    result = run(cfg, workspace, run_id="ddp")
+# One DDP run serves two tests: the DDP test reads its checkpoints, metrics and MLflow run, and the FSDP
+# test compares its own run with it step by step (a Ray Train run costs ~20 s of start-up here).
+DDP = ["scale.num_workers=2", "scale.threads_per_worker=1", "train.max_steps=6", "train.log_interval=1",
+       "train.checkpoint_interval=2", "train.eval_interval=2", "train.keep_checkpoints=1"]
+
+
+@pytest.fixture(scope="module")
+def ddp_run(ray_cluster, workspace, tiny_config):
+    result = run(tiny_config(*DDP), workspace, run_id="ddp")
     assert result.error is None
+    return result
+
+
+def kept_checkpoints(ws, run_id, rows) -> tuple[list[int], list[int]]:
+    """The checkpoint steps a run kept, and the ones it should have: the best by val_loss plus the latest."""
+    evals = {r["step"]: r["val_loss"] for r in rows if "val_loss" in r}
+    kept = sorted(checkpoint.checkpoint_step(p) for p in ws.run(run_id).glob("checkpoint_*") if p.is_dir())
+    return kept, sorted({min(evals, key=evals.get), rows[-1]["step"]})
+
+
+def test_ddp_two_workers_checkpoint_metrics_mlflow(ddp_run, workspace):
+    result = ddp_run
     for key in ("loss", "val_loss", "perplexity", "lr", "grad_norm", "tokens_per_s", "mfu", "memory_mb"):
         assert key in result.metrics, key
     assert result.metrics["step"] == 6
     assert 0 < result.metrics["mfu"] < 1 and result.metrics["memory_mb"] > 100  # vs a measured CPU matmul peak
     run_dir = workspace.run("ddp")
-    assert sorted(p.name for p in run_dir.glob("checkpoint_*") if p.is_dir()) == ["checkpoint_000003", "checkpoint_000006"]
+    rows = metrics(workspace, "ddp")
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    kept, want = kept_checkpoints(workspace, "ddp", rows)
+    assert kept == want
     state = checkpoint.load(checkpoint.latest(run_dir))
     assert state["step"] == 6 and len(state["rng_states"]) == 2  # one RNG state per worker
     assert state["config"]["scale"]["num_workers"] == 2
-    rows = metrics(workspace, "ddp")
-    assert [r["step"] for r in rows] == [2, 3, 4, 6]
     samples = [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines()]
-    assert [s["step"] for s in samples] == [3, 6] and samples[0]["samples"][0]["prompt"]
+    assert [s["step"] for s in samples] == [2, 4, 6] and samples[0]["samples"][0]["prompt"]
     # MLflow got the same run.
     from mlflow.tracking import MlflowClient
 
@@ -39,7 +57,7 @@ def test_ddp_two_workers_checkpoint_metrics_mlflow(ray_cluster, workspace, tiny_
     mlrun = client.get_run((run_dir / "mlflow_run_id").read_text().strip())
     assert mlrun.data.params["model.n_layer"] == "2"
     history = client.get_metric_history(mlrun.info.run_id, "loss")
-    assert [m.step for m in history] == [2, 3, 4, 6]
+    assert [m.step for m in history] == [1, 2, 3, 4, 5, 6]
 
 
 def test_resume_is_bit_exact_and_from_run_reproduces_the_losses(ray_cluster, workspace, tiny_config):
@@ -73,25 +91,19 @@ def test_resume_is_bit_exact_and_from_run_reproduces_the_losses(ray_cluster, wor
     assert [r["loss"] for r in a] == [r["loss"] for r in metrics(workspace, again[0])]
 
 
-def test_fsdp_on_two_workers_matches_ddp_and_keeps_the_best_checkpoints(ray_cluster, workspace, tiny_config):
+def test_fsdp_on_two_workers_matches_ddp_and_keeps_the_best_checkpoints(ddp_run, workspace, tiny_config):
     """scale.strategy=fsdp through the real recipe (FSDP2 over gloo: it runs on CPU too) gives
     DDP's losses, writes the same full checkpoints, and Ray keeps the 1 best by val_loss plus
     the latest."""
-    common = ["scale.num_workers=2", "scale.threads_per_worker=1", "train.max_steps=6", "train.log_interval=1",
-              "train.checkpoint_interval=2", "train.eval_interval=2", "train.keep_checkpoints=1",
-              "tracking.mlflow=false"]
-    assert run(tiny_config(*common), workspace, run_id="as-ddp").error is None
-    assert run(tiny_config(*common, "scale.strategy=fsdp"), workspace, run_id="as-fsdp").error is None
-    a, b = metrics(workspace, "as-ddp"), metrics(workspace, "as-fsdp")
+    assert run(tiny_config(*DDP, "scale.strategy=fsdp", "tracking.mlflow=false"), workspace,
+               run_id="as-fsdp").error is None
+    a, b = metrics(workspace, "ddp"), metrics(workspace, "as-fsdp")
     assert [r["step"] for r in a] == [r["step"] for r in b] == [1, 2, 3, 4, 5, 6]
     for ra, rb in zip(a, b):
         assert abs(ra["loss"] - rb["loss"]) <= 1e-4, (ra["step"], ra["loss"], rb["loss"])
-    for run_id, rows in (("as-ddp", a), ("as-fsdp", b)):
-        evals = {r["step"]: r["val_loss"] for r in rows if "val_loss" in r}
-        best = min(evals, key=evals.get)
-        kept = sorted(checkpoint.checkpoint_step(p) for p in workspace.run(run_id).glob("checkpoint_*") if p.is_dir())
-        assert kept == sorted({best, 6}), (run_id, evals, kept)
-    sa = checkpoint.load(checkpoint.latest(workspace.run("as-ddp")))["model"]
+    kept, want = kept_checkpoints(workspace, "as-fsdp", b)
+    assert kept == want
+    sa = checkpoint.load(checkpoint.latest(workspace.run("ddp")))["model"]
     sb = checkpoint.load(checkpoint.latest(workspace.run("as-fsdp")))["model"]
     assert set(sa) == set(sb)
     worst = max((sa[k] - sb[k]).abs().max().item() for k in sa)
