@@ -35,6 +35,14 @@ def test_variants_are_sft_configs_of_base_fixed_and_their_keys():
     assert (configs["r4"].lora.r, configs["r4"].train.lr, configs["r4"].train.max_steps) == (4, 1e-2, 20)
 
 
+def test_a_variant_may_replay_but_not_change_the_instructions():
+    _, configs, _ = load(variants={"full": {"method": "full"}, "replay": {"data.replay": 0.25}})
+    assert (configs["full"].data.replay, configs["replay"].data.replay) == (0.0, 0.25)
+    assert configs["full"].data.model_dump(exclude={"replay"}) == configs["replay"].data.model_dump(exclude={"replay"})
+    with pytest.raises(UserError, match="x: base, data and run_name are shared by all variants"):
+        load(variants={"x": {"data.n_train": 10}})
+
+
 @pytest.mark.parametrize("data, needle", [
     ({"variants": {}}, "variants: give at least one variant"),
     ({"variants": {"a b": {"method": "full"}}}, "variants: 'a b': variant names are letters"),

@@ -34,6 +34,8 @@ from training.posttrain.config import SFTConfig
 from training.pretrain.sweep import find_config, nest_keys
 from training.workspace import Workspace, read_jsonl
 
+VARIANT_DATA_KEYS = {"data.replay", "data.replay_tokens"}  # data keys a variant may set (replay.py)
+
 
 class ExperimentConfig(_Strict):
     name: str | None = Field(None, description="experiment id prefix; default: the file's name")
@@ -53,8 +55,10 @@ class ExperimentConfig(_Strict):
         for name, keys in variants.items():
             if not name.replace("-", "").replace("_", "").isalnum():
                 raise ValueError(f"{name!r}: variant names are letters, digits, - and _ (they name runs)")
-            if any(k.split(".")[0] in ("base", "data", "run_name") for k in keys or {}):
-                raise ValueError(f"{name}: base, data and run_name are shared by all variants (set them in fixed)")
+            # Every variant fine-tunes one base on one instruction snapshot; replay changes the batches, not the data.
+            if any(k.split(".")[0] in ("base", "data", "run_name") and k not in VARIANT_DATA_KEYS for k in keys or {}):
+                raise ValueError(f"{name}: base, data and run_name are shared by all variants (set them in fixed); "
+                                 f"of data, only {' and '.join(sorted(VARIANT_DATA_KEYS))} may differ")
         return variants
 
 
