@@ -111,24 +111,24 @@ def fake_workspace(tmp_path) -> Workspace:
     return ws
 
 
-def test_pretrain_texts_follow_export_run_and_snapshot(tmp_path):
+def test_pretrain_val_texts_follow_export_run_and_snapshot(tmp_path):
     ws = fake_workspace(tmp_path)
     expected = [f"pretraining document {i}." for i in range(5)]
-    assert forgetting.pretrain_texts(ws, ws.model("base")) == expected
-    assert forgetting.pretrain_texts(ws, ws.model("base-sft")) == expected
-    assert forgetting.pretrain_texts(ws, ws.model("base"), max_chars=30) == expected[:2]
+    assert forgetting.pretrain_val_texts(ws, ws.model("base")) == expected
+    assert forgetting.pretrain_val_texts(ws, ws.model("base-sft")) == expected
+    assert forgetting.pretrain_val_texts(ws, ws.model("base"), max_chars=30) == expected[:2]
 
 
-def test_pretrain_texts_follow_base_path_and_stop_at_strangers(tmp_path):
+def test_pretrain_val_texts_follow_base_path_and_stop_at_strangers(tmp_path):
     ws = fake_workspace(tmp_path)
     lineage = {"kind": "sft", "base_model": "org/hub-model", "base_path": str(ws.model("base"))}
     write_json(ws.model("other-sft") / "playground.json", {"run_id": "other-sft", "lineage": lineage})
-    assert forgetting.pretrain_texts(ws, ws.model("other-sft"))[0] == "pretraining document 0."
+    assert forgetting.pretrain_val_texts(ws, ws.model("other-sft"))[0] == "pretraining document 0."
     write_json(ws.model("hub-sft") / "playground.json", {"run_id": "x", "lineage": {"base_model": "gpt2"}})
     write_json(ws.model("loop") / "playground.json", {"lineage": {"base_model": "loop"}})
     (tmp_path / "plain").mkdir()
     for folder in (tmp_path / "plain", tmp_path / "missing", ws.model("hub-sft"), ws.model("loop")):
-        assert forgetting.pretrain_texts(ws, folder) is None
+        assert forgetting.pretrain_val_texts(ws, folder) is None
 
 
 def test_measure_loads_an_export(tmp_path, tokenizer):

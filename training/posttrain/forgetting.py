@@ -119,15 +119,15 @@ def pretrain_snapshot(ws, model_dir: Path, hops: int = 8) -> Path | None:
     return ws.dataset(dataset)
 
 
-def pretrain_texts(ws, model_path, *, split: str = "val", max_chars: int = 200_000) -> list[str] | None:
-    """Documents of one split of the corpus the base model was pretrained on, up to about
-    `max_chars` characters; None when the model is not one of this workspace's exports (or the
-    chain export -> run -> snapshot is broken)."""
+def pretrain_val_texts(ws, model_path, *, max_chars: int = 200_000) -> list[str] | None:
+    """The validation documents the base model was pretrained on, up to about `max_chars`
+    characters; None when the model is not one of this workspace's exports (or the chain
+    export -> run -> snapshot is broken)."""
     snapshot = pretrain_snapshot(ws, Path(model_path))
-    if snapshot is None or not (snapshot / f"{split}.jsonl").is_file():
+    if snapshot is None:
         return None
     texts, chars = [], 0
-    for text in iter_split(snapshot, split):
+    for text in iter_split(snapshot, "val"):
         if chars >= max_chars:
             break
         texts.append(text)
@@ -141,6 +141,6 @@ def measure(model_path, ws, *, texts: list[str] | None = None) -> dict:
 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     model = AutoModelForCausalLM.from_pretrained(model_path)
-    texts = pretrain_texts(ws, model_path) if texts is None else texts
+    texts = pretrain_val_texts(ws, model_path) if texts is None else texts
     return {"world_facts": world_facts(model, tokenizer),
             "pretrain_val": perplexity(model, tokenizer, texts) if texts else None}
