@@ -452,6 +452,6 @@ def reply_rows(results: dict, split: str) -> list[dict]:
 def lineage_rows(lineage: dict | None) -> list[dict]:
     """What a tuned model came from (run.json's or playground.json's `lineage`), as table rows."""
     names = {"base_model": "base model", "method": "method", "data_snapshot": "data snapshot",
-             "parent_run": "parent run", "run_id": "fine-tuning run"}
+             "replay_snapshot": "replayed pretraining data", "parent_run": "parent run", "run_id": "fine-tuning run"}
     return [{"of the tuned model": label, "value": show_value(lineage[k]) if not isinstance(lineage[k], str) else lineage[k]}
             for k, label in names.items() if lineage and lineage.get(k) is not None]

@@ -39,7 +39,7 @@ def build_workspace(w: Workspace) -> Workspace:
     # An SFT model made from `base`, with the lineage training/posttrain/sft_setup.py writes.
     shutil.copytree(w.model("base"), w.model("chat"))
     lineage = {"kind": "sft", "method": "full", "base_model": "base", "data_snapshot": "instructions-abcd",
-               "run_id": FT, "parent_run": RUN}
+               "replay_snapshot": "synthetic-1234", "run_id": FT, "parent_run": RUN}  # SFT with data.replay
     (w.model("chat") / "playground.json").write_text(json.dumps({"run_id": FT, "step": 3, "lineage": lineage}))
     ft = w.run(FT) / "checkpoints" / "checkpoint-3"
     shutil.copytree(w.model("chat"), ft)
@@ -88,6 +88,7 @@ def test_the_lineage_runs_from_the_data_to_deployments_and_evaluations(ws):
     assert {("dataset:synthetic-1234", "tokenizer:tok", "trained on"), ("tokenizer:tok", f"run:{RUN}", "tokenizer"),
             ("dataset:synthetic-1234", f"run:{RUN}", "data"), (f"run:{RUN}", "model:base", "step 4"),
             ("model:base", f"run:{FT}", "base"), ("dataset:instructions-abcd", f"run:{FT}", "data"),
+            ("dataset:synthetic-1234", f"run:{FT}", "replay"),
             (f"run:{FT}", "model:chat", "saved"), ("model:chat", "deployment:chat", "deployed"),
             ("model:chat", "eval:e1/world_facts", "evaluated")} <= edges
     assert [n["id"] for n in g["nodes"] if n.get("current")] == ["model:chat"]

@@ -272,6 +272,12 @@ def test_replay_tokenizes_instructions_as_trl_does_and_trains_every_token_of_pre
 
     from training.posttrain import sft
 
+    # The replayed corpus is part of the tuned model's lineage (run.json, playground.json), beside its instructions.
+    paths = sft.plan(config("base.model=pre", "data.replay=0.25"), own, run_id="replayed", resume=False)
+    assert paths["replay_snapshot"] == "corpus" and not own.run("replayed").exists()
+    assert sft_setup.lineage(config(), paths)["replay_snapshot"] == "corpus"
+    assert "replay_snapshot" not in sft_setup.lineage(config(), paths | {"replay_snapshot": None})
+
     with pytest.raises(UserError, match="data.replay") as e:  # a base from elsewhere has no corpus to replay
         sft.plan(config("data.replay=0.25"), ws, run_id="never", resume=False)
     assert "\n" not in str(e.value) and not ws.run("never").exists()

@@ -196,6 +196,7 @@ def plan(cfg: SFTConfig, ws: Workspace, *, run_id: str, resume: bool) -> dict:
     return {**paths, "snapshot": snapshot, "max_length": max_len, "train_rows": len(train), "dropped_rows": dropped,
             "stop_token": sft_setup.chat.stop_token(tokenizer), "eval_prompts": prompts, "base_info": base_info,
             "parent_run": (base_info and cfg.base.model) or None, "score_base": bool(heldout),
+            "replay_snapshot": replayed.name if replayed else None,
             "dataset_id": snapshot, "mlflow_uri": cfg.tracking.tracking_uri or ws.mlflow_uri(),
             "mlflow_artifacts": None if cfg.tracking.tracking_uri else str(ws.mlflow_artifacts()),
             "manifests": [(str(ws.dataset(snapshot) / "manifest.json"), "data"),

@@ -179,9 +179,12 @@ def progress(m: dict, last: int, keys=PROGRESS_KEYS) -> str:
 
 
 def lineage(cfg: SFTConfig, paths: dict) -> dict:
-    """What a tuned model came from: written into its playground.json and the run's run.json."""
+    """What a tuned model came from: written into its playground.json and the run's run.json.
+    With data.replay, `replay_snapshot` names the pretraining corpus replayed beside the instructions."""
+    replayed = {"replay_snapshot": paths["replay_snapshot"]} if paths.get("replay_snapshot") else {}
     return {"kind": "sft", "method": cfg.method, "base_model": cfg.base.model, "base_path": paths["base_path"],
-            "data_snapshot": paths["snapshot"], "parent_run": paths.get("parent_run"), "run_id": paths["run_id"]}
+            "data_snapshot": paths["snapshot"], **replayed, "parent_run": paths.get("parent_run"),
+            "run_id": paths["run_id"]}
 
 
 def save_model(trainer, method: str, paths: dict, tokenizer, ws, lineage: dict) -> Path:

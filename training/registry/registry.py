@@ -211,6 +211,8 @@ def _add_model(ws: Workspace, g: _Graph, model_id: str) -> tuple[str, dict]:
         snapshot = lineage.get("data_snapshot") or lineage.get("preference_snapshot")
         if snapshot:
             g.edge(g.node("dataset", snapshot), run, "data")
+        if lineage.get("replay_snapshot"):  # SFT with data.replay: the base's pretraining corpus, replayed
+            g.edge(g.node("dataset", lineage["replay_snapshot"]), run, "replay")
         if lineage.get("reward_model"):
             g.edge(g.node("model", lineage["reward_model"], f"{lineage['reward_model']}\n(reward)",
                           model_kind="reward", exists=is_model(ws.model(lineage["reward_model"]))), run, "reward")
