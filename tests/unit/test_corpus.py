@@ -33,7 +33,7 @@ def test_does_not_touch_global_random_state():
 
 def test_all_kinds_appear_and_no_blank_lines():
     docs = list(generate_documents(200_000, seed=0))
-    assert set(KINDS) == {"story", "dialogue", "facts", "arithmetic", "list"}
+    assert set(KINDS) == {"story", "dialogue", "facts", "arithmetic", "list", "quiz"}
     text = "\n".join(docs)
     assert "Once upon a time" in text or "There once was" in text  # stories
     assert re.search(r"^\w+: (Hello|Hi|Good morning), \w+!", text, re.MULTILINE)  # dialogues
@@ -83,3 +83,57 @@ def test_fast_enough():
     total = sum(map(len, generate_documents(1_000_000, seed=0)))
     assert total >= 1_000_000
     assert time.perf_counter() - t < 3.0
+
+
+def _quizzes(seed: int = 6) -> list[str]:
+    return [d for d in generate_documents(400_000, seed=seed)
+            if d.startswith(("A quiz about", "Read the story.", "One and many.", "Today and yesterday."))]
+
+
+def test_quiz_answers_are_true():
+    """Every answer of a quiz agrees with the world table, the story it follows or the word rules."""
+    from training.data.corpus import _VERBS, _WORLD, _plural
+
+    world = {row[0]: {v.lower() for v in row} for row in _WORLD}
+    pasts = {present: past for _, present, past, _ in _VERBS}
+    docs = _quizzes()
+    assert {d.split()[0] for d in docs} == {"A", "Read", "One", "Today"}  # all four shapes appear
+    checked = 0
+    for doc in docs:
+        if doc.startswith("A quiz about"):
+            country = re.match(r"A quiz about ([\w ]+)\.", doc).group(1)
+            for q, a in re.findall(r"Q: (.+?) A: (.+?)\.$", doc, re.MULTILINE):
+                assert a.lower() in world[country], (q, a, doc)
+                checked += 1
+        elif doc.startswith("Read the story."):
+            story, qa = doc.split("\nAnswer the questions.\n")
+            for q, a in re.findall(r"Q: (.+?) A: (.+?)\.$", qa, re.MULTILINE):
+                assert re.search(rf"\b{re.escape(a)}\b", story, re.IGNORECASE), (q, a, doc)
+                checked += 1
+        elif doc.startswith("One and many."):
+            for one, many in re.findall(r"One (\w+), two (\w+)\.", doc):
+                assert many == _plural(one)
+                checked += 1
+        else:
+            for today, yesterday in re.findall(r"Today (.+?)\. Yesterday (.+?)\.", doc):
+                name, present, rest = today.split(" ", 2)
+                assert yesterday == f"{name} {pasts[present]} {rest}"
+                checked += 1
+    assert checked > 300
+
+
+def test_quiz_wordings_are_not_the_instruction_data_wordings():
+    """The held-out wordings of the fine-tuning data must stay unseen in pretraining: no quiz
+    question is any wording of instruction_templates.py, training or held-out."""
+    from training.data.corpus import _QUIZ_STORY, _QUIZ_WORLD
+    from training.posttrain.instruction_templates import TEMPLATES
+
+    def norm(text: str) -> str:
+        return " ".join(re.sub(r"[^\w{} ]", " ", text.lower()).split())
+
+    sft = {norm(p.split("|")[-1]) for groups in TEMPLATES.values() for ps in groups.values() for p in ps}
+    sft |= {norm(p.split("|")[0]) for groups in TEMPLATES.values() for ps in groups.values() for p in ps}
+    quiz = [q for qs, _ in _QUIZ_WORLD.values() for q in qs]
+    quiz += [q for facts in _QUIZ_STORY.values() for qs in facts.values() for q in qs]
+    assert len(quiz) > 40
+    assert not {norm(q) for q in quiz} & sft

@@ -12,6 +12,12 @@ The generator is deliberately structured:
 * a fixed, made-up world table ("The capital of Varnia is Tolbek.") that never
   changes between seeds, so facts can be memorised,
 * arithmetic with correct answers ("Q: What is 7 plus 5? A: 12."),
+* quizzes, as a school book has them after its lessons: questions about the world table
+  asked both ways ("Q: What country is Tolbek in? A: Varnia."), questions about a short
+  story, and word lessons ("One box, two boxes.", "Today Mia walks ... Yesterday Mia
+  walked ..."). Real pretraining text is full of questions and their answers; a model
+  that never read one learns in fine-tuning only the few wordings fine-tuning shows it
+  (docs/concepts/finetuning.md measures the difference),
 
 while many template variants keep it from being trivially repetitive. Documents
 never contain blank lines, so they can also be written to a .txt file with blank
@@ -23,12 +29,12 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterator
 
-KINDS: tuple[str, ...] = ("story", "dialogue", "facts", "arithmetic", "list")
+KINDS: tuple[str, ...] = ("story", "dialogue", "facts", "arithmetic", "list", "quiz")
 # Bump when the templates change: prepared datasets record it, so a changed
 # generator is not mistaken for the same synthetic data.
-VERSION = 1
+VERSION = 2
 # Stories dominate, as in TinyStories-like corpora; the rest add variety.
-_KIND_WEIGHTS = (40, 20, 15, 15, 10)
+_KIND_WEIGHTS = (35, 15, 15, 10, 10, 15)
 
 # (name, subject pronoun, object pronoun, possessive)
 _PEOPLE = [(n, "she", "her", "her") for n in ("Mia", "Lily", "Anna", "Sara", "Emma", "Lucy", "Zoe", "Nora")] + [
@@ -71,6 +77,20 @@ _WORLD = [
 ]
 
 
+# (verb, present, past, what follows): a small fixed table, irregular verbs included.
+_VERBS = [
+    ("walk", "walks", "walked", "to the {place}"), ("go", "goes", "went", "to the {place}"),
+    ("play", "plays", "played", "with {his} {obj}"), ("find", "finds", "found", "{his} {obj}"),
+    ("eat", "eats", "ate", "{a_food}"), ("see", "sees", "saw", "{a_animal} at the {place}"),
+    ("run", "runs", "ran", "to the {place}"), ("swim", "swims", "swam", "in the lake"),
+    ("sing", "sings", "sang", "a song to {friend}"), ("lose", "loses", "lost", "{his} {obj}"),
+    ("help", "helps", "helped", "{friend}"), ("hug", "hugs", "hugged", "{his} {animal}"),
+    ("give", "gives", "gave", "the {obj} to {friend}"), ("make", "makes", "made", "{food} soup"),
+    ("draw", "draws", "drew", "{a_animal}"), ("build", "builds", "built", "a fort with {friend}"),
+    ("look", "looks", "looked", "at the {obj}"),
+]
+
+
 def _a(word: str) -> str:
     """Return 'a word' or 'an word' so sentences stay grammatical."""
     return ("an " if word[0] in "aeiou" else "a ") + word
@@ -81,8 +101,10 @@ def _cap(s: str) -> str:
 
 
 def _plural(word: str) -> str:
-    """Tiny pluralizer covering this vocabulary (tomato -> tomatoes, apple -> apples)."""
-    return word + ("es" if word.endswith("o") else "s")
+    """The rules this world's nouns need: cat -> cats, box -> boxes, tomato -> tomatoes, mouse -> mice."""
+    if word == "mouse":
+        return "mice"
+    return word + ("es" if word.endswith(("s", "x", "ch", "sh", "o")) else "s")
 
 
 def _person(rng: random.Random, avoid: str = "") -> dict[str, str]:
@@ -232,9 +254,100 @@ def _list(rng: random.Random) -> str:
     return (f"{p['name']} is going to the {rng.choice(_PLACES)}. {p['He']} packs:\n{body}\n"
             f"{p['He']} packs {len(items)} things.")
 
+# Quizzes: the questions a school book asks after its lessons, with their answers. Real
+# pretraining text is full of questions; without them the model meets its first question in
+# fine-tuning and learns only the few wordings fine-tuning uses. These wordings are the
+# corpus's own: none is a wording of the instruction data (training/posttrain/
+# instruction_templates.py), which tests/unit/test_corpus.py checks, so a held-out wording of
+# the fine-tuning data stays unseen in pretraining too.
+_QUIZ_WORLD = {  # fact -> (questions asking for it, the answer's column); "{x}" are _WORLD's columns
+    "capital": (["What city is the capital of {country}?", "What is the capital city of {country}?",
+                 "What is {country}'s capital?", "The capital of {country} is which city?"], "capital"),
+    "capital_rev": (["{capital} is the capital of what country?", "What country is {capital} in?",
+                     "Which country has the capital {capital}?"], "country"),
+    "language": (["What language is spoken in {country}?", "What do they speak in {country}?",
+                  "Which language do people in {country} speak?"], "language"),
+    "language_rev": (["In what country do people speak {language}?", "{language} is the language of which country?",
+                      "Who speaks {language}?"], "country"),
+    "animal": (["What is {country}'s national animal?", "Which animal is the symbol of {country}?",
+                "{country} has which national animal?"], "animal"),
+    "animal_rev": (["The {animal} is the national animal of what country?", "Whose national animal is the {animal}?"],
+                   "country"),
+    "famous": (["What is {country} best known for?", "{country} is famous for what?", "What makes {country} famous?"],
+               "famous"),
+    "famous_rev": (["Which country is famous for {famous}?", "What country has famous {famous}?"], "country"),
+    "river": (["What river is in {country}?", "Which river is in {country}?", "What is the river of {country} called?"],
+              "river"),
+    "river_rev": (["In what country is the river {river}?", "What country does the river {river} flow through?"],
+                  "country"),
+}
+_QUIZ_STORY = {  # plot -> fact -> questions about the story
+    "lost": {"helper": ["Who helped {hero}?", "Who came by to help?", "Who helped look for the {thing}?"],
+             "thing": ["What was lost?", "What did {hero} lose that day?", "What did {he} look for?"],
+             "place": ["Where was the {thing} lost?", "Where did {hero} lose it?"],
+             "hide": ["Where was the {thing} found?", "Where did they find it?"],
+             "colour": ["What colour was it?", "Which colour was the {thing}?"],
+             "bad": ["How did {hero} feel at first?", "How did {hero} feel when {he} lost it?"]},
+    "share": {"helper": ["Who got half?", "Who did {hero} give half of the {thing} to?", "Who had no food?"],
+              "thing": ["What food did {hero} have?", "What did {hero} cut in two?"],
+              "place": ["Where did {hero} see {helper}?", "Where were they?"],
+              "bad": ["How did {helper} look?", "How did {helper} feel before?"]},
+}
+_QUIZ_COLUMNS = ("country", "capital", "language", "animal", "famous", "river")
+
+
+def _quiz_story(rng: random.Random, plot: str) -> tuple[str, dict[str, str]]:
+    p = _person(rng)
+    f = {"hero": p["name"], "helper": _person(rng, avoid=p["name"])["name"], "he": p["he"], "his": p["his"],
+         "He": p["He"], "him": p["him"], "place": rng.choice(_PLACES), "colour": rng.choice(_COLOURS),
+         "hide": rng.choice(_HIDES), "bad": rng.choice(_BAD), "good": rng.choice(_GOOD),
+         "thing": rng.choice(_OBJECTS if plot == "lost" else _FOODS), "kid": p["kid"], "trait": rng.choice(_TRAITS)}
+    f["a_thing"] = _a(f["thing"])
+    if plot == "lost":
+        text = ("There was a {trait} {kid} named {hero}. One day, {hero} lost {his} {colour} {thing} at the {place}. "
+                "{He} felt {bad}. Then {helper} came by and helped {him} look. They found the {thing} {hide}. "
+                "{hero} was {good} again.")
+    else:
+        text = ("There was a {trait} {kid} named {hero}. One morning, {hero} took {a_thing} to the {place}. There {he} "
+                "saw {helper}, who had no food. {helper} looked {bad}. {hero} cut the {thing} in two and gave half to "
+                "{helper}.")
+    return text.format(**f), f
+
+
+def _quiz(rng: random.Random) -> str:
+    kind = rng.choices(("world", "story", "words"), weights=(4, 4, 2))[0]
+    if kind == "world":
+        row = dict(zip(_QUIZ_COLUMNS, rng.choice(_WORLD), strict=True))
+        lines = [f"A quiz about {row['country']}."]
+        for fact in rng.sample(list(_QUIZ_WORLD), rng.randint(3, 5)):
+            questions, column = _QUIZ_WORLD[fact]
+            lines.append(f"Q: {rng.choice(questions).format(**row)} A: {_cap(row[column])}.")
+        return "\n".join(lines)
+    if kind == "story":
+        plot = rng.choice(("lost", "share"))
+        story, f = _quiz_story(rng, plot)
+        lines = [f"Read the story. {story}", "Answer the questions."]
+        for fact in rng.sample(list(_QUIZ_STORY[plot]), rng.randint(2, 4)):
+            lines.append(f"Q: {rng.choice(_QUIZ_STORY[plot][fact]).format(**f)} A: {_cap(f[fact])}.")
+        return "\n".join(lines)
+    if rng.random() < 0.5:  # words: one and many, today and yesterday
+        nouns = rng.sample(_ANIMALS + _OBJECTS + _FOODS + _PLACES, rng.randint(4, 6))
+        # Terse on purpose; the full pipeline's Gopher filter (configs/data/starter.yaml) drops them.
+        return "One and many. " + " ".join(f"One {w}, two {_plural(w)}." for w in nouns)
+    lines = ["Today and yesterday."]
+    for _, present, past, rest in rng.sample(_VERBS, rng.randint(3, 5)):
+        p = _person(rng)
+        food, animal = rng.choice(_FOODS), rng.choice(_ANIMALS)
+        tail = rest.format(place=rng.choice(_PLACES), his=p["his"], obj=rng.choice(_OBJECTS), food=food,
+                           a_food=_a(food), animal=animal, a_animal=_a(animal),
+                           friend=_person(rng, avoid=p["name"])["name"])
+        lines.append(f"Today {p['name']} {present} {tail}. Yesterday {p['name']} {past} {tail}.")
+    return "\n".join(lines)
+
 
 _MAKERS: dict[str, Callable[[random.Random], str]] = {
     "story": _story, "dialogue": _dialogue, "facts": _facts, "arithmetic": _arithmetic, "list": _list,
+    "quiz": _quiz,
 }
 
 

@@ -67,18 +67,7 @@ _UNKNOWN_COUNTRIES = ["France", "Japan", "Brazil", "Egypt", "Canada", "Peru", "S
 _UNKNOWN_ANIMALS = ["zebra", "penguin", "camel", "whale", "lion", "goat", "shark", "snake"]
 _NOUNS = corpus._ANIMALS + corpus._OBJECTS + corpus._FOODS + corpus._PLACES
 _NAMES = [p[0] for p in corpus._PEOPLE]
-# (verb, present, past, what follows): a small fixed table, irregular verbs included.
-_VERBS = [
-    ("walk", "walks", "walked", "to the {place}"), ("go", "goes", "went", "to the {place}"),
-    ("play", "plays", "played", "with {his} {obj}"), ("find", "finds", "found", "{his} {obj}"),
-    ("eat", "eats", "ate", "{a_food}"), ("see", "sees", "saw", "{a_animal} at the {place}"),
-    ("run", "runs", "ran", "to the {place}"), ("swim", "swims", "swam", "in the lake"),
-    ("sing", "sings", "sang", "a song to {friend}"), ("lose", "loses", "lost", "{his} {obj}"),
-    ("help", "helps", "helped", "{friend}"), ("hug", "hugs", "hugged", "{his} {animal}"),
-    ("give", "gives", "gave", "the {obj} to {friend}"), ("make", "makes", "made", "{food} soup"),
-    ("draw", "draws", "drew", "{a_animal}"), ("build", "builds", "built", "a fort with {friend}"),
-    ("look", "looks", "looked", "at the {obj}"),
-]
+_VERBS = corpus._VERBS  # (verb, present, past, what follows)
 _FEELING_SENTENCES = ["{name} felt {word} at the {place}.", "After the game, {name} was {word}.",
                       "{name} looked at the {obj} and felt {word}.", "{name} was very {word} today."]
 # The corpus's own fact sentences (its `_facts`), so answers read the way pretraining wrote them.
@@ -189,11 +178,7 @@ def write_story(rng: random.Random, plot: str, held: bool = False) -> tuple[str,
     return f"{begin} {middle} {end}".format(**f), f
 
 
-def _plural(word: str) -> str:
-    # The rules this world's nouns need: cat -> cats, box -> boxes, tomato -> tomatoes, mouse -> mice.
-    if word == "mouse":
-        return "mice"
-    return word + ("es" if word.endswith(("s", "x", "ch", "sh", "o")) else "s")
+_plural = corpus._plural
 
 
 # ---------------------------------------------------------------- makers
