@@ -27,9 +27,13 @@ def test_sweep_of_four_trials_on_nano(sweep_result):
     assert record["status"] == "FINISHED" and record["best_trial"] == line["best_trial"]
     assert line["best_metric"] == pytest.approx(record["trials"][line["best_trial"]]["best_metric"])
     by_lr = {t["params"]["train.lr"]: t for t in record["trials"].values()}
-    # ASHA cuts the hopeless ones short at its first rung; of the good two, at least one runs to
-    # the end (the other may stop at a later rung, if it trails the first there).
-    assert [(by_lr[lr]["status"], by_lr[lr]["step"]) for lr in (1e-6, 1e-7)] == [("EARLY_STOPPED", 5)] * 2
+    # ASHA cuts the hopeless ones short, at its first rung (step 5) or its second (10): which one
+    # depends on the good rates' loss at step 5, still in the warmup's spike (on the corpus with
+    # quizzes, lr 3e-3 read 7.29 there against 6.25 for lr 1e-6, which raised the first rung's cutoff
+    # above it). Of the good two, at least one runs to the end (the other may stop at a later rung,
+    # if it trails the first there).
+    assert [by_lr[lr]["status"] for lr in (1e-6, 1e-7)] == ["EARLY_STOPPED"] * 2
+    assert all(by_lr[lr]["step"] in (5, 10) for lr in (1e-6, 1e-7))
     assert ("TERMINATED", 20) in [(by_lr[lr]["status"], by_lr[lr]["step"]) for lr in (3e-3, 1e-2)]
     for t in record["trials"].values():  # each trial is an ordinary run: metrics, checkpoints, run.json
         run_dir = workspace.run(t["run_id"])
